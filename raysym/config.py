@@ -1,0 +1,241 @@
+"""Typed configuration: one frozen dataclass per pipeline stage, loaded from YAML or from a dict.
+
+Loading is strict on purpose: an unknown key is an error that suggests the closest valid key, and a
+value of the wrong type is an error that names the field, the expected type and the value received.
+Each config's ``validate()`` then checks the values themselves (ranges, names, sizes) and raises
+:class:`~raysym.errors.UserError` with a message that says how to fix the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from raysym import physics
+from raysym.errors import UserError
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------------
+# Generic loading
+# --------------------------------------------------------------------------------------------------
+
+def closest(name: str, choices: typing.Iterable[str]) -> str | None:
+    """The valid name closest to ``name`` (for "did you mean" hints), or None."""
+    matches = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def did_you_mean(name: str, choices: typing.Iterable[str]) -> str:
+    choices = list(choices)
+    guess = closest(name, choices)
+    hint = f" Did you mean '{guess}'?" if guess else ""
+    return f"{hint} Valid choices: {', '.join(sorted(choices))}."
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and return it (ints are accepted for floats)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except UserError as exc:
+                errors.append(str(exc))
+        raise UserError(f"{where} has the wrong type: expected {_type_name(tp)}, got {value!r}.")
+    if origin is list:
+        if not isinstance(value, list):
+            raise UserError(f"{where} has the wrong type: expected a list, got {value!r}.")
+        (item_tp,) = args or (Any,)
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"{where} has the wrong type: expected a mapping, got {value!r}.")
+        return from_dict(tp, value, where=where)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise UserError(f"{where} has the wrong type: expected {_type_name(tp)}, got {value!r}.")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``: unknown keys and wrong types raise UserError."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where} must be a mapping of keys to values, got {data!r}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise UserError(
+                f"{where} has an unknown key '{key}'.{did_you_mean(key, fields)} "
+                "Fix the spelling or remove the key."
+            )
+        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        validate()
+    return obj
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning unreadable or malformed files into UserError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"Cannot read the config file {path}: {exc.strerror}. Check the path.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"The config file {path} is not valid YAML ({exc}). Fix the syntax.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"The config file {path} must hold a mapping of keys to values, not {type(data).__name__}.")
+    return data
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage configs
+# --------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class SimulationConfig:
+    """What to simulate: one physical system, its size, and how many trajectories.
+
+    ``steps`` integrator steps of size ``dt`` make one trajectory (states at t = 0, dt, ...,
+    (steps-1) dt); every ``stride``-th state is stored as a snapshot (a graph), so a trajectory gives
+    ceil(steps / stride) graphs. ``sims`` training trajectories and ``test_sims`` test trajectories
+    are drawn from different random streams of the same ``seed``.
+    """
+
+    system: str = "spring"
+    dim: int = 2
+    particles: int = 4
+    sims: int = 1000
+    test_sims: int | None = None  # default: sims // 4, at least 1
+    steps: int = 500
+    stride: int = 5
+    dt: float | None = None  # default: the system's own (physics.SYSTEMS)
+    substeps: int = 1  # RK4 steps per dt: more is more accurate and proportionally slower
+    seed: int = 0
+    damping: float | None = None  # damped system only; default physics.DEFAULT_DAMPING
+    sims_per_shard: int | None = None  # layout only (default: ~32 MiB of rows per file); data unchanged
+
+    def validate(self) -> None:
+        _require(
+            self.system in physics.SYSTEMS,
+            f"Unknown system '{self.system}'.{did_you_mean(self.system, physics.SYSTEMS)}",
+        )
+        _require(self.dim in (2, 3), f"dim must be 2 or 3, got {self.dim}. Use --dim 2 or --dim 3.")
+        _require(
+            self.particles >= 2,
+            f"particles must be at least 2 (a graph needs an edge), got {self.particles}. "
+            "Use --particles 2 or more.",
+        )
+        for name in ("sims", "steps", "stride", "substeps", "sims_per_shard"):
+            value = getattr(self, name)
+            _require(
+                value is None or value > 0,
+                f"{name} must be a positive integer, got {value}. Pass a value of 1 or more.",
+            )
+        _require(
+            self.test_sims is None or self.test_sims > 0,
+            f"test_sims must be a positive integer, got {self.test_sims}. Pass 1 or more, or leave it "
+            "out for the default (a quarter of sims).",
+        )
+        _require(
+            self.dt is None or (math.isfinite(self.dt) and self.dt > 0),
+            f"dt must be a positive finite number, got {self.dt}. Leave it out for the system's default.",
+        )
+        _require(self.seed >= 0, f"seed must be a non-negative integer, got {self.seed}.")
+        if self.damping is not None:
+            _require(
+                self.system == "damped",
+                f"damping applies only to the 'damped' system, not '{self.system}'. Remove --damping "
+                "or use --system damped.",
+            )
+            _require(
+                math.isfinite(self.damping) and self.damping >= 0,
+                f"damping must be a non-negative finite number, got {self.damping}.",
+            )
+
+    # Resolved values: defaults filled in from the physics registry.
+    @property
+    def resolved_dt(self) -> float:
+        return self.dt if self.dt is not None else physics.SYSTEMS[self.system].default_dt
+
+    @property
+    def resolved_test_sims(self) -> int:
+        return self.test_sims if self.test_sims is not None else max(1, self.sims // 4)
+
+    @property
+    def resolved_damping(self) -> float:
+        if self.system != "damped":
+            return 0.0
+        return self.damping if self.damping is not None else physics.DEFAULT_DAMPING
+
+    @property
+    def snapshots_per_sim(self) -> int:
+        return -(-self.steps // self.stride)
+
+    def data_params(self) -> dict[str, Any]:
+        """The parameters that determine the data, with defaults resolved.
+
+        Two configs with equal ``data_params`` produce identical datasets; ``sims_per_shard`` is
+        left out because it changes only how the rows are split into files.
+        """
+        params = {
+            "system": self.system,
+            "dim": self.dim,
+            "particles": self.particles,
+            "sims": self.sims,
+            "test_sims": self.resolved_test_sims,
+            "steps": self.steps,
+            "stride": self.stride,
+            "dt": self.resolved_dt,
+            "substeps": self.substeps,
+            "seed": self.seed,
+        }
+        if self.system == "damped":
+            params["damping"] = self.resolved_damping
+        return params
+

@@ -1,0 +1,497 @@
+"""Simulation as a Ray Data pipeline, Parquet shards with a manifest, readers, and IQR pruning.
+
+Layout of a dataset folder::
+
+    dataset.json                       manifest: parameters, schema, row counts, sha256 per shard
+    train/sims-0000000-0002096.parquet one shard per block of simulations (file names give sim ids)
+    test/sims-0000000-0000249.parquet  test simulations: other random streams of the same seed
+
+Rows are snapshots (graphs) with the columns of :data:`COLUMNS`. The files need only pyarrow:
+nested fixed-size lists hold the per-particle arrays, so ``np.array(row["pos"])`` is (n, dim).
+
+Writing: ``ray.data.range(sims)`` is cut into blocks of ``sims_per_shard`` (default: ~32 MiB of rows,
+so that Ray Data's per-task overhead stays small); each block is
+simulated and written as one shard by a Ray Data task, which returns the shard's manifest entry.
+Everything goes to a temporary sibling folder that is renamed into place when complete, so an
+interrupted run leaves nothing half-written under the output name.
+
+Pruning (the 2024 reproduction's outlier filter): a training graph is kept when every acceleration
+component lies in [Q1 - k IQR, Q3 + k IQR], with Q1 and Q3 the quartiles of all acceleration
+components of the training set (stored in the manifest). The per-graph ``acc_min`` / ``acc_max``
+columns make that a column filter: a Ray Data ``filter`` expression, or a pyarrow predicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raysym import __version__
+from raysym.config import SimulationConfig
+from raysym.errors import UserError
+from raysym.simulate import SPLITS, Snapshots, bytes_per_sim, simulate
+
+SCHEMA_VERSION = 1
+MANIFEST = "dataset.json"
+
+COLUMNS = {
+    "sim": "int64: simulation id within its split (0 .. sims-1)",
+    "step": "int64: integrator step of this state (t = step * dt)",
+    "t": "float64: time of this state",
+    "pos": "n x dim float32: positions",
+    "vel": "n x dim float32: velocities",
+    "charge": "n float32: charges (sign +-1 for charged systems, else an N(0,1) distractor)",
+    "mass": "n float32: masses",
+    "acc": "n x dim float32: analytic accelerations at this state (the training target)",
+    "acc_min": "float32: smallest acceleration component of the graph (for pruning)",
+    "acc_max": "float32: largest acceleration component of the graph (for pruning)",
+}
+
+
+def arrow_schema(n: int, dim: int) -> pa.Schema:
+    vec = pa.list_(pa.list_(pa.float32(), dim), n)
+    per_node = pa.list_(pa.float32(), n)
+    types = {
+        "sim": pa.int64(), "step": pa.int64(), "t": pa.float64(),
+        "pos": vec, "vel": vec, "charge": per_node, "mass": per_node, "acc": vec,
+        "acc_min": pa.float32(), "acc_max": pa.float32(),
+    }
+    return pa.schema([pa.field(name, types[name], nullable=False) for name in COLUMNS])
+
+
+SHARD_BYTES = 32 * 2**20
+"""Default shard size (uncompressed rows): large enough that per-task overhead is small."""
+
+
+def row_bytes(n: int, dim: int) -> int:
+    """Uncompressed bytes of one graph's row."""
+    return 8 * 3 + 4 * (3 * n * dim + 2 * n + 2)
+
+
+def sims_per_shard(cfg: SimulationConfig) -> int:
+    """Simulations per shard: the config's choice, or as many as fit in SHARD_BYTES."""
+    if cfg.sims_per_shard is not None:
+        return cfg.sims_per_shard
+    return max(1, SHARD_BYTES // (cfg.snapshots_per_sim * row_bytes(cfg.particles, cfg.dim)))
+
+
+def _nested(values: np.ndarray, schema_type: pa.DataType) -> pa.Array:
+    """A (G, n[, dim]) float32 array as a (nested) fixed-size list array of G entries (no copies)."""
+    types = [schema_type]
+    while pa.types.is_fixed_size_list(types[-1].value_type):
+        types.append(types[-1].value_type)
+    arr = pa.array(np.ascontiguousarray(values, dtype=np.float32).ravel())
+    for list_type in reversed(types):
+        arr = pa.FixedSizeListArray.from_arrays(arr, type=list_type)
+    return arr
+
+
+def to_table(s: Snapshots) -> pa.Table:
+    """Snapshots -> Arrow table with the dataset schema."""
+    _, n, dim = s.pos.shape
+    schema = arrow_schema(n, dim)
+    acc_flat = s.acc.reshape(len(s), -1)
+    cols = {
+        "sim": pa.array(s.sim, pa.int64()),
+        "step": pa.array(s.step, pa.int64()),
+        "t": pa.array(s.t, pa.float64()),
+        **{name: _nested(getattr(s, name), schema.field(name).type) for name in ("pos", "vel", "charge", "mass", "acc")},
+        "acc_min": pa.array(acc_flat.min(axis=1), pa.float32()),
+        "acc_max": pa.array(acc_flat.max(axis=1), pa.float32()),
+    }
+    return pa.table(cols, schema=schema)
+
+
+def _flat(column: pa.ChunkedArray | pa.Array, shape: tuple[int, ...]) -> np.ndarray:
+    """A (nested) fixed-size list column as a numpy array of ``shape`` (zero-copy where possible)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    while pa.types.is_fixed_size_list(arr.type):
+        arr = arr.flatten()
+    return arr.to_numpy(zero_copy_only=False).reshape(shape)
+
+
+def from_table(table: pa.Table, n: int, dim: int) -> Snapshots:
+    """Arrow table -> Snapshots, rows sorted by (sim, step)."""
+    G = table.num_rows
+    s = Snapshots(
+        sim=table["sim"].to_numpy(), step=table["step"].to_numpy(), t=table["t"].to_numpy(),
+        pos=_flat(table["pos"], (G, n, dim)), vel=_flat(table["vel"], (G, n, dim)),
+        charge=_flat(table["charge"], (G, n)), mass=_flat(table["mass"], (G, n)),
+        acc=_flat(table["acc"], (G, n, dim)),
+    )
+    order = np.lexsort((s.step, s.sim))
+    if np.any(order != np.arange(G)):
+        s = Snapshots(**{f: getattr(s, f)[order] for f in Snapshots.__dataclass_fields__})
+    return s
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class WriteResult:
+    path: Path
+    manifest: dict[str, Any]
+    reused: bool
+    seconds: float
+
+
+def _write_shard(batch: dict[str, np.ndarray], cfg: SimulationConfig, split: str, folder: str) -> dict[str, list]:
+    """Ray Data map_batches function: simulate one block of sims, write it as one shard, describe it."""
+    ids = np.sort(batch["id"])
+    table = to_table(simulate(cfg, split, ids))
+    name = f"{split}/sims-{ids[0]:07d}-{ids[-1]:07d}.parquet"
+    path = Path(folder) / name
+    # Dictionary encoding only bloats float columns: without it writing is ~5x faster and smaller.
+    pq.write_table(table, path, use_dictionary=False)
+    return {
+        "file": [name], "rows": [table.num_rows], "sha256": [sha256(path)],
+        "first_sim": [int(ids[0])], "last_sim": [int(ids[-1])],
+    }
+
+
+def _check_output(out: Path, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest of an existing dataset at ``out`` with these params, or None if ``out`` is free.
+
+    Raises UserError when ``out`` holds something else, so nothing is ever overwritten.
+    """
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise UserError(f"The output path {out} is a file, not a folder. Choose another --out.")
+    manifest_path = out / MANIFEST
+    if not manifest_path.exists():
+        if any(out.iterdir()):
+            raise UserError(
+                f"The output folder {out} is not empty and holds no raysym dataset ({MANIFEST} is "
+                "missing). raysym will not write into it, to keep its files safe. Choose another --out, "
+                "or empty the folder."
+            )
+        return None
+    manifest = read_manifest(out)
+    if manifest.get("params") != params or manifest.get("schema_version") != SCHEMA_VERSION:
+        old = manifest.get("params", {})
+        diffs = [f"{k}: {old.get(k)!r} there, {params.get(k)!r} now" for k in sorted(set(old) | set(params)) if old.get(k) != params.get(k)]
+        if manifest.get("schema_version") != SCHEMA_VERSION:
+            diffs.append(f"schema version: {manifest.get('schema_version')} there, {SCHEMA_VERSION} now")
+        raise UserError(
+            f"The output folder {out} already holds a dataset made with other parameters "
+            f"({'; '.join(diffs)}). raysym does not overwrite data: choose another --out, or delete "
+            "the folder to replace it."
+        )
+    return manifest
+
+
+def _check_resources(out: Path, cfg: SimulationConfig) -> None:
+    """Refuse sizes this machine cannot hold: one simulation's memory, or the dataset's disk space."""
+    n, dim = cfg.particles, cfg.dim
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    one_sim = bytes_per_sim(cfg)
+    if one_sim > memory / 4:
+        raise UserError(
+            f"One simulation of {n:,} particles needs about {one_sim / 2**30:.1f} GiB of working memory "
+            f"(the dense n x n pair forces), more than a quarter of this machine's {memory / 2**30:.0f} GiB. "
+            "Use fewer --particles."
+        )
+    row_bytes = 8 * 3 + 4 * (3 * n * dim + 2 * n + 2)
+    rows = (cfg.sims + cfg.resolved_test_sims) * cfg.snapshots_per_sim
+    need = rows * row_bytes
+    parent = out.parent if out.parent.exists() else Path.cwd()
+    free = shutil.disk_usage(parent).free
+    if need > 0.9 * free:
+        raise UserError(
+            f"The dataset would need about {need / 2**30:.1f} GiB ({rows:,} graphs of {n} particles) but "
+            f"only {free / 2**30:.1f} GiB is free under {parent}. Reduce --sims, --steps or --particles, "
+            "raise --stride, or write to a larger disk."
+        )
+
+
+def _acc_quartiles(files: list[Path]) -> tuple[float, float]:
+    """Q1 and Q3 of every acceleration component in these shards (exact, not sketched)."""
+    acc = pq.read_table(files, columns=["acc"])["acc"]
+    q1, q3 = np.quantile(_flat(acc, (-1,)).astype(np.float64), [0.25, 0.75])
+    return float(q1), float(q3)
+
+
+def write_dataset(
+    cfg: SimulationConfig,
+    out: str | Path,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> WriteResult:
+    """Simulate ``cfg`` on Ray Data and write its train and test shards plus the manifest to ``out``.
+
+    If ``out`` already holds the same dataset (same parameters), it is verified and reused.
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    params = cfg.data_params()
+    existing = _check_output(out, params)
+    if existing is not None:
+        verify_shards(out, existing)
+        return WriteResult(out, existing, reused=True, seconds=time.perf_counter() - start)
+    _check_resources(out, cfg)
+
+    from raysym._ray import ensure_ray  # Ray only where the work is distributed
+    import ray.data
+
+    ensure_ray(address, num_cpus)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        # One Ray Data execution for both splits, so worker start-up is paid once.
+        sizes = {"train": cfg.sims, "test": cfg.resolved_test_sims}
+        per_shard = sims_per_shard(cfg)
+        counts = {split: -(-sims // per_shard) for split, sims in sizes.items()}
+        pipelines = []
+        for split, sims in sizes.items():
+            (tmp / split).mkdir(parents=True)
+            pipelines.append(
+                ray.data.range(sims, override_num_blocks=counts[split]).map_batches(
+                    _write_shard,
+                    fn_kwargs={"cfg": cfg, "split": split, "folder": str(tmp)},
+                    batch_size=None,  # one block of the range = one shard
+                    batch_format="numpy",
+                    num_cpus=1,
+                )
+            )
+        written = {split: [] for split in sizes}
+        total = sum(counts.values())
+        for row in pipelines[0].union(*pipelines[1:]).iter_rows():
+            shard = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+            split = shard["file"].split("/")[0]
+            written[split].append(shard)
+            done = sum(len(v) for v in written.values())
+            progress(f"{done}/{total} shards written ({shard['file']})")
+        splits = {}
+        for split, sims in sizes.items():
+            listed = sorted(written[split], key=lambda s: s["first_sim"])
+            splits[split] = {"sims": sims, "rows": sum(s["rows"] for s in listed), "shards": listed}
+
+        q1, q3 = _acc_quartiles([tmp / s["file"] for s in splits["train"]["shards"]])
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "raysym_version": __version__,
+            "params": params,
+            "layout": {"sims_per_shard": per_shard},
+            "rng": "numpy SeedSequence(seed, spawn_key=(split, sim)); split 0 = train, 1 = test",
+            "columns": COLUMNS,
+            "train_acc_quartiles": {"q1": float(q1), "q3": float(q3)},
+            "splits": splits,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if out.exists():  # an empty folder (checked above): make room for the rename
+            out.rmdir()
+        os.rename(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return WriteResult(out, manifest, reused=False, seconds=time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise UserError(
+            f"{path} is not a raysym dataset: {MANIFEST} is missing. Make one with `raysym simulate --out {path}`."
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"The manifest {path / MANIFEST} cannot be read ({exc}). Re-create the dataset with `raysym simulate`."
+        ) from None
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise UserError(
+            f"The dataset at {path} has schema version {manifest.get('schema_version')}, this raysym reads "
+            f"version {SCHEMA_VERSION}. Re-create it with this raysym's `raysym simulate`."
+        )
+    return manifest
+
+
+def verify_shards(path: str | Path, manifest: dict[str, Any], splits=SPLITS) -> None:
+    """Check every listed shard's sha256; raise UserError naming the first file that differs."""
+    path = Path(path)
+    for split in splits:
+        for shard in manifest["splits"][split]["shards"]:
+            file = path / shard["file"]
+            if not file.exists():
+                raise UserError(f"The shard {file} listed in {MANIFEST} is missing. Re-create the dataset with `raysym simulate`.")
+            digest = sha256(file)
+            if digest != shard["sha256"]:
+                raise UserError(
+                    f"The shard {file} is damaged: its sha256 is {digest[:12]}..., the manifest records "
+                    f"{shard['sha256'][:12]}... (truncated or altered on disk). Delete the dataset folder "
+                    "and run `raysym simulate` again."
+                )
+
+
+@dataclass
+class PruneReport:
+    """How many graphs the IQR filter removed, and the bounds it used."""
+
+    k: float
+    lower: float
+    upper: float
+    graphs_before: int
+    graphs_after: int
+
+    @property
+    def removed(self) -> int:
+        return self.graphs_before - self.graphs_after
+
+    @property
+    def removed_fraction(self) -> float:
+        return self.removed / max(1, self.graphs_before)
+
+    def summary(self) -> str:
+        return (
+            f"pruning k={self.k:g} kept accelerations in [{self.lower:.4g}, {self.upper:.4g}]: removed "
+            f"{self.removed:,} of {self.graphs_before:,} graphs ({100 * self.removed_fraction:.2f}%)"
+        )
+
+
+def prune_bounds(manifest: dict[str, Any], k: float) -> tuple[float, float]:
+    """[Q1 - k IQR, Q3 + k IQR] from the training set's acceleration quartiles."""
+    if not (np.isfinite(k) and k >= 0):
+        raise UserError(f"The pruning whisker factor k must be a non-negative number, got {k}. Use e.g. 1.5, or none to keep every graph.")
+    q = manifest["train_acc_quartiles"]
+    iqr = q["q3"] - q["q1"]
+    return q["q1"] - k * iqr, q["q3"] + k * iqr
+
+
+def prune_report(path: str | Path, k: float) -> PruneReport:
+    """What pruning the training split with factor k would remove, reading only acc_min / acc_max."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    lo, hi = prune_bounds(manifest, k)
+    table = pq.read_table(_shard_files(path, manifest, "train"), columns=["acc_min", "acc_max"])
+    kept = np.count_nonzero((table["acc_min"].to_numpy() >= lo) & (table["acc_max"].to_numpy() <= hi))
+    return PruneReport(float(k), lo, hi, table.num_rows, int(kept))
+
+
+@dataclass
+class GraphDataset:
+    """Training and test graphs of one dataset folder (see :class:`~raysym.simulate.Snapshots`)."""
+
+    train: Snapshots
+    test: Snapshots
+    manifest: dict[str, Any]
+    prune: PruneReport | None  # for the training split; None when not pruned
+
+
+def _shard_files(path: Path, manifest: dict[str, Any], split: str) -> list[Path]:
+    return [path / s["file"] for s in manifest["splits"][split]["shards"]]
+
+
+def read_split(
+    path: str | Path, split: str, prune_k: float | None = None, *, engine: str = "arrow", verify: bool = True
+) -> tuple[Snapshots, PruneReport | None]:
+    """One split's graphs as arrays, optionally IQR-pruned with the training-set bounds.
+
+    ``engine="arrow"`` reads with plain pyarrow (no Ray); ``engine="ray"`` runs the same filter as
+    a Ray Data pipeline (:func:`ray_dataset`). Both give the same arrays.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    if split not in SPLITS:
+        raise UserError(f"Unknown split '{split}'. Use one of: {', '.join(SPLITS)}.")
+    if verify:
+        verify_shards(path, manifest, [split])
+    p = manifest["params"]
+    files = _shard_files(path, manifest, split)
+    before = manifest["splits"][split]["rows"]
+    schema = arrow_schema(p["particles"], p["dim"])
+    try:
+        if engine == "ray":
+            table = _read_with_ray(path, split, prune_k, manifest, schema)
+        elif engine == "arrow":
+            filters = None
+            if prune_k is not None:
+                lo, hi = prune_bounds(manifest, prune_k)
+                filters = [("acc_min", ">=", lo), ("acc_max", "<=", hi)]
+            table = pq.read_table(files, filters=filters, schema=schema)
+        else:
+            raise ValueError(f"unknown engine {engine!r}")
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UserError(f"The shards of {path}/{split} cannot be read ({exc}). Re-create the dataset with `raysym simulate`.") from None
+    graphs = from_table(table, p["particles"], p["dim"])
+    report = None
+    if prune_k is not None:
+        lo, hi = prune_bounds(manifest, prune_k)
+        report = PruneReport(float(prune_k), lo, hi, before, len(graphs))
+    return graphs, report
+
+
+def _read_with_ray(path: Path, split: str, prune_k, manifest, schema: pa.Schema) -> pa.Table:
+    import ray
+
+    blocks = ray.get(ray_dataset(path, split, prune_k, manifest=manifest).to_arrow_refs())
+    blocks = [b.cast(schema) for b in blocks if b.num_rows]
+    return pa.concat_tables(blocks) if blocks else schema.empty_table()
+
+
+def ray_dataset(path: str | Path, split: str, prune_k: float | None = None, *, manifest=None):
+    """The split as a Ray Data dataset, with IQR pruning as a ``filter`` expression when k is given."""
+    import ray.data
+    from ray.data.expressions import col
+
+    from raysym._ray import ensure_ray
+
+    ensure_ray()
+    path = Path(path)
+    manifest = manifest or read_manifest(path)
+    ds = ray.data.read_parquet([str(f) for f in _shard_files(path, manifest, split)])
+    if prune_k is not None:
+        lo, hi = prune_bounds(manifest, prune_k)
+        ds = ds.filter(expr=(col("acc_min") >= lo) & (col("acc_max") <= hi))
+    return ds
+
+
+def load_dataset(
+    path: str | Path, prune_k: float | None = 1.5, *, engine: str = "arrow", verify: bool = True
+) -> GraphDataset:
+    """Training graphs (pruned when ``prune_k`` is not None) and the unpruned test graphs.
+
+    The test graphs are never pruned: they come from unseen simulations and are scored as they are.
+    """
+    train, report = read_split(path, "train", prune_k, engine=engine, verify=verify)
+    test, _ = read_split(path, "test", None, engine=engine, verify=verify)
+    return GraphDataset(train=train, test=test, manifest=read_manifest(path), prune=report)
+
+
+def describe(manifest: dict[str, Any]) -> str:
+    """A few human lines about a manifest (for the CLI)."""
+    p = manifest["params"]
+    tr, te = manifest["splits"]["train"], manifest["splits"]["test"]
+    return (
+        f"{p['system']} {p['dim']}D, {p['particles']} particles, dt={p['dt']:g}, seed={p['seed']}: "
+        f"train {tr['sims']:,} sims / {tr['rows']:,} graphs in {len(tr['shards'])} shards, "
+        f"test {te['sims']:,} sims / {te['rows']:,} graphs in {len(te['shards'])} shards"
+    )
+

@@ -1,0 +1,87 @@
+"""The typed config loader: unknown keys suggest the closest valid one, wrong types are named."""
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from raysym.config import SimulationConfig, from_dict, load_yaml
+from raysym.errors import UserError
+
+
+def test_defaults_resolve_from_the_physics_registry():
+    cfg = from_dict(SimulationConfig, {"system": "r2", "sims": 10})
+    assert cfg.resolved_dt == 1e-3 and cfg.resolved_test_sims == 2 and cfg.resolved_damping == 0.0
+    assert cfg.snapshots_per_sim == 100
+    damped = from_dict(SimulationConfig, {"system": "damped"})
+    assert damped.data_params()["damping"] == 0.1 and "damping" not in cfg.data_params()
+
+
+def test_layout_is_not_part_of_the_data_identity():
+    a = SimulationConfig(sims_per_shard=10).data_params()
+    assert a == SimulationConfig(sims_per_shard=99).data_params()
+    assert a != SimulationConfig(substeps=2).data_params()
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"particle": 4}, "unknown key 'particle'. Did you mean 'particles'?"),
+        ({"stide": 4}, "Did you mean 'stride'?"),
+        ({"sims": "many"}, "config.sims has the wrong type: expected int, got 'many'"),
+        ({"sims": 2.5}, "expected int"),
+        ({"dim": True}, "expected int"),
+        ({"dt": "small"}, "config.dt has the wrong type"),
+        ({"system": "sprng"}, "Unknown system 'sprng'. Did you mean 'spring'?"),
+        ({"dim": 4}, "dim must be 2 or 3"),
+        ({"particles": 1}, "particles must be at least 2"),
+        ({"sims": 0}, "sims must be a positive integer"),
+        ({"steps": -3}, "steps must be a positive integer"),
+        ({"stride": 0}, "stride must be a positive integer"),
+        ({"test_sims": 0}, "test_sims must be a positive integer"),
+        ({"dt": float("nan")}, "dt must be a positive finite number"),
+        ({"dt": -0.1}, "dt must be a positive finite number"),
+        ({"damping": 0.5}, "damping applies only to the 'damped' system"),
+        ({"system": "damped", "damping": -1.0}, "damping must be a non-negative"),
+        ({"seed": -1}, "seed must be a non-negative"),
+    ],
+)
+def test_bad_values_are_user_errors(data, message):
+    with pytest.raises(UserError) as err:
+        from_dict(SimulationConfig, data)
+    assert message in str(err.value)
+
+
+def test_yaml_files(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("system: charge\ndim: 3\nsims: 20\n")
+    assert from_dict(SimulationConfig, load_yaml(good)).dim == 3
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(UserError, match="must hold a mapping"):
+        load_yaml(tmp_path / "list.yaml")
+    (tmp_path / "broken.yaml").write_text("system: [spring\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_yaml(tmp_path / "broken.yaml")
+    with pytest.raises(UserError, match="Cannot read the config file"):
+        load_yaml(tmp_path / "missing.yaml")
+
+
+values = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 10**7), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8), st.lists(st.integers(), max_size=2),
+)
+keys = st.one_of(st.sampled_from(list(SimulationConfig.__dataclass_fields__)), st.text(min_size=1, max_size=10))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(keys, values, max_size=6))
+def test_loader_accepts_valid_or_raises_user_error(data):
+    """Whatever the mapping, the loader returns a valid config or raises UserError, nothing else."""
+    try:
+        cfg = from_dict(SimulationConfig, data)
+    except UserError as exc:
+        assert str(exc)
+        return
+    assert cfg.dim in (2, 3) and cfg.particles >= 2 and cfg.sims > 0 and cfg.steps > 0 and cfg.stride > 0
+    assert math.isfinite(cfg.resolved_dt) and cfg.resolved_dt > 0

@@ -1,0 +1,204 @@
+"""Shards on a real local Ray: every system writes readable Parquet, the data do not depend on the
+shard or worker count, reuse and refusal of existing folders, checksums, and IQR pruning."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from raysym import physics, shards
+from raysym.config import SimulationConfig
+from raysym.errors import UserError
+
+
+def _tiny(system="spring", dim=2, **kw):
+    base = dict(system=system, dim=dim, particles=4, sims=4, test_sims=2, steps=20, stride=5, seed=1, sims_per_shard=3)
+    base.update(kw)
+    return SimulationConfig(**base)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("system", list(physics.SYSTEMS))
+def test_every_system_writes_shards_with_analytic_accelerations(local_ray, tmp_path, system, dim):
+    cfg = _tiny(system, dim)
+    result = shards.write_dataset(cfg, tmp_path / "ds")
+    manifest = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert manifest["params"] == cfg.data_params() and not result.reused
+    assert manifest["splits"]["train"]["rows"] == 4 * 4 and manifest["splits"]["test"]["rows"] == 2 * 4
+    assert len(manifest["splits"]["train"]["shards"]) == 2  # 4 sims, 3 per shard
+
+    data = shards.load_dataset(tmp_path / "ds", prune_k=None)
+    for graphs in (data.train, data.test):
+        assert graphs.pos.shape[1:] == (4, dim) and graphs.charge.shape[1:] == (4,)
+        recomputed = physics.accelerations(
+            system, graphs.pos, graphs.vel, graphs.charge.astype(float), graphs.mass.astype(float), cfg.resolved_damping
+        )
+        scale = np.abs(recomputed).max()
+        np.testing.assert_allclose(graphs.acc, recomputed, rtol=1e-4, atol=1e-6 * scale)
+
+    # The derived pruning columns hold each graph's extreme acceleration components.
+    table = pq.read_table([tmp_path / "ds" / s["file"] for s in manifest["splits"]["train"]["shards"]])
+    assert table.column_names == list(shards.COLUMNS)
+    acc = shards.from_table(table, 4, dim).acc.reshape(table.num_rows, -1)
+    np.testing.assert_array_equal(table["acc_min"].to_numpy(), acc.min(axis=1))
+    np.testing.assert_array_equal(table["acc_max"].to_numpy(), acc.max(axis=1))
+
+
+def test_plain_pyarrow_reads_shards_without_ray(tiny_spring):
+    """The README's recipe, run in a fresh interpreter that must never import ray."""
+    _, out = tiny_spring
+    script = textwrap.dedent(
+        f"""
+        import sys, glob
+        import numpy as np, pyarrow.parquet as pq
+        table = pq.read_table(sorted(glob.glob("{out}/train/*.parquet")))
+        row = table.slice(0, 1).to_pylist()[0]
+        pos = np.array(row["pos"], dtype=np.float32)
+        acc = np.array(row["acc"], dtype=np.float32)
+        mass = np.array(row["mass"], dtype=np.float32)
+        assert pos.shape == (4, 2) and acc.shape == (4, 2) and mass.shape == (4,)
+        whole = table["pos"].combine_chunks().flatten().flatten().to_numpy().reshape(-1, 4, 2)
+        assert whole.shape == (table.num_rows, 4, 2) and np.array_equal(whole[0], pos)
+        assert "ray" not in sys.modules
+        print("ok", table.num_rows)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", str(12 * 12)]
+
+
+def test_same_seed_same_data_whatever_shards_or_workers(tiny_spring, tmp_path):
+    """Re-made with other shard sizes, in a separate Ray of 1 CPU: identical arrays."""
+    cfg, out = tiny_spring
+    other = tmp_path / "again"
+    cmd = [
+        sys.executable, "-m", "raysym.cli", "simulate", "--system", "spring", "--dim", "2", "--particles", "4",
+        "--sims", "12", "--test-sims", "6", "--steps", "60", "--stride", "5", "--seed", "3",
+        "--sims-per-shard", "7", "--num-cpus", "1", "--out", str(other),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    a, b = shards.load_dataset(out, prune_k=None), shards.load_dataset(other, prune_k=None)
+    assert len(b.manifest["splits"]["train"]["shards"]) == 2 and len(a.manifest["splits"]["train"]["shards"]) == 3
+    for split in ("train", "test"):
+        for field in ("sim", "step", "t", "pos", "vel", "charge", "mass", "acc"):
+            np.testing.assert_array_equal(getattr(getattr(a, split), field), getattr(getattr(b, split), field))
+
+
+def test_rerun_reuses_and_leaves_files_untouched(tiny_spring):
+    cfg, out = tiny_spring
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    result = shards.write_dataset(cfg, out)
+    assert result.reused
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    # sims_per_shard is layout only: a different value still reuses
+    assert shards.write_dataset(SimulationConfig(**{**cfg.__dict__, "sims_per_shard": 2}), out).reused
+
+
+def test_other_parameters_are_refused(tiny_spring):
+    cfg, out = tiny_spring
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    with pytest.raises(UserError, match=r"other parameters \(seed: 3 there, 4 now\)"):
+        shards.write_dataset(SimulationConfig(**{**cfg.__dict__, "seed": 4}), out)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_unrelated_folder_and_file_are_refused(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("precious")
+    with pytest.raises(UserError, match="not empty and holds no raysym dataset"):
+        shards.write_dataset(_tiny(), tmp_path / "notes")
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "precious"
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        shards.write_dataset(_tiny(), tmp_path / "afile")
+
+
+def test_empty_folder_is_used(local_ray, tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert not shards.write_dataset(_tiny(), tmp_path / "empty").reused
+    assert (tmp_path / "empty" / "dataset.json").exists()
+
+
+def test_failure_leaves_nothing_half_written(local_ray, tmp_path, monkeypatch):
+    def boom(files):
+        raise RuntimeError("injected failure after the shards were written")
+
+    monkeypatch.setattr(shards, "_acc_quartiles", boom)
+    with pytest.raises(RuntimeError, match="injected"):
+        shards.write_dataset(_tiny(), tmp_path / "ds")
+    assert os.listdir(tmp_path) == []  # neither the output nor its temporary sibling
+
+
+def test_impossible_sizes_are_refused_before_any_work(tmp_path):
+    with pytest.raises(UserError, match="Use fewer --particles"):
+        shards.write_dataset(_tiny(particles=40_000, dim=3), tmp_path / "big")
+    with pytest.raises(UserError, match="GiB is free"):
+        shards.write_dataset(_tiny(sims=10**9, steps=10**6, stride=1), tmp_path / "huge")
+    assert os.listdir(tmp_path) == []
+
+
+def _copy_dataset(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_altered_or_truncated_shard_is_named(tiny_spring, tmp_path):
+    _, out = tiny_spring
+    damaged = _copy_dataset(out, tmp_path / "damaged")
+    victim = sorted((damaged / "train").glob("*.parquet"))[1]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=f"{victim.name} is damaged: its sha256 is"):
+        shards.load_dataset(damaged)
+    victim.write_bytes(bytes(data[: len(data) // 3]))
+    with pytest.raises(UserError, match=f"{victim.name} is damaged"):
+        shards.read_split(damaged, "train")
+    victim.unlink()
+    with pytest.raises(UserError, match=f"{victim.name} listed in dataset.json is missing"):
+        shards.read_split(damaged, "train")
+
+
+def test_missing_or_broken_manifest(tmp_path):
+    with pytest.raises(UserError, match="dataset.json is missing"):
+        shards.read_manifest(tmp_path)
+    (tmp_path / "dataset.json").write_text("{not json")
+    with pytest.raises(UserError, match="cannot be read"):
+        shards.read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("k", [0.0, 1.5, 3.0])
+def test_pruning_matches_brute_force_in_both_engines(tiny_spring, k):
+    _, out = tiny_spring
+    everything, _ = shards.read_split(out, "train")
+    acc = everything.acc.reshape(len(everything), -1).astype(np.float64)
+    q1, q3 = np.quantile(acc, [0.25, 0.75])
+    keep = np.all((acc >= q1 - k * (q3 - q1)) & (acc <= q3 + k * (q3 - q1)), axis=1)
+
+    arrow, report = shards.read_split(out, "train", prune_k=k, engine="arrow")
+    ray_graphs, ray_report = shards.read_split(out, "train", prune_k=k, engine="ray")
+    assert report.graphs_before == len(everything) and report.removed == int((~keep).sum())
+    assert ray_report.removed == report.removed == shards.prune_report(out, k).removed
+    np.testing.assert_array_equal(arrow.acc, everything.acc[keep])
+    np.testing.assert_array_equal(ray_graphs.acc, arrow.acc)
+    np.testing.assert_array_equal(ray_graphs.sim, arrow.sim)
+    if k == 0.0:
+        assert report.removed > 0
+
+
+def test_test_split_is_never_pruned_and_differs_from_train(tiny_spring):
+    _, out = tiny_spring
+    data = shards.load_dataset(out, prune_k=0.5)
+    assert len(data.test) == 6 * 12 and data.prune.removed > 0
+    first_train = data.train.pos[data.train.step == 0]
+    first_test = data.test.pos[data.test.step == 0]
+    assert not np.any(np.isclose(first_train[:, None], first_test[None]).all(axis=(2, 3)))
