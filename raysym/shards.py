@@ -213,9 +213,8 @@ def _check_resources(out: Path, cfg: SimulationConfig) -> None:
             f"(the dense n x n pair forces), more than a quarter of this machine's {memory / 2**30:.0f} GiB. "
             "Use fewer --particles."
         )
-    row_bytes = 8 * 3 + 4 * (3 * n * dim + 2 * n + 2)
     rows = (cfg.sims + cfg.resolved_test_sims) * cfg.snapshots_per_sim
-    need = rows * row_bytes
+    need = rows * row_bytes(n, dim)
     parent = out.parent if out.parent.exists() else Path.cwd()
     free = shutil.disk_usage(parent).free
     if need > 0.9 * free:
@@ -302,9 +301,16 @@ def write_dataset(
             "splits": splits,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():  # an empty folder (checked above): make room for the rename
-            out.rmdir()
-        os.rename(tmp, out)
+        try:
+            if out.exists():  # an empty folder (checked above): make room for the rename
+                out.rmdir()
+            os.rename(tmp, out)
+        except OSError:
+            raise UserError(
+                f"{out} was filled by something else while this run was writing (another raysym "
+                "simulate with the same --out?). Its contents were left alone and this run's data "
+                "discarded; check the folder, then run again."
+            ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return WriteResult(out, manifest, reused=False, seconds=time.perf_counter() - start)

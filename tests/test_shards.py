@@ -136,6 +136,21 @@ def test_failure_leaves_nothing_half_written(local_ray, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []  # neither the output nor its temporary sibling
 
 
+def test_output_filled_meanwhile_is_left_alone(local_ray, tmp_path, monkeypatch):
+    """Another process fills --out while this run writes: its files stay, ours are discarded."""
+    real = shards._acc_quartiles
+
+    def meanwhile(files):
+        (tmp_path / "ds").mkdir()
+        (tmp_path / "ds" / "theirs.txt").write_text("theirs")
+        return real(files)
+
+    monkeypatch.setattr(shards, "_acc_quartiles", meanwhile)
+    with pytest.raises(UserError, match="was filled by something else"):
+        shards.write_dataset(_tiny(), tmp_path / "ds")
+    assert os.listdir(tmp_path) == ["ds"] and os.listdir(tmp_path / "ds") == ["theirs.txt"]
+
+
 def test_impossible_sizes_are_refused_before_any_work(tmp_path):
     with pytest.raises(UserError, match="Use fewer --particles"):
         shards.write_dataset(_tiny(particles=40_000, dim=3), tmp_path / "big")
