@@ -491,13 +491,17 @@ def load_dataset(
     return GraphDataset(train=train, test=test, manifest=read_manifest(path), prune=report)
 
 
+def _count(k: int, noun: str) -> str:
+    return f"{k} {noun}" if k == 1 else f"{k} {noun}s"
+
+
 def describe(manifest: dict[str, Any]) -> str:
     """A few human lines about a manifest (for the CLI)."""
     p = manifest["params"]
     tr, te = manifest["splits"]["train"], manifest["splits"]["test"]
     return (
         f"{p['system']} {p['dim']}D, {p['particles']} particles, dt={p['dt']:g}, seed={p['seed']}: "
-        f"train {tr['sims']:,} sims / {tr['rows']:,} graphs in {len(tr['shards'])} shards, "
-        f"test {te['sims']:,} sims / {te['rows']:,} graphs in {len(te['shards'])} shards"
+        f"train {tr['sims']:,} sims / {tr['rows']:,} graphs in {_count(len(tr['shards']), 'shard')}, "
+        f"test {te['sims']:,} sims / {te['rows']:,} graphs in {_count(len(te['shards']), 'shard')}"
     )
 
