@@ -20,6 +20,7 @@ import yaml
 
 from raysym import physics
 from raysym.errors import UserError
+from raysym.schedules import ScheduleShape
 
 T = TypeVar("T")
 
@@ -239,3 +240,78 @@ class SimulationConfig:
             params["damping"] = self.resolved_damping
         return params
 
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training trial of the Graph Network (defaults: the paper-faithful settings).
+
+    ``l1_schedule`` applies to the l1 model; "shape" uses ``schedule_shape`` (the family in
+    raysym.schedules). ``prune_k`` None trains on every graph. ``max_train_graphs`` and
+    ``max_test_graphs`` subsample (seeded) for quick runs.
+    """
+
+    data: str = ""
+    model: str = "l1"
+    l1_schedule: str = "linear"
+    schedule_shape: ScheduleShape | None = None
+    kl_prior: str = "gaussian"
+    kl_alpha: float = 1.0
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 1e-3  # OneCycleLR's max learning rate
+    final_div_factor: float = 1e5
+    weight_decay: float = 1e-8
+    loss: str = "mae"
+    hidden: int = 300
+    layers: int = 3
+    msg_dim: int = 100
+    augment: float = 3.0  # std of the per-batch random translation of positions; 0 turns it off
+    prune_k: float | None = 1.5
+    max_train_graphs: int | None = None
+    max_test_graphs: int | None = None
+    analysis_graphs: int = 2000  # test graphs whose edges the message analysis uses
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        from raysym.model import MODELS
+        from raysym.regularizers import PRIORS
+        from raysym.schedules import NAMED
+
+        _require(bool(self.data), "data must name a dataset folder (made by `raysym simulate`). Use --data DIR.")
+        _require(self.model in MODELS, f"Unknown model '{self.model}'.{did_you_mean(self.model, MODELS)}")
+        schedules = [*NAMED, "shape"]
+        _require(self.l1_schedule in schedules, f"Unknown L1 schedule '{self.l1_schedule}'.{did_you_mean(self.l1_schedule, schedules)}")
+        _require(
+            self.l1_schedule != "shape" or self.schedule_shape is not None,
+            "l1_schedule 'shape' needs schedule_shape (start, peak, end, peak_at, curvature).",
+        )
+        _require(self.kl_prior in PRIORS, f"Unknown KL prior '{self.kl_prior}'.{did_you_mean(self.kl_prior, PRIORS)}")
+        losses = ("mae", "mse", "huber")
+        _require(self.loss in losses, f"Unknown loss '{self.loss}'.{did_you_mean(self.loss, losses)}")
+        devices = ("auto", "cpu", "cuda")
+        _require(self.device in devices or self.device.startswith("cuda:"), f"Unknown device '{self.device}'. Use auto, cpu or cuda.")
+        for name in ("epochs", "batch_size", "hidden", "layers", "msg_dim", "analysis_graphs"):
+            value = getattr(self, name)
+            _require(value > 0, f"{name} must be a positive integer, got {value}.")
+        for name in ("max_train_graphs", "max_test_graphs"):
+            value = getattr(self, name)
+            _require(value is None or value > 0, f"{name} must be a positive integer or left out, got {value}.")
+        for name in ("lr", "final_div_factor", "kl_alpha"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value > 0, f"{name} must be a positive finite number, got {value}.")
+        for name in ("weight_decay", "augment"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value >= 0, f"{name} must be a non-negative finite number, got {value}.")
+        _require(
+            self.prune_k is None or (math.isfinite(self.prune_k) and self.prune_k >= 0),
+            f"prune_k must be a non-negative number or left out (no pruning), got {self.prune_k}.",
+        )
+        shape = self.schedule_shape
+        if shape is not None:
+            _require(0 < shape.peak_at <= 1, f"schedule_shape.peak_at must lie in (0, 1], got {shape.peak_at}.")
+            _require(shape.curvature > 0, f"schedule_shape.curvature must be positive, got {shape.curvature}.")
+            for name in ("start", "peak", "end"):
+                value = getattr(shape, name)
+                _require(math.isfinite(value) and value >= 0, f"schedule_shape.{name} must be a non-negative number, got {value}.")

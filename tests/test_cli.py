@@ -80,3 +80,36 @@ def test_simulate_then_rerun_then_conflict_then_inspect(tmp_path):
 
     missing = raysym("inspect", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "dataset.json is missing" in missing.stderr
+
+
+def test_train_command_writes_metrics(tiny_spring, tmp_path):
+    _, data = tiny_spring
+    done = raysym("train", "--data", str(data), "--model", "l1", "--l1-schedule", "triangle", "--epochs", "2",
+                  "--batch-size", "32", "--hidden", "16", "--msg-dim", "8", "--no-prune", "--out", str(tmp_path / "t"))
+    assert done.returncode == 0, done.stderr
+    assert "epoch 2/2" in done.stderr
+    import json
+
+    metrics = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["epochs_done"] == 2
+    assert (tmp_path / "t" / "messages_vs_force.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "l2"], "Unknown model 'l2'. Did you mean 'l1'?"),
+        (["--l1-schedule", "triangel"], "Did you mean 'triangle'?"),
+        (["--epochs", "0"], "epochs must be a positive integer"),
+        (["--lr", "-1"], "lr must be a positive finite number"),
+    ],
+)
+def test_train_bad_flags_exit_2(tiny_spring, tmp_path, args, message):
+    _, data = tiny_spring
+    done = raysym("train", "--data", str(data), "--out", str(tmp_path / "t"), *args)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_train_on_a_missing_dataset_exits_2(tmp_path):
+    done = raysym("train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "t"))
+    assert done.returncode == 2 and "dataset.json is missing" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,188 @@
+"""Have the messages become forces? Sparsity and R² of a trained GN's messages on test graphs.
+
+Definitions (pinned in DESIGN.md):
+* Per-component standard deviation of the messages over all test edges; the top ``dim`` components
+  by std (KL model: by the mean per-component KL term, since a sampled channel with prior-like noise
+  can have a large spread without carrying anything).
+* Sparsity holds when every top component's std is at least 100x every other component's std
+  (vacuously true for the bottleneck model, whose messages have exactly dim components).
+* R² per top component: ordinary least squares of the component on [F_x, F_y, (F_z), 1] over all test
+  edges, R² = 1 - SS_res / SS_tot, averaged over the top components. Against the true pairwise force
+  (``messages/r2_force``) and against the force divided by the receiver's mass (``messages/r2_accel``,
+  the pairwise acceleration, which messages often encode). Robust variants (``..._robust``) refit and
+  score on the 90% of edges with the smallest residuals of the first fit, as the original notebook did.
+
+Edge convention: dx = x_sender - x_receiver; the force is the force on the receiver (raysym.physics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from raysym import physics, regularizers
+from raysym.model import GraphNetwork, complete_edges, node_features
+from raysym.simulate import Snapshots
+
+SPARSITY_RATIO = 100.0
+ROBUST_FRACTION = 0.9
+
+
+@dataclass
+class EdgeData:
+    """Per-edge quantities of a set of test graphs, one row per edge (E edges).
+
+    messages: (E, message size) at evaluation (KL: the means); logvar: (E, 100) or None.
+    dx: (E, dim) x_sender - x_receiver; r: (E,); q_recv, q_send, m_recv, m_send: (E,);
+    force: (E, dim) true force on the receiver.
+    """
+
+    messages: np.ndarray
+    logvar: np.ndarray | None
+    dx: np.ndarray
+    r: np.ndarray
+    q_recv: np.ndarray
+    q_send: np.ndarray
+    m_recv: np.ndarray
+    m_send: np.ndarray
+    force: np.ndarray
+
+
+@torch.no_grad()
+def edge_data(model: GraphNetwork, graphs: Snapshots, system: str, batch: int = 4096) -> EdgeData:
+    """Evaluate the edge model on every edge of ``graphs`` and pair it with the true forces."""
+    model.eval()
+    device = next(model.parameters()).device
+    x, _ = node_features(graphs)
+    n = x.shape[1]
+    recv, send = (t.cpu().numpy() for t in complete_edges(n, "cpu"))
+    messages, logvars = [], []
+    for i in range(0, len(x), batch):
+        out = model(x[i : i + batch].to(device))
+        messages.append((out.mu if out.mu is not None else out.messages).cpu().numpy())
+        if out.logvar is not None:
+            logvars.append(out.logvar.cpu().numpy())
+    pos = graphs.pos.astype(np.float64)
+    dx = (pos[:, send] - pos[:, recv]).reshape(-1, pos.shape[-1])
+    q, m = graphs.charge.astype(np.float64), graphs.mass.astype(np.float64)
+    q_recv, q_send = q[:, recv].ravel(), q[:, send].ravel()
+    m_recv, m_send = m[:, recv].ravel(), m[:, send].ravel()
+    return EdgeData(
+        messages=np.concatenate(messages).astype(np.float64),
+        logvar=np.concatenate(logvars).astype(np.float64) if logvars else None,
+        dx=dx, r=np.sqrt((dx**2).sum(-1)), q_recv=q_recv, q_send=q_send, m_recv=m_recv, m_send=m_send,
+        force=physics.pair_force(system, dx, q_recv, q_send, m_recv, m_send),
+    )
+
+
+def r2_linear(target: np.ndarray, features: np.ndarray) -> tuple[float, np.ndarray]:
+    """R² of the least-squares fit target ~ [features, 1]; returns (R², fitted values)."""
+    design = np.column_stack([features, np.ones(len(features))])
+    coef, *_ = np.linalg.lstsq(design, target, rcond=None)
+    fitted = design @ coef
+    ss_tot = np.sum((target - target.mean()) ** 2)
+    ss_res = np.sum((target - fitted) ** 2)
+    return (1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0), fitted
+
+
+def r2_robust(target: np.ndarray, features: np.ndarray, keep: float = ROBUST_FRACTION) -> float:
+    """Fit, keep the ``keep`` fraction of rows with the smallest residuals, refit and score on them."""
+    _, fitted = r2_linear(target, features)
+    residual = np.abs(target - fitted)
+    rows = np.argsort(residual)[: max(2, int(keep * len(target)))]
+    return r2_linear(target[rows], features[rows])[0]
+
+
+@dataclass
+class MessageAnalysis:
+    stds: np.ndarray  # (message size,) per-component standard deviation
+    top: list[int]  # indices of the top-dim components
+    sparse: bool
+    sparsity_ratio: float  # min top std / max other std (inf when there are no others)
+    r2_force: float
+    r2_accel: float
+    r2_force_robust: float
+    r2_accel_robust: float
+    per_component: dict[str, list[float]] = field(default_factory=dict)
+
+    def metrics(self) -> dict:
+        """Flat, namespaced metrics (the names MLflow and metrics.json use)."""
+        return {
+            "messages/r2_force": self.r2_force,
+            "messages/r2_accel": self.r2_accel,
+            "messages/r2_force_robust": self.r2_force_robust,
+            "messages/r2_accel_robust": self.r2_accel_robust,
+            "messages/sparse": bool(self.sparse),
+            # None (JSON null) when there are no other components (the bottleneck model)
+            "messages/sparsity_ratio": float(self.sparsity_ratio) if np.isfinite(self.sparsity_ratio) else None,
+            "messages/top_std": [float(self.stds[k]) for k in self.top],
+            "messages/top_components": [int(k) for k in self.top],
+        }
+
+
+def analyze(edges: EdgeData, dim: int, kl_prior: str = "gaussian") -> MessageAnalysis:
+    stds = edges.messages.std(axis=0)
+    if edges.logvar is not None:
+        mu = torch.from_numpy(edges.messages)
+        kl = regularizers.kl_per_component(mu, torch.from_numpy(edges.logvar), kl_prior).mean(0).numpy()
+        top = list(np.argsort(-kl)[:dim])
+    else:
+        top = list(np.argsort(-stds)[:dim])
+    others = np.delete(stds, top)
+    ratio = float(stds[top].min() / others.max()) if len(others) and others.max() > 0 else float("inf")
+    accel = edges.force / edges.m_recv[:, None]
+    per = {"r2_force": [], "r2_accel": [], "r2_force_robust": [], "r2_accel_robust": []}
+    for k in top:
+        y = edges.messages[:, k]
+        per["r2_force"].append(r2_linear(y, edges.force)[0])
+        per["r2_accel"].append(r2_linear(y, accel)[0])
+        per["r2_force_robust"].append(r2_robust(y, edges.force))
+        per["r2_accel_robust"].append(r2_robust(y, accel))
+    mean = {key: float(np.mean(v)) for key, v in per.items()}
+    return MessageAnalysis(
+        stds=stds, top=[int(k) for k in top], sparse=ratio >= SPARSITY_RATIO, sparsity_ratio=ratio,
+        per_component={k: [float(x) for x in v] for k, v in per.items()}, **mean,
+    )
+
+
+def plot(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, target: str = "accel") -> list[Path]:
+    """Two PNGs: each top component against its least-squares fit on the force (or force / mass),
+    and the 15 largest component standard deviations. Returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    features = edges.force / edges.m_recv[:, None] if target == "accel" else edges.force
+    label = "force / receiver mass" if target == "accel" else "force"
+    rng = np.random.default_rng(0)
+    shown = rng.choice(len(features), size=min(5000, len(features)), replace=False)
+    fig, axes = plt.subplots(1, len(analysis.top), figsize=(4.2 * len(analysis.top), 4), squeeze=False)
+    for ax, k in zip(axes[0], analysis.top):
+        y = edges.messages[:, k]
+        r2, fitted = r2_linear(y, features)
+        lim = np.percentile(np.abs(np.concatenate([fitted[shown], y[shown]])), 99)
+        ax.scatter(fitted[shown], y[shown], s=2, alpha=0.3)
+        ax.plot([-lim, lim], [-lim, lim], color="k", lw=0.8)
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel=f"linear fit on {label}", ylabel=f"message component {k}", title=f"R² = {r2:.3f}")
+    fig.tight_layout()
+    scatter = out_dir / "messages_vs_force.png"
+    fig.savefig(scatter, dpi=110)
+    plt.close(fig)
+
+    order = np.argsort(-analysis.stds)[:15]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(range(len(order)), analysis.stds[order], color=["C1" if k in analysis.top else "C0" for k in order])
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(order)), [str(k) for k in order], fontsize=8)
+    ax.set(xlabel="message component", ylabel="std over test edges", title=f"15 largest message stds (sparse: {analysis.sparse})")
+    fig.tight_layout()
+    stds = out_dir / "message_stds.png"
+    fig.savefig(stds, dpi=110)
+    plt.close(fig)
+    return [scatter, stds]

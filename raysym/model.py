@@ -1,0 +1,172 @@
+"""The Graph Network of Cranmer et al. 2020, in its four inductive-bias variants.
+
+A graph is one snapshot of an n-body system: n nodes with features x = [pos, vel, q, m] (2 dim + 2
+numbers each), fully connected by directed edges sender -> receiver without self loops.
+
+* Edge model phi_e: MLP(cat[x_receiver, x_sender]) -> message. 3 hidden layers of 300 ReLU units.
+* Aggregation: sum of the incoming messages at each receiver.
+* Node model phi_v: MLP(cat[x_receiver, summed messages]) -> predicted acceleration (dim numbers).
+
+Variants (``model``):
+  standard    100-dim messages, no regulariser
+  bottleneck  messages of size dim (2 or 3), no regulariser
+  l1          100-dim messages, L1 penalty on them (see raysym.regularizers)
+  kl          the edge model outputs 100 means and 100 log-variances; messages are sampled
+              mu + sigma * eps in training and are the means at evaluation; KL penalty to a prior
+
+Two forward paths share the same modules and give the same numbers (a test checks outputs and
+gradients): ``forward_pyg`` is the torch-geometric MessagePassing model on a batched edge list, and
+``forward`` is a dense path on tensors of shape (batch, n, features) that evaluates all n (n-1) edges
+of every graph at once. The dense path is the one training uses: the graphs are small, complete and
+of fixed size, so there is nothing to gain from sparse scatter operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch_geometric.nn import MessagePassing
+
+MODELS = ("standard", "bottleneck", "l1", "kl")
+
+
+def node_feature_size(dim: int) -> int:
+    """[pos (dim), vel (dim), q, m]."""
+    return 2 * dim + 2
+
+
+def node_features(graphs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Snapshots -> (x, y): x (G, n, 2 dim + 2) = [pos, vel, q, m], y accelerations (G, n, dim), float32."""
+    import numpy as np
+
+    x = np.concatenate([graphs.pos, graphs.vel, graphs.charge[..., None], graphs.mass[..., None]], axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(np.ascontiguousarray(graphs.acc))
+
+
+def mlp(n_in: int, n_out: int, hidden: int, layers: int) -> nn.Sequential:
+    """``layers`` hidden layers of ``hidden`` ReLU units, then a linear output layer."""
+    mods: list[nn.Module] = []
+    width = n_in
+    for _ in range(layers):
+        mods += [nn.Linear(width, hidden), nn.ReLU()]
+        width = hidden
+    mods.append(nn.Linear(width, n_out))
+    return nn.Sequential(*mods)
+
+
+@dataclass
+class GNOutput:
+    """What one forward pass produces.
+
+    acc: predicted accelerations, (batch, n, dim) on the dense path or (nodes, dim) on the pyg path.
+    messages: the messages that were summed, one row per edge, (edges, message size).
+    mu, logvar: for the KL model, the edge model's means and log-variances (edges, 100); else None.
+    """
+
+    acc: torch.Tensor
+    messages: torch.Tensor
+    mu: torch.Tensor | None = None
+    logvar: torch.Tensor | None = None
+
+
+class GraphNetwork(nn.Module):
+    """Edge model + sum aggregation + node model, with a dense and a torch-geometric forward."""
+
+    def __init__(self, model: str, dim: int, hidden: int = 300, layers: int = 3, msg_dim: int = 100):
+        super().__init__()
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; known: {MODELS}")
+        self.model, self.dim = model, dim
+        self.msg_dim = dim if model == "bottleneck" else msg_dim
+        features = node_feature_size(dim)
+        edge_out = 2 * self.msg_dim if model == "kl" else self.msg_dim
+        self.edge_model = mlp(2 * features, edge_out, hidden, layers)
+        self.node_model = mlp(features + self.msg_dim, dim, hidden, layers)
+        self._pyg = _MessagePassingGN(self)
+
+    # -- messages ----------------------------------------------------------------------------------
+    def edge_messages(self, x_receiver: torch.Tensor, x_sender: torch.Tensor, noise: torch.Tensor | None = None):
+        """Messages for edges given receiver and sender features (..., features).
+
+        Returns (messages, mu, logvar); mu and logvar are None except for the KL model. In training
+        mode the KL model samples messages (``noise`` can supply the standard-normal draws).
+        """
+        out = self.edge_model(torch.cat([x_receiver, x_sender], dim=-1))
+        if self.model != "kl":
+            return out, None, None
+        mu, logvar = out[..., : self.msg_dim], out[..., self.msg_dim :]
+        if not self.training:
+            return mu, mu, logvar
+        if noise is None:
+            noise = torch.randn_like(mu)
+        return mu + torch.exp(0.5 * logvar) * noise, mu, logvar
+
+    # -- dense path --------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> GNOutput:
+        """Dense forward. x: (batch, n, features). acc: (batch, n, dim); messages: (batch*n*(n-1), m).
+
+        Edges are ordered receiver-major: for receiver i, senders j = 0..n-1 without i. ``noise``
+        (KL only): the standard-normal draws, one row per edge in that order, (batch*n*(n-1), m).
+        """
+        batch, n, features = x.shape
+        recv, send = complete_edges(n, x.device)
+        x_recv = x[:, recv]  # (batch, edges per graph, features)
+        x_send = x[:, send]
+        if noise is not None:
+            noise = noise.reshape(batch, len(recv), -1)
+        messages, mu, logvar = self.edge_messages(x_recv, x_send, noise)
+        # Sum over senders: edges are receiver-major, n - 1 per receiver.
+        summed = messages.reshape(batch, n, n - 1, self.msg_dim).sum(dim=2)
+        acc = self.node_model(torch.cat([x, summed], dim=-1))
+        flat = lambda t: None if t is None else t.reshape(-1, t.shape[-1])  # noqa: E731
+        return GNOutput(acc, flat(messages), flat(mu), flat(logvar))
+
+    # -- torch-geometric path ----------------------------------------------------------------------
+    def forward_pyg(self, x: torch.Tensor, edge_index: torch.Tensor, noise: torch.Tensor | None = None) -> GNOutput:
+        """MessagePassing forward. x: (nodes, features); edge_index: (2, edges), row 0 senders,
+        row 1 receivers (torch-geometric's source_to_target flow). acc: (nodes, dim)."""
+        return self._pyg(x, edge_index, noise)
+
+
+class _MessagePassingGN(MessagePassing):
+    """torch-geometric wrapper around a GraphNetwork's edge and node models (shares their weights)."""
+
+    def __init__(self, gn: GraphNetwork):
+        super().__init__(aggr="add", flow="source_to_target")
+        object.__setattr__(self, "gn", gn)  # not a submodule: the parent owns the parameters
+        self._last = None
+
+    def forward(self, x, edge_index, noise=None) -> GNOutput:
+        summed = self.propagate(edge_index, x=x, noise=noise)
+        acc = self.gn.node_model(torch.cat([x, summed], dim=-1))
+        messages, mu, logvar = self._last
+        return GNOutput(acc, messages, mu, logvar)
+
+    def message(self, x_i, x_j, noise):  # x_i: receivers, x_j: senders
+        messages, mu, logvar = self.gn.edge_messages(x_i, x_j, noise)
+        self._last = (messages, mu, logvar)
+        return messages
+
+
+_EDGE_CACHE: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def complete_edges(n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(receivers, senders) of the complete directed graph on n nodes without self loops,
+    receiver-major: [(0,1), (0,2), ..., (1,0), (1,2), ...]."""
+    key = (n, str(device))
+    if key not in _EDGE_CACHE:
+        recv = torch.arange(n).repeat_interleave(n - 1)
+        send = torch.tensor([j for i in range(n) for j in range(n) if j != i], dtype=torch.long)
+        _EDGE_CACHE[key] = (recv.to(device), send.to(device))
+    return _EDGE_CACHE[key]
+
+
+def batched_edge_index(batch: int, n: int, device=None) -> torch.Tensor:
+    """torch-geometric edge_index (row 0 senders, row 1 receivers) for ``batch`` complete graphs of n
+    nodes stacked as in a pyg Batch, in the same edge order as the dense path."""
+    recv, send = complete_edges(n, device or "cpu")
+    offsets = (torch.arange(batch, device=recv.device) * n).repeat_interleave(len(recv))
+    return torch.stack([send.repeat(batch) + offsets, recv.repeat(batch) + offsets])

@@ -1,0 +1,248 @@
+"""One training trial: ``train(config) -> TrainResult``, without Ray (Tune wraps it in the sweep).
+
+Per optimisation step: a batch of graphs (default 64), one random translation N(0, 1) * 3 added to all
+positions of the batch, the dense GN forward, loss = mean |a - a_hat| over nodes and components (MSE or
+Huber selectable) + alpha * regulariser (L1 with a scheduled alpha, or KL with alpha = 1), Adam with
+weight decay 1e-8 and OneCycleLR (max lr 1e-3, final_div_factor 1e5). After each epoch: test MAE on the
+held-out test simulations, a checkpoint (written atomically) from which a later call resumes, and the
+per-epoch metrics handed to ``callback`` (the sweep reports them to Tune and MLflow).
+
+A NaN or infinite loss stops the trial with status "diverged" and a reason instead of training on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from raysym import regularizers
+from raysym.config import TrainConfig
+from raysym.model import GraphNetwork, node_features
+from raysym.schedules import get_schedule
+from raysym.simulate import Snapshots
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def base_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "mae":
+        return (pred - target).abs().mean()
+    if kind == "mse":
+        return ((pred - target) ** 2).mean()
+    return F.huber_loss(pred, target, delta=1.0)
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished" or "diverged"
+    reason: str
+    model: GraphNetwork
+    history: list[dict[str, float]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)  # last epoch's metrics
+    seconds: float = 0.0
+
+
+def _subsample(graphs: Snapshots, limit: int | None, rng: np.random.Generator) -> Snapshots:
+    if limit is None or limit >= len(graphs):
+        return graphs
+    keep = np.sort(rng.choice(len(graphs), size=limit, replace=False))
+    return Snapshots(**{f: getattr(graphs, f)[keep] for f in Snapshots.__dataclass_fields__})
+
+
+def load_training_data(cfg: TrainConfig):
+    """(train graphs, test graphs, prune report) from the dataset folder, subsampled as configured."""
+    from raysym import shards
+
+    data = shards.load_dataset(cfg.data, prune_k=cfg.prune_k)
+    rng = np.random.default_rng(cfg.seed)
+    return _subsample(data.train, cfg.max_train_graphs, rng), _subsample(data.test, cfg.max_test_graphs, rng), data.prune
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def evaluate(model: GraphNetwork, x: torch.Tensor, y: torch.Tensor, device, batch: int = 4096) -> float:
+    """Mean absolute error of the accelerations over all nodes and components."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(x), batch):
+        xb, yb = x[i : i + batch].to(device), y[i : i + batch].to(device)
+        total += (model(xb).acc - yb).abs().sum().item()
+        count += yb.numel()
+    return total / max(count, 1)
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    out_dir: str | Path | None = None,
+    callback: Callable[[dict[str, float]], None] | None = None,
+    data: tuple[Snapshots, Snapshots] | None = None,
+    resume: bool = True,
+) -> TrainResult:
+    """Train one GN. ``data`` (train, test graphs) skips loading; ``out_dir`` enables checkpoints."""
+    start = time.perf_counter()
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    if data is None:
+        train_graphs, test_graphs, _ = load_training_data(cfg)
+    else:
+        train_graphs, test_graphs = data
+    x_train, y_train = node_features(train_graphs)
+    x_test, y_test = node_features(test_graphs)
+    dim = y_train.shape[-1]
+
+    model = GraphNetwork(cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, total_steps=total_steps, final_div_factor=cfg.final_div_factor
+    )
+    schedule = get_schedule(cfg.l1_schedule, cfg.schedule_shape)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict[str, float]] = []
+    first_epoch = 0
+
+    ckpt_path = None
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        ckpt_path = Path(out_dir) / CHECKPOINT
+    if ckpt_path is not None and resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history = state["history"]
+        first_epoch = state["epoch"] + 1
+
+    step = first_epoch * steps_per_epoch
+    for epoch in range(first_epoch, cfg.epochs):
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        sums = {"loss": 0.0, "base": 0.0, "reg": 0.0}
+        for b in range(steps_per_epoch):
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            xb, yb = x_train[idx], y_train[idx]
+            if cfg.augment:
+                shift = torch.randn(dim, generator=generator) * cfg.augment
+                xb = xb.clone()
+                xb[..., :dim] += shift
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            out = model(xb)
+            base = base_loss(out.acc, yb, cfg.loss)
+            alpha, reg = _regulariser(cfg, out, schedule, step, total_steps)
+            loss = base + alpha * reg
+            if not torch.isfinite(loss):
+                reason = f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}"
+                return TrainResult("diverged", reason, model, history, history[-1] if history else {}, time.perf_counter() - start)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            sums["loss"] += loss.item()
+            sums["base"] += base.item()
+            sums["reg"] += reg.item() if torch.is_tensor(reg) else reg
+        test_mae = evaluate(model, x_test, y_test, device)
+        metrics = {
+            "epoch": epoch,
+            "train/loss": sums["loss"] / steps_per_epoch,
+            "train/base_loss": sums["base"] / steps_per_epoch,
+            "train/regularizer": sums["reg"] / steps_per_epoch,
+            "train/l1_coeff": alpha if cfg.model == "l1" else 0.0,
+            "train/lr": scheduler.get_last_lr()[0],
+            "test/mae": test_mae,
+        }
+        if not math.isfinite(test_mae):
+            return TrainResult("diverged", f"non-finite test MAE at epoch {epoch}", model, history, metrics, time.perf_counter() - start)
+        history.append(metrics)
+        if ckpt_path is not None:
+            _save_checkpoint(ckpt_path, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch,
+            })
+        if callback is not None:
+            callback(metrics)
+    return TrainResult("finished", "", model, history, history[-1] if history else {}, time.perf_counter() - start)
+
+
+def _regulariser(cfg: TrainConfig, out, schedule, step: int, total_steps: int) -> tuple[float, torch.Tensor | float]:
+    """(alpha, regulariser value) for this step; (0, 0) for the standard and bottleneck models."""
+    if cfg.model == "l1":
+        return schedule(step, total_steps), regularizers.l1(out.messages)
+    if cfg.model == "kl":
+        return cfg.kl_alpha, regularizers.kl(out.mu, out.logvar, cfg.kl_prior)
+    return 0.0, 0.0
+
+
+def run_trial(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    callback: Callable[[dict[str, float]], None] | None = None,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Train, analyse the messages on test graphs, save figures and ``metrics.json`` in ``out_dir``.
+
+    Returns the flat metrics dictionary that was written. This is what ``raysym train`` and the sweep's
+    Tune trainable call.
+    """
+    from raysym import messages, shards
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = shards.read_manifest(cfg.data)
+    system = manifest["params"]["system"]
+    train_graphs, test_graphs, prune = load_training_data(cfg)
+    result = train(cfg, out_dir=out_dir, callback=callback, data=(train_graphs, test_graphs), resume=resume)
+    metrics: dict[str, Any] = {
+        "status": result.status,
+        "reason": result.reason,
+        "data/system": system,
+        "data/dim": manifest["params"]["dim"],
+        "data/train_graphs": len(train_graphs),
+        "data/test_graphs": len(test_graphs),
+        "data/pruned_graphs": prune.removed if prune is not None else 0,
+        "time/train_seconds": result.seconds,
+        **{k: v for k, v in result.metrics.items() if k != "epoch"},
+        "epochs_done": len(result.history),
+    }
+    if result.status == "finished":
+        rng = np.random.default_rng(cfg.seed)
+        sample = _subsample(test_graphs, cfg.analysis_graphs, rng)
+        edges = messages.edge_data(result.model, sample, system)
+        analysis = messages.analyze(edges, result.model.dim, cfg.kl_prior)
+        metrics.update(analysis.metrics())
+        messages.plot(edges, analysis, out_dir)
+    _write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    import json
+
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
