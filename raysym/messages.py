@@ -148,9 +148,12 @@ def analyze(edges: EdgeData, dim: int, kl_prior: str = "gaussian") -> MessageAna
     )
 
 
-def plot(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, target: str = "accel") -> list[Path]:
-    """Two PNGs: each top component against its least-squares fit on the force (or force / mass),
-    and the 15 largest component standard deviations. Returns the paths written."""
+def plot(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, target: str = "best") -> list[Path]:
+    """Two PNGs: each top component against its least-squares fit on the force or on force / mass
+    ("best": whichever has the higher R²), and the 15 largest component standard deviations.
+    Returns the paths written."""
+    if target == "best":
+        target = "force" if analysis.r2_force >= analysis.r2_accel else "accel"
     import matplotlib
 
     matplotlib.use("Agg")

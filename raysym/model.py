@@ -42,7 +42,8 @@ def node_features(graphs) -> tuple[torch.Tensor, torch.Tensor]:
     import numpy as np
 
     x = np.concatenate([graphs.pos, graphs.vel, graphs.charge[..., None], graphs.mass[..., None]], axis=-1)
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(np.ascontiguousarray(graphs.acc))
+    # np.array copies: arrays read zero-copy from Arrow are read-only, which torch warns about.
+    return torch.from_numpy(np.array(x, dtype=np.float32)), torch.from_numpy(np.array(graphs.acc, dtype=np.float32))
 
 
 def mlp(n_in: int, n_out: int, hidden: int, layers: int) -> nn.Sequential:

@@ -7,7 +7,8 @@ Layout of a dataset folder::
     test/sims-0000000-0000249.parquet  test simulations: other random streams of the same seed
 
 Rows are snapshots (graphs) with the columns of :data:`COLUMNS`. The files need only pyarrow:
-nested fixed-size lists hold the per-particle arrays, so ``np.array(row["pos"])`` is (n, dim).
+fixed-size lists hold the per-particle arrays, so ``np.array(row["pos"]).reshape(n, dim)`` is a
+particle-by-dimension array (the shape is also in the field metadata).
 
 Writing: ``ray.data.range(sims)`` is cut into blocks of ``sims_per_shard`` (default: ~32 MiB of rows,
 so that Ray Data's per-task overhead stays small); each block is
@@ -42,32 +43,41 @@ from raysym.config import SimulationConfig
 from raysym.errors import UserError
 from raysym.simulate import SPLITS, Snapshots, bytes_per_sim, simulate
 
-SCHEMA_VERSION = 1
+# Version 2: per-particle vectors are flat fixed-size lists of n * dim floats. Version 1 nested them
+# (n lists of dim), which pyarrow 25.0.1's filter kernel corrupts past ~50,000 rows (see
+# tests/test_shards.py::test_filtering_large_tables_keeps_the_right_rows).
+SCHEMA_VERSION = 2
 MANIFEST = "dataset.json"
 
 COLUMNS = {
     "sim": "int64: simulation id within its split (0 .. sims-1)",
     "step": "int64: integrator step of this state (t = step * dt)",
     "t": "float64: time of this state",
-    "pos": "n x dim float32: positions",
-    "vel": "n x dim float32: velocities",
+    "pos": "n*dim float32, row-major n x dim: positions",
+    "vel": "n*dim float32, row-major n x dim: velocities",
     "charge": "n float32: charges (sign +-1 for charged systems, else an N(0,1) distractor)",
     "mass": "n float32: masses",
-    "acc": "n x dim float32: analytic accelerations at this state (the training target)",
+    "acc": "n*dim float32, row-major n x dim: analytic accelerations at this state (the training target)",
     "acc_min": "float32: smallest acceleration component of the graph (for pruning)",
     "acc_max": "float32: largest acceleration component of the graph (for pruning)",
 }
 
 
 def arrow_schema(n: int, dim: int) -> pa.Schema:
-    vec = pa.list_(pa.list_(pa.float32(), dim), n)
+    """The shard schema. Vectors per particle are flat fixed-size lists (row-major n x dim); the
+    field metadata ``shape`` records [n, dim]."""
+    shape = {b"shape": json.dumps([n, dim]).encode()}
+    vec = pa.list_(pa.float32(), n * dim)
     per_node = pa.list_(pa.float32(), n)
     types = {
         "sim": pa.int64(), "step": pa.int64(), "t": pa.float64(),
         "pos": vec, "vel": vec, "charge": per_node, "mass": per_node, "acc": vec,
         "acc_min": pa.float32(), "acc_max": pa.float32(),
     }
-    return pa.schema([pa.field(name, types[name], nullable=False) for name in COLUMNS])
+    return pa.schema([
+        pa.field(name, types[name], nullable=False, metadata=shape if types[name] == vec else None)
+        for name in COLUMNS
+    ])
 
 
 SHARD_BYTES = 32 * 2**20
@@ -86,15 +96,10 @@ def sims_per_shard(cfg: SimulationConfig) -> int:
     return max(1, SHARD_BYTES // (cfg.snapshots_per_sim * row_bytes(cfg.particles, cfg.dim)))
 
 
-def _nested(values: np.ndarray, schema_type: pa.DataType) -> pa.Array:
-    """A (G, n[, dim]) float32 array as a (nested) fixed-size list array of G entries (no copies)."""
-    types = [schema_type]
-    while pa.types.is_fixed_size_list(types[-1].value_type):
-        types.append(types[-1].value_type)
-    arr = pa.array(np.ascontiguousarray(values, dtype=np.float32).ravel())
-    for list_type in reversed(types):
-        arr = pa.FixedSizeListArray.from_arrays(arr, type=list_type)
-    return arr
+def _fixed_list(values: np.ndarray, list_type: pa.DataType) -> pa.Array:
+    """A (G, ...) float32 array as a fixed-size list array of G rows (no copy)."""
+    flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).ravel())
+    return pa.FixedSizeListArray.from_arrays(flat, type=list_type)
 
 
 def to_table(s: Snapshots) -> pa.Table:
@@ -106,7 +111,7 @@ def to_table(s: Snapshots) -> pa.Table:
         "sim": pa.array(s.sim, pa.int64()),
         "step": pa.array(s.step, pa.int64()),
         "t": pa.array(s.t, pa.float64()),
-        **{name: _nested(getattr(s, name), schema.field(name).type) for name in ("pos", "vel", "charge", "mass", "acc")},
+        **{name: _fixed_list(getattr(s, name), schema.field(name).type) for name in ("pos", "vel", "charge", "mass", "acc")},
         "acc_min": pa.array(acc_flat.min(axis=1), pa.float32()),
         "acc_max": pa.array(acc_flat.max(axis=1), pa.float32()),
     }
@@ -114,7 +119,7 @@ def to_table(s: Snapshots) -> pa.Table:
 
 
 def _flat(column: pa.ChunkedArray | pa.Array, shape: tuple[int, ...]) -> np.ndarray:
-    """A (nested) fixed-size list column as a numpy array of ``shape`` (zero-copy where possible)."""
+    """A fixed-size list column as a numpy array of ``shape`` (zero-copy where possible)."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     while pa.types.is_fixed_size_list(arr.type):
         arr = arr.flatten()

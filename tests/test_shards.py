@@ -58,11 +58,12 @@ def test_plain_pyarrow_reads_shards_without_ray(tiny_spring):
         import numpy as np, pyarrow.parquet as pq
         table = pq.read_table(sorted(glob.glob("{out}/train/*.parquet")))
         row = table.slice(0, 1).to_pylist()[0]
-        pos = np.array(row["pos"], dtype=np.float32)
-        acc = np.array(row["acc"], dtype=np.float32)
+        pos = np.array(row["pos"], dtype=np.float32).reshape(4, 2)
+        acc = np.array(row["acc"], dtype=np.float32).reshape(4, 2)
         mass = np.array(row["mass"], dtype=np.float32)
         assert pos.shape == (4, 2) and acc.shape == (4, 2) and mass.shape == (4,)
-        whole = table["pos"].combine_chunks().flatten().flatten().to_numpy().reshape(-1, 4, 2)
+        assert table.schema.field("pos").metadata[b"shape"] == b"[4, 2]"
+        whole = table["pos"].combine_chunks().flatten().to_numpy().reshape(-1, 4, 2)
         assert whole.shape == (table.num_rows, 4, 2) and np.array_equal(whole[0], pos)
         assert "ray" not in sys.modules
         print("ok", table.num_rows)
@@ -208,6 +209,37 @@ def test_pruning_matches_brute_force_in_both_engines(tiny_spring, k):
     np.testing.assert_array_equal(ray_graphs.sim, arrow.sim)
     if k == 0.0:
         assert report.removed > 0
+
+
+def test_filtering_large_tables_keeps_the_right_rows(local_ray, tmp_path):
+    """Regression: pyarrow 25.0.1 filters nested fixed-size lists wrongly past ~50,000 rows, which
+    corrupted pruned training data under schema version 1. Both readers, 150,000 rows, against numpy."""
+    rng = np.random.default_rng(0)
+    G, n, dim = 150_000, 4, 3
+    graphs = shards.Snapshots(
+        sim=np.arange(G), step=np.zeros(G, np.int64), t=np.zeros(G),
+        pos=rng.standard_normal((G, n, dim)).astype(np.float32), vel=rng.standard_normal((G, n, dim)).astype(np.float32),
+        charge=rng.standard_normal((G, n)).astype(np.float32), mass=rng.standard_normal((G, n)).astype(np.float32),
+        acc=(rng.standard_normal((G, n, dim)) * np.exp(rng.standard_normal((G, 1, 1)))).astype(np.float32),
+    )
+    folder = tmp_path / "big"
+    (folder / "train").mkdir(parents=True)
+    pq.write_table(shards.to_table(graphs), folder / "train" / "part.parquet")
+    flat = graphs.acc.reshape(G, -1).astype(np.float64)
+    q1, q3 = np.quantile(flat, [0.25, 0.75])
+    manifest = {
+        "schema_version": shards.SCHEMA_VERSION, "params": {"particles": n, "dim": dim},
+        "train_acc_quartiles": {"q1": q1, "q3": q3},
+        "splits": {"train": {"rows": G, "shards": [{"file": "train/part.parquet", "sha256": shards.sha256(folder / "train" / "part.parquet")}]}},
+    }
+    (folder / "dataset.json").write_text(json.dumps(manifest))
+    lo, hi = shards.prune_bounds(manifest, 1.0)
+    keep = (flat.min(axis=1) >= np.float32(lo)) & (flat.max(axis=1) <= np.float32(hi))
+    assert 0.2 < keep.mean() < 0.9
+    for engine in ("arrow", "ray"):
+        got, _ = shards.read_split(folder, "train", prune_k=1.0, engine=engine)
+        for field in ("sim", "pos", "vel", "charge", "mass", "acc"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(graphs, field)[keep], err_msg=f"{engine}: {field}")
 
 
 def test_test_split_is_never_pruned_and_differs_from_train(tiny_spring):
