@@ -106,6 +106,13 @@ def train(
         train_graphs, test_graphs, _ = load_training_data(cfg)
     else:
         train_graphs, test_graphs = data
+    if len(train_graphs) == 0 or len(test_graphs) == 0:
+        from raysym.errors import UserError
+
+        raise UserError(
+            f"Nothing to train on: {len(train_graphs)} training and {len(test_graphs)} test graphs "
+            f"(after pruning with k={cfg.prune_k}). Raise --prune-k, use --no-prune, or simulate more data."
+        )
     x_train, y_train = node_features(train_graphs)
     x_test, y_test = node_features(test_graphs)
     dim = y_train.shape[-1]

@@ -86,6 +86,15 @@ def test_divergence_guard_stops_with_a_reason(graphs):
     assert result.history == []
 
 
+def test_empty_training_set_is_a_user_error(graphs):
+    from raysym.errors import UserError
+
+    train_graphs, test_graphs = graphs
+    empty = simulate.Snapshots(**{f: getattr(train_graphs, f)[:0] for f in simulate.Snapshots.__dataclass_fields__})
+    with pytest.raises(UserError, match="Nothing to train on: 0 training"):
+        train(tiny(), data=(empty, test_graphs))
+
+
 def test_analysis_finds_planted_force_over_mass():
     """Messages that are a linear map of F / m_receiver plus tiny noise: R² ~ 1 there, sparse."""
     rng = np.random.default_rng(0)
