@@ -187,6 +187,47 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
+# raysym sweep
+# --------------------------------------------------------------------------------------------------
+
+def _add_sweep(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run a sweep YAML: data on Ray Data, trials on Ray Tune, runs in MLflow",
+        description=(
+            "Run the whole pipeline for a sweep YAML (see tune_configs/): make or reuse the shards each data "
+            "setting needs, train one Graph Network per grid point (or per Optuna sample) on Ray Tune, and "
+            "record every trial as a child run of one MLflow parent run. Prints a results table at the end "
+            "and writes it as sweep_results.csv next to Tune's results. On a laptop it starts a local Ray; on "
+            "a cluster made with `ray up cluster.yaml`, pass --address auto."
+        ),
+        epilog="examples:\n  raysym sweep tune_configs/quickstart.yaml\n  raysym sweep tune_configs/paper_2d.yaml --dry-run\n"
+        "  raysym sweep tune_configs/paper_2d.yaml --address auto --resume\n"
+        "then: mlflow ui --backend-store-uri sqlite:///mlflow.db",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", metavar="CONFIG", help="sweep YAML file")
+    p.add_argument("--address", help="Ray cluster to join ('auto' on a cluster node); default: a local Ray")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same name (Tuner.restore); its MLflow runs are continued, not duplicated")
+    p.add_argument("--dry-run", action="store_true", help="print the expanded trials and the resources they ask for, then stop")
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from raysym.config import SweepConfig
+    from raysym.sweep import run_sweep
+
+    cfg = from_dict(SweepConfig, load_yaml(args.config), where=f"sweep config ({args.config})")
+    outcome = run_sweep(cfg, address=args.address, resume=args.resume, dry_run=args.dry_run, say=print)
+    if args.dry_run:
+        return 0
+    failed = [r for r in outcome.rows if r["status"] != "finished"]
+    print(f"\n{len(outcome.rows) - len(failed)} of {len(outcome.rows)} trials finished. Tune results: {outcome.experiment_path}")
+    print(f"Compare them in MLflow: mlflow ui --backend-store-uri {cfg.tracking.uri}  (parent run '{cfg.name}')")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -203,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(sub)
     _add_inspect(sub)
     _add_train(sub)
+    _add_sweep(sub)
     return parser
 
 

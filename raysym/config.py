@@ -64,6 +64,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             except UserError as exc:
                 errors.append(str(exc))
         raise UserError(f"{where} has the wrong type: expected {_type_name(tp)}, got {value!r}.")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where} has the wrong type: expected a mapping, got {value!r}.")
+        key_tp, item_tp = args or (Any, Any)
+        return {_coerce(k, key_tp, f"{where} key"): _coerce(v, item_tp, f"{where}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise UserError(f"{where} has the wrong type: expected a list, got {value!r}.")
@@ -315,3 +320,187 @@ class TrainConfig:
             for name in ("start", "peak", "end"):
                 value = getattr(shape, name)
                 _require(math.isfinite(value) and value >= 0, f"schedule_shape.{name} must be a non-negative number, got {value}.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Sweeps
+# --------------------------------------------------------------------------------------------------
+
+# Trial settings that only mean something for some models; dropped for the others so that, e.g., a
+# bottleneck model crossed with three L1 schedules is one trial, not three identical ones.
+_MODEL_ONLY = {"l1_schedule": "l1", "schedule_shape": "l1", "kl_prior": "kl", "kl_alpha": "kl"}
+_SWEEP_DATA_EXTRA = ("root", "prune_k")
+_NOT_IN_TRIALS = ("data", "prune_k")  # set by the data section
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchRange:
+    """A continuous search dimension for Optuna: uniform on [low, high], or log-uniform if ``log``."""
+
+    low: float
+    high: float
+    log: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """``grid`` runs every point of the trial grid; ``optuna`` samples ``space`` (the L1 schedule-shape
+    family: keys ``schedule_shape.start``, ``.peak``, ``.end``, ``.peak_at``, ``.curvature``) for
+    ``trials`` trials. The Optuna study lives in ``storage`` under ``study`` (default: the sweep name),
+    so a later run continues it and optuna-dashboard can open it."""
+
+    kind: str = "grid"
+    sampler: str = "tpe"
+    seed: int = 0
+    trials: int = 8
+    metric: str = "messages/r2_best"
+    mode: str = "max"
+    storage: str = "sqlite:///optuna.db"
+    study: str | None = None
+    space: dict[str, SearchRange] = dataclasses.field(default_factory=dict)
+
+    def validate(self) -> None:
+        _require(self.kind in ("grid", "optuna"), f"search.kind must be 'grid' or 'optuna', got '{self.kind}'.")
+        samplers = ("tpe", "random")
+        _require(self.sampler in samplers, f"Unknown search.sampler '{self.sampler}'.{did_you_mean(self.sampler, samplers)}")
+        _require(self.mode in ("min", "max"), f"search.mode must be 'min' or 'max', got '{self.mode}'.")
+        _require(self.trials > 0, f"search.trials must be a positive integer, got {self.trials}.")
+        shape_keys = [f"schedule_shape.{f.name}" for f in dataclasses.fields(ScheduleShape)]
+        for key, rng in self.space.items():
+            _require(key in shape_keys, f"search.space has an unknown dimension '{key}'.{did_you_mean(key, shape_keys)}")
+            _require(
+                math.isfinite(rng.low) and math.isfinite(rng.high) and rng.low < rng.high and (not rng.log or rng.low > 0),
+                f"search.space.{key} needs low < high (and low > 0 when log is true), got low={rng.low}, high={rng.high}.",
+            )
+        if self.kind == "optuna":
+            _require(bool(self.space), "search.kind 'optuna' needs a search.space, e.g. {schedule_shape.peak: {low: 0.01, high: 1, log: true}}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulerConfig:
+    """``fifo`` runs every trial to the end; ``asha`` stops trials whose test MAE lags after
+    ``grace_period`` epochs (Ray Tune's ASHAScheduler)."""
+
+    kind: str = "fifo"
+    grace_period: int = 5
+    reduction_factor: float = 3.0
+
+    def validate(self) -> None:
+        _require(self.kind in ("fifo", "asha"), f"scheduler.kind must be 'fifo' or 'asha', got '{self.kind}'.")
+        _require(self.grace_period > 0, f"scheduler.grace_period must be a positive integer, got {self.grace_period}.")
+        _require(self.reduction_factor > 1, f"scheduler.reduction_factor must be above 1, got {self.reduction_factor}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourcesConfig:
+    """What each trial asks Ray for. Fractional GPUs pack several trials onto one GPU. A trial that
+    crashes is retried from its last checkpoint up to ``retries`` times."""
+
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent_trials: int | None = None
+    retries: int = 2
+
+    def validate(self) -> None:
+        _require(self.cpus_per_trial > 0, f"resources.cpus_per_trial must be positive, got {self.cpus_per_trial}.")
+        _require(self.gpus_per_trial >= 0, f"resources.gpus_per_trial must be 0 or more, got {self.gpus_per_trial}.")
+        _require(
+            self.max_concurrent_trials is None or self.max_concurrent_trials > 0,
+            f"resources.max_concurrent_trials must be a positive integer or left out, got {self.max_concurrent_trials}.",
+        )
+        _require(self.retries >= 0, f"resources.retries must be 0 or more, got {self.retries}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackingConfig:
+    """Where MLflow records the sweep: a parent run named after the sweep, a child run per trial."""
+
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "raysym"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """A sweep: a data grid times a trial grid (or an Optuna search), run by Ray Tune, tracked in MLflow.
+
+    ``data`` holds SimulationConfig keys plus ``root`` (the shard folder) and ``prune_k``; ``trials``
+    holds TrainConfig keys. In both, a list is a grid dimension and a single value is fixed, e.g.
+    ``data: {system: [spring, charge], prune_k: [1.5, null]}``. ``storage`` is where Ray Tune keeps
+    trial results and checkpoints: a local folder, or shared storage (NFS path, s3://...) on a cluster.
+    """
+
+    name: str = "sweep"
+    storage: str = "runs"
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    trials: dict[str, Any] = dataclasses.field(default_factory=dict)
+    resources: ResourcesConfig = dataclasses.field(default_factory=ResourcesConfig)
+    search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
+    scheduler: SchedulerConfig = dataclasses.field(default_factory=SchedulerConfig)
+    tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
+
+    def validate(self) -> None:
+        _require(
+            bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name),
+            f"name must be letters, digits, '-', '_' or '.', got '{self.name}' (it names folders and runs).",
+        )
+        data_keys = [f.name for f in dataclasses.fields(SimulationConfig)] + list(_SWEEP_DATA_EXTRA)
+        for key in self.data:
+            _require(key in data_keys, f"data has an unknown key '{key}'.{did_you_mean(key, data_keys)}")
+        trial_keys = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_IN_TRIALS]
+        for key in self.trials:
+            hint = " Set it in the data section." if key in _NOT_IN_TRIALS else did_you_mean(key, trial_keys)
+            _require(key in trial_keys, f"trials has an unknown key '{key}'.{hint}")
+        for section, values in (("data", self.data), ("trials", self.trials)):
+            for key, value in values.items():
+                _require(value != [], f"{section}.{key} is an empty list, so the grid is empty. Give it at least one value.")
+        self.data_points()  # builds (and so type-checks and validates) every point
+        self.trial_points()
+
+    def data_points(self) -> list[SimulationConfig]:
+        """One SimulationConfig per point of the data grid (prune_k and root excluded)."""
+        grid = {k: v for k, v in self.data.items() if k not in _SWEEP_DATA_EXTRA}
+        return [from_dict(SimulationConfig, point, where="data") for point in _product(grid)]
+
+    @property
+    def data_root(self) -> str:
+        root = self.data.get("root", "data")
+        _require(isinstance(root, str) and bool(root), f"data.root must be a folder path, got {root!r}.")
+        return root
+
+    @property
+    def prune_ks(self) -> list[float | None]:
+        values = self.data.get("prune_k", 1.5)
+        values = values if isinstance(values, list) else [values]
+        return [_coerce(v, float | None, "data.prune_k") for v in values]
+
+    def trial_points(self) -> list[dict[str, Any]]:
+        """The trial grid as TrainConfig keyword dicts (without data and prune_k), settings that do
+        not apply to a point's model dropped and duplicates removed, in grid order."""
+        points, seen = [], set()
+        for point in _product(self.trials):
+            model = point.get("model", TrainConfig.model)
+            point = {k: v for k, v in point.items() if _MODEL_ONLY.get(k, model) == model}
+            if self.search.kind == "optuna" and model == "l1":
+                point["l1_schedule"] = "shape"
+                point.setdefault("schedule_shape", {})
+            key = repr(sorted(point.items(), key=lambda kv: kv[0]))
+            if key not in seen:
+                seen.add(key)
+                from_dict(TrainConfig, {**point, "data": "<data>"}, where="trials")  # type-check now
+                points.append(point)
+        return points
+
+    def swept_keys(self) -> list[str]:
+        """The settings that vary across the sweep (the MLflow params)."""
+        keys = [k for k, v in self.data.items() if isinstance(v, list) and len(v) > 1 and k != "root"]
+        keys += [k for k, v in self.trials.items() if isinstance(v, list) and len(v) > 1]
+        return keys + sorted(self.search.space) if self.search.kind == "optuna" else keys
+
+
+def _product(grid: dict[str, Any]) -> list[dict[str, Any]]:
+    """Cartesian product of a mapping whose list values are grid dimensions (first key slowest)."""
+    import itertools
+
+    keys = list(grid)
+    axes = [grid[k] if isinstance(grid[k], list) else [grid[k]] for k in keys]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*axes)]

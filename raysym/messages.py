@@ -115,6 +115,8 @@ class MessageAnalysis:
             "messages/r2_accel": self.r2_accel,
             "messages/r2_force_robust": self.r2_force_robust,
             "messages/r2_accel_robust": self.r2_accel_robust,
+            # the better of the two targets: what the L1 schedule search maximises
+            "messages/r2_best": max(self.r2_force, self.r2_accel),
             "messages/sparse": bool(self.sparse),
             # None (JSON null) when there are no other components (the bottleneck model)
             "messages/sparsity_ratio": float(self.sparsity_ratio) if np.isfinite(self.sparsity_ratio) else None,

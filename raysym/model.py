@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch_geometric.nn import MessagePassing
 
 MODELS = ("standard", "bottleneck", "l1", "kl")
 
@@ -85,7 +84,7 @@ class GraphNetwork(nn.Module):
         edge_out = 2 * self.msg_dim if model == "kl" else self.msg_dim
         self.edge_model = mlp(2 * features, edge_out, hidden, layers)
         self.node_model = mlp(features + self.msg_dim, dim, hidden, layers)
-        self._pyg = _MessagePassingGN(self)
+        self._pyg = None  # built on first use: importing torch-geometric costs seconds per process
 
     # -- messages ----------------------------------------------------------------------------------
     def edge_messages(self, x_receiver: torch.Tensor, x_sender: torch.Tensor, noise: torch.Tensor | None = None):
@@ -128,27 +127,32 @@ class GraphNetwork(nn.Module):
     def forward_pyg(self, x: torch.Tensor, edge_index: torch.Tensor, noise: torch.Tensor | None = None) -> GNOutput:
         """MessagePassing forward. x: (nodes, features); edge_index: (2, edges), row 0 senders,
         row 1 receivers (torch-geometric's source_to_target flow). acc: (nodes, dim)."""
+        if self._pyg is None:
+            object.__setattr__(self, "_pyg", _message_passing_gn(self))  # not a submodule: no extra weights
         return self._pyg(x, edge_index, noise)
 
 
-class _MessagePassingGN(MessagePassing):
-    """torch-geometric wrapper around a GraphNetwork's edge and node models (shares their weights)."""
+def _message_passing_gn(gn: GraphNetwork):
+    """A torch-geometric MessagePassing module around ``gn``'s edge and node models (shares their weights)."""
+    from torch_geometric.nn import MessagePassing
 
-    def __init__(self, gn: GraphNetwork):
-        super().__init__(aggr="add", flow="source_to_target")
-        object.__setattr__(self, "gn", gn)  # not a submodule: the parent owns the parameters
-        self._last = None
+    class MessagePassingGN(MessagePassing):
+        def __init__(self):
+            super().__init__(aggr="add", flow="source_to_target")
+            self._last = None
 
-    def forward(self, x, edge_index, noise=None) -> GNOutput:
-        summed = self.propagate(edge_index, x=x, noise=noise)
-        acc = self.gn.node_model(torch.cat([x, summed], dim=-1))
-        messages, mu, logvar = self._last
-        return GNOutput(acc, messages, mu, logvar)
+        def forward(self, x, edge_index, noise=None) -> GNOutput:
+            summed = self.propagate(edge_index, x=x, noise=noise)
+            acc = gn.node_model(torch.cat([x, summed], dim=-1))
+            messages, mu, logvar = self._last
+            return GNOutput(acc, messages, mu, logvar)
 
-    def message(self, x_i, x_j, noise):  # x_i: receivers, x_j: senders
-        messages, mu, logvar = self.gn.edge_messages(x_i, x_j, noise)
-        self._last = (messages, mu, logvar)
-        return messages
+        def message(self, x_i, x_j, noise):  # x_i: receivers, x_j: senders
+            messages, mu, logvar = gn.edge_messages(x_i, x_j, noise)
+            self._last = (messages, mu, logvar)
+            return messages
+
+    return MessagePassingGN()
 
 
 _EDGE_CACHE: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}

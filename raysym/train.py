@@ -151,15 +151,10 @@ def train(
         for b in range(steps_per_epoch):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             xb, yb = x_train[idx], y_train[idx]
-            if cfg.augment:
-                shift = torch.randn(dim, generator=generator) * cfg.augment
-                xb = xb.clone()
-                xb[..., :dim] += shift
+            xb = augment(xb, dim, cfg.augment, generator)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            out = model(xb)
-            base = base_loss(out.acc, yb, cfg.loss)
-            alpha, reg = _regulariser(cfg, out, schedule, step, total_steps)
-            loss = base + alpha * reg
+            alpha = schedule(step, total_steps) if cfg.model == "l1" else cfg.kl_alpha
+            loss, base, reg = batch_loss(model, cfg, xb, yb, alpha)
             if not torch.isfinite(loss):
                 reason = f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}"
                 return TrainResult("diverged", reason, model, history, history[-1] if history else {}, time.perf_counter() - start)
@@ -170,7 +165,7 @@ def train(
             step += 1
             sums["loss"] += loss.item()
             sums["base"] += base.item()
-            sums["reg"] += reg.item() if torch.is_tensor(reg) else reg
+            sums["reg"] += reg.item()
         test_mae = evaluate(model, x_test, y_test, device)
         metrics = {
             "epoch": epoch,
@@ -195,13 +190,33 @@ def train(
     return TrainResult("finished", "", model, history, history[-1] if history else {}, time.perf_counter() - start)
 
 
-def _regulariser(cfg: TrainConfig, out, schedule, step: int, total_steps: int) -> tuple[float, torch.Tensor | float]:
-    """(alpha, regulariser value) for this step; (0, 0) for the standard and bottleneck models."""
+def augment(x: torch.Tensor, dim: int, scale: float, generator: torch.Generator) -> torch.Tensor:
+    """Translation augmentation: one random shift N(0, 1) * scale added to every position of the batch.
+
+    x: (batch, n, features) with positions in the first ``dim`` features. Returns a new tensor.
+    """
+    if not scale:
+        return x
+    shifted = x.clone()
+    shifted[..., :dim] += torch.randn(dim, generator=generator) * scale
+    return shifted
+
+
+def batch_loss(model: GraphNetwork, cfg: TrainConfig, xb: torch.Tensor, yb: torch.Tensor, alpha: float):
+    """(loss, base loss, regulariser) of one batch; the regulariser is 0 for standard and bottleneck.
+
+    xb: (batch, n, features), yb: (batch, n, dim). One dense forward gives both the predictions and the
+    messages of every edge of every graph, so the regulariser costs no second edge-model pass.
+    """
+    out = model(xb)
+    base = base_loss(out.acc, yb, cfg.loss)
     if cfg.model == "l1":
-        return schedule(step, total_steps), regularizers.l1(out.messages)
-    if cfg.model == "kl":
-        return cfg.kl_alpha, regularizers.kl(out.mu, out.logvar, cfg.kl_prior)
-    return 0.0, 0.0
+        reg = regularizers.l1(out.messages)
+    elif cfg.model == "kl":
+        reg = regularizers.kl(out.mu, out.logvar, cfg.kl_prior)
+    else:
+        return base, base, torch.zeros((), device=base.device)
+    return base + alpha * reg, base, reg
 
 
 def run_trial(

@@ -1,0 +1,468 @@
+"""``raysym sweep``: a grid (or an Optuna search) of training trials on Ray Tune, tracked in MLflow.
+
+Stages, in order:
+1. plan: expand the sweep YAML into trials (data grid x prune k x trial grid, duplicates removed);
+2. data: make or reuse the shards each data point needs (Ray Data), in folders named by a hash of the
+   simulation parameters, so two sweeps that need the same data share it;
+3. tune: one Tune trial per point (or per Optuna sample) running ``raysym.train.run_trial``; each epoch
+   is reported to Tune with a checkpoint, so a crashed trial is retried from its last epoch and an
+   interrupted sweep resumes (``Tuner.restore``);
+4. track: a driver-side Tune callback mirrors every trial into an MLflow child run of the sweep's parent
+   run (params = the swept settings, tags = the rest, per-epoch metrics, artifacts at the end);
+5. report: a table of every trial's test MAE, R², and sparsity, also written as CSV.
+
+Trials never talk to MLflow themselves: only the driver does, so a cluster's workers need no route to
+the tracking server and a local sqlite database has a single writer.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from raysym import track
+from raysym.config import SimulationConfig, SweepConfig, TrainConfig, from_dict
+from raysym.errors import UserError
+
+RESULTS_CSV = "sweep_results.csv"
+# Fault injection for the retry test: "EPOCH:MARKER" makes each trial crash once after that epoch
+# (the marker file records that it did). Read on the driver and handed to trials in their config.
+INJECT_ENV = "RAYSYM_INJECT_CRASH"
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. Plan
+# --------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class TrialSpec:
+    """One point of the sweep: which data, how much pruning, how to train; JSON-able for Tune."""
+
+    key: str  # t000, t001, ... in grid order
+    data: dict[str, Any]  # SimulationConfig keywords
+    data_dir: str
+    prune_k: float | None
+    train: dict[str, Any]  # TrainConfig keywords without data and prune_k
+    params: dict[str, Any]  # the swept settings of this trial (MLflow params)
+
+    def label(self) -> str:
+        t = self.train
+        model = t.get("model", TrainConfig.model)
+        if model == "l1":
+            model += "-" + t.get("l1_schedule", TrainConfig.l1_schedule)
+        if model == "kl":
+            model += "-" + t.get("kl_prior", TrainConfig.kl_prior)
+        return f"{self.data['system']}-{self.data.get('dim', 2)}d {model} k={self.prune_k}"
+
+
+def dataset_dir(root: str, sim: SimulationConfig) -> str:
+    """Content-addressed shard folder: the same simulation parameters always map to the same folder."""
+    digest = hashlib.sha256(json.dumps(sim.data_params(), sort_keys=True).encode()).hexdigest()[:10]
+    return str(Path(root) / f"{sim.system}-{sim.dim}d-{digest}")
+
+
+def plan(cfg: SweepConfig) -> list[TrialSpec]:
+    root = str(Path(cfg.data_root).expanduser().resolve())
+    swept = cfg.swept_keys()
+    specs = []
+    for sim in cfg.data_points():
+        sim_fields = {f.name: getattr(sim, f.name) for f in dataclasses.fields(sim)}
+        for k in cfg.prune_ks:
+            for train in cfg.trial_points():
+                values = {**sim_fields, "prune_k": k, **train}
+                params = {key: values[key] for key in swept if key in values}
+                specs.append(TrialSpec(f"t{len(specs):03d}", sim_fields, dataset_dir(root, sim), k, train, params))
+    return specs
+
+
+def describe_plan(cfg: SweepConfig, specs: list[TrialSpec]) -> str:
+    r = cfg.resources
+    lines = [f"sweep '{cfg.name}': {len(specs)} trial point(s)"]
+    if cfg.search.kind == "optuna":
+        space = ", ".join(f"{k} in [{v.low:g}, {v.high:g}]{' (log)' if v.log else ''}" for k, v in cfg.search.space.items())
+        lines.append(f"optuna ({cfg.search.sampler}, seed {cfg.search.seed}): {cfg.search.trials} trials per point over {space}; "
+                     f"objective {cfg.search.mode} {cfg.search.metric}; study '{cfg.search.study or cfg.name}' in {cfg.search.storage}")
+    for s in specs:
+        epochs = s.train.get("epochs", TrainConfig.epochs)
+        lines.append(f"  {s.key}  {s.label():<40} epochs={epochs}  {json.dumps(s.params) if s.params else ''}")
+    datasets = sorted({s.data_dir for s in specs})
+    lines.append(f"datasets ({len(datasets)}): " + ", ".join(datasets))
+    concurrent = r.max_concurrent_trials or "as many as fit"
+    lines.append(
+        f"resources per trial: {r.cpus_per_trial:g} CPU, {r.gpus_per_trial:g} GPU; concurrent trials: {concurrent}; "
+        f"retries after a crash: {r.retries}; scheduler: {cfg.scheduler.kind}"
+    )
+    lines.append(f"tracking: {cfg.tracking.uri} (experiment '{cfg.tracking.experiment}'); Tune results: {experiment_path(cfg)}")
+    return "\n".join(lines)
+
+
+def experiment_path(cfg: SweepConfig) -> str:
+    storage = cfg.storage if "://" in cfg.storage else str(Path(cfg.storage).expanduser().resolve())
+    return f"{storage.rstrip('/')}/{cfg.name}"
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. Data
+# --------------------------------------------------------------------------------------------------
+
+def prepare_data(specs: list[TrialSpec], say: Callable[[str], None], address: str | None = None) -> None:
+    from raysym import shards
+
+    done = set()
+    for s in specs:
+        if s.data_dir in done:
+            continue
+        done.add(s.data_dir)
+        sim = from_dict(SimulationConfig, s.data, where="data")
+        result = shards.write_dataset(sim, s.data_dir, address=address)
+        how = "reused" if result.reused else f"written in {result.seconds:.1f} s"
+        say(f"data {s.data_dir}: {shards.describe(result.manifest).splitlines()[0]} ({how})")
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. The Tune trainable
+# --------------------------------------------------------------------------------------------------
+
+def train_config(spec: dict[str, Any], config: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of a trial: its spec's settings plus any Optuna-sampled shape values in the Tune
+    trial ``config``."""
+    train = dict(spec["train"])
+    sampled = {k.split(".", 1)[1]: v for k, v in config.items() if k.startswith("schedule_shape.")}
+    if sampled:
+        train["schedule_shape"] = {**train.get("schedule_shape", {}), **sampled}
+    return from_dict(TrainConfig, {**train, "data": spec["data_dir"], "prune_k": spec["prune_k"]}, where="trial")
+
+
+def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
+    """Ray Tune function trainable: restore the last checkpoint if any, train, report every epoch.
+
+    ``config["key"]`` names the trial's spec in ``specs`` (bound with ``tune.with_parameters``, so Tune's
+    progress table shows the short key instead of the whole spec).
+    """
+    from ray import tune
+
+    from raysym.train import CHECKPOINT, run_trial
+
+    cfg = train_config(specs[config["key"]], config)
+    work = Path(tune.get_context().get_trial_dir()) / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # a retry after a crash, or a resumed sweep
+        with checkpoint.as_directory() as folder:
+            shutil.copy(Path(folder) / CHECKPOINT, work / CHECKPOINT)
+    inject = config.get("inject_crash")
+
+    def report(metrics: dict[str, float]) -> None:
+        epoch = int(metrics["epoch"]) + 1
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copy(work / CHECKPOINT, Path(tmp) / CHECKPOINT)
+            tune.report({**metrics, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(tmp))
+        if inject and epoch == inject["epoch"] and not os.path.exists(inject["marker"]):
+            Path(inject["marker"]).write_text(tune.get_context().get_trial_id())
+            raise RuntimeError(f"fault injected by {INJECT_ENV} after epoch {epoch}")
+
+    metrics = run_trial(cfg, work, callback=report, resume=True)
+    # The final report carries the message analysis and every file of the trial as its checkpoint.
+    final = {k: v for k, v in metrics.items() if not isinstance(v, list)}
+    final["messages/top_std"] = metrics.get("messages/top_std")
+    tune.report({**final, "epoch": cfg.epochs, "done_training": True}, checkpoint=tune.Checkpoint.from_directory(work))
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. Tracking callback (driver side)
+# --------------------------------------------------------------------------------------------------
+
+def _tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[str, TrialSpec], swept: list[str]):
+    from ray import tune
+
+    class MLflowCallback(tune.Callback):
+        """Mirror Tune trials into MLflow child runs of the sweep's parent run."""
+
+        def __init__(self):
+            self.runs: dict[str, str] = {}
+
+        def _run(self, trial) -> str:
+            if trial.trial_id not in self.runs:
+                spec = specs[trial.config["key"]]
+                sampled = {k: v for k, v in trial.config.items() if k.startswith("schedule_shape.")}
+                params = {**spec.params, **sampled}
+                settings = dataclasses.asdict(train_config(dataclasses.asdict(spec), trial.config))
+                tags = {f"cfg.{k}": v for k, v in settings.items() if k not in params}
+                tags.update({f"cfg.data.{k}": v for k, v in spec.data.items() if k not in params})
+                tags.update({"raysym.trial_key": spec.key, "raysym.label": spec.label(), "data.dir": spec.data_dir})
+                self.runs[trial.trial_id] = tracker.start_trial(
+                    parent_id, trial.trial_id, f"{spec.key} {spec.label()}", params, tags
+                )
+            return self.runs[trial.trial_id]
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self._run(trial)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            keys = [k for k in result if "/" in k or k in ("status", "reason", "epochs_done")]
+            if result.get("done_training"):  # the per-epoch values are logged already
+                keys = [k for k in keys if not k.startswith(("train/", "test/"))]
+            tracker.log_metrics(self._run(trial), {k: result[k] for k in keys}, step=int(result.get("epoch", 0)))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            run_id = self._run(trial)
+            result = trial.last_result or {}
+            if trial.checkpoint is not None:
+                with trial.checkpoint.as_directory() as folder:
+                    tracker.log_artifacts(run_id, folder)
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / "trial_config.json").write_text(json.dumps(trial.config, indent=2, default=str))
+                tracker.log_artifacts(run_id, tmp)
+            diverged = result.get("status") == "diverged"
+            tracker.end_run(run_id, "FAILED" if diverged or not result.get("done_training") else "FINISHED")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            run_id = self._run(trial)
+            tracker.set_tags(run_id, {"raysym.error": f"trial crashed {trial.num_failures} time(s); see {trial.path}"})
+            tracker.end_run(run_id, "FAILED")
+
+    return MLflowCallback()
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. Running the sweep
+# --------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class SweepOutcome:
+    rows: list[dict[str, Any]]
+    experiment_path: str
+    parent_run_id: str | None
+    table: str
+
+
+def _check_cluster(cfg: SweepConfig) -> None:
+    """Refuse trials that ask for more CPUs or GPUs than any node of the cluster has."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+    r = cfg.resources
+    if r.gpus_per_trial > most_gpus:
+        raise UserError(
+            f"Each trial asks for {r.gpus_per_trial:g} GPU(s) (resources.gpus_per_trial) but no node of this "
+            f"Ray cluster has more than {most_gpus:g}. Lower gpus_per_trial (0 trains on CPU, 0.25 packs four "
+            "trials on a GPU), or run on a cluster with GPU workers (`ray up cluster.yaml`, then --address auto)."
+        )
+    if r.cpus_per_trial > most_cpus:
+        raise UserError(
+            f"Each trial asks for {r.cpus_per_trial:g} CPUs (resources.cpus_per_trial) but no node of this Ray "
+            f"cluster has more than {most_cpus:g}. Lower cpus_per_trial."
+        )
+
+
+def _find_parent(tracker: track.MLflowTracker, name: str) -> str | None:
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.`{track.SWEEP_TAG}` = '{name}'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def _search_alg(cfg: SweepConfig):
+    import optuna
+
+    from raysym._optuna import EndOfTrialOptunaSearch
+
+    s = cfg.search
+    sampler = optuna.samplers.TPESampler(seed=s.seed) if s.sampler == "tpe" else optuna.samplers.RandomSampler(seed=s.seed)
+    storage = optuna.storages.RDBStorage(s.storage)
+    return EndOfTrialOptunaSearch(metric=s.metric, mode=s.mode, sampler=sampler, study_name=s.study or cfg.name, storage=storage)
+
+
+def _param_space(cfg: SweepConfig, specs: list[TrialSpec]) -> dict[str, Any]:
+    from ray import tune
+
+    space: dict[str, Any] = {}
+    if cfg.search.kind == "grid":
+        space["key"] = tune.grid_search([s.key for s in specs])
+    else:
+        if len(specs) != 1:
+            raise UserError(
+                f"An Optuna search explores the schedule shape of one trial setting, but this sweep's grid "
+                f"has {len(specs)} points. Give single values in data and trials (model: l1), or use search.kind: grid."
+            )
+        space["key"] = specs[0].key
+        for key, rng in cfg.search.space.items():
+            space[key] = tune.loguniform(rng.low, rng.high) if rng.log else tune.uniform(rng.low, rng.high)
+    injected = os.environ.get(INJECT_ENV)
+    if injected:
+        epoch, marker = injected.split(":", 1)
+        space["inject_crash"] = {"epoch": int(epoch), "marker": marker}
+    return space
+
+
+def run_sweep(
+    cfg: SweepConfig,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    dry_run: bool = False,
+    say: Callable[[str], None] = print,
+    verbose: int = 1,
+) -> SweepOutcome:
+    """Plan, make the data, run every trial on Ray Tune and track them in MLflow; see the module doc."""
+    specs = plan(cfg)
+    path = experiment_path(cfg)
+    if dry_run:
+        text = describe_plan(cfg, specs)
+        say(text)
+        return SweepOutcome([], path, None, text)
+
+    from ray import tune
+
+    from raysym._ray import ensure_ray
+
+    track.check_reachable(cfg.tracking.uri)
+    local = "://" not in path
+    if local and resume and not tune.Tuner.can_restore(path):
+        raise UserError(f"There is no interrupted sweep '{cfg.name}' to resume in {path}. Run without --resume to start it.")
+    if local and not resume and Path(path).exists():
+        raise UserError(
+            f"A sweep named '{cfg.name}' already exists in {path}. Continue it with --resume, or give this "
+            "sweep another name (the YAML's name key), or delete that folder to start over."
+        )
+    ensure_ray(address)
+    _check_cluster(cfg)
+    say(describe_plan(cfg, specs))
+    prepare_data(specs, say, address)
+
+    tracker = track.MLflowTracker(cfg.tracking.uri, cfg.tracking.experiment)
+    parent_id = _find_parent(tracker, cfg.name) if resume else None
+    if parent_id is None:
+        parent_id = tracker.start_sweep(cfg.name, {"raysym.trials": str(len(specs)), "raysym.search": cfg.search.kind})
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "sweep.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
+            tracker.log_artifacts(parent_id, tmp)
+    else:
+        tracker.client.update_run(parent_id, status="RUNNING")
+    callback = _tracking_callback(tracker, parent_id, {s.key: s for s in specs}, cfg.swept_keys())
+
+    # Per-epoch results cannot carry the search metric (the message R² exists only once training ends);
+    # Tune's strict check would fail them. A trial stopped before the end counts as pruned in Optuna.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # Checkpoints every epoch are the point (retries resume from them); Tune's warning about the
+    # experiment snapshots they trigger is noise for trials of this size.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    r = cfg.resources
+    fn = tune.with_resources(
+        tune.with_parameters(trainable, specs={s.key: dataclasses.asdict(s) for s in specs}),
+        {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial},
+    )
+    if resume:
+        tuner = tune.Tuner.restore(path, fn, resume_unfinished=True, resume_errored=True)
+    else:
+        scheduler = None
+        if cfg.scheduler.kind == "asha":
+            from ray.tune.schedulers import ASHAScheduler
+
+            epochs = max(s.train.get("epochs", TrainConfig.epochs) for s in specs)
+            scheduler = ASHAScheduler(
+                metric="test/mae", mode="min",  # per epoch; the search's own metric comes at the end
+                time_attr="training_iteration", max_t=epochs + 1,  # + 1: the final analysis report
+                grace_period=cfg.scheduler.grace_period, reduction_factor=cfg.scheduler.reduction_factor,
+            )
+        optuna = cfg.search.kind == "optuna"
+        tuner = tune.Tuner(
+            fn,
+            param_space=_param_space(cfg, specs),
+            tune_config=tune.TuneConfig(
+                search_alg=_search_alg(cfg) if optuna else None,
+                scheduler=scheduler,
+                num_samples=cfg.search.trials if optuna else 1,
+                max_concurrent_trials=r.max_concurrent_trials,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=cfg.name,
+                storage_path=path.rsplit("/", 1)[0],
+                failure_config=tune.FailureConfig(max_failures=r.retries),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                callbacks=[callback],
+                verbose=verbose,
+            ),
+        )
+    grid = tuner.fit()
+    by_key = {s.key: s for s in specs}
+    rows = [_row(result, by_key) for result in grid]
+    table = results_table(rows)
+    say(table)
+    _write_csv(rows, path)
+    failed = sum(row["status"] != "finished" for row in rows)
+    tracker.set_tags(parent_id, {"raysym.failed_trials": failed})
+    tracker.end_run(parent_id, "FINISHED")
+    return SweepOutcome(rows, path, parent_id, table)
+
+
+def _trial_name(trial) -> str:
+    return f"{trial.config.get('key', 'trial')}_{trial.trial_id}"
+
+
+def _row(result, specs: dict[str, TrialSpec]) -> dict[str, Any]:
+    config = result.config or {}
+    spec = dataclasses.asdict(specs[config["key"]]) if config.get("key") in specs else {}
+    m = result.metrics or {}
+    status = m.get("status") or ("crashed" if result.error else "stopped")
+    if result.error is None and not m.get("done_training"):
+        status = "stopped early"  # e.g. by ASHA
+    sampled = {k.split(".", 1)[1]: round(v, 4) for k, v in config.items() if k.startswith("schedule_shape.")}
+    train = spec.get("train", {})
+    model = train.get("model", TrainConfig.model)
+    schedule = (train.get("l1_schedule", TrainConfig.l1_schedule) if model == "l1" else "-")
+    if sampled:
+        schedule = "shape " + json.dumps(sampled)
+    return {
+        "trial": spec.get("key", "?") + (f"-{m.get('trial_id', '')}" if sampled else ""),
+        "system": f"{spec.get('data', {}).get('system')}-{spec.get('data', {}).get('dim')}d",
+        "model": model,
+        "schedule": schedule,
+        "prune_k": spec.get("prune_k"),
+        "status": status,
+        "epochs": m.get("epochs_done", m.get("epoch")),
+        "test_mae": m.get("test/mae"),
+        "r2_force": m.get("messages/r2_force"),
+        "r2_accel": m.get("messages/r2_accel"),
+        "sparse": m.get("messages/sparse"),
+        "reason": m.get("reason") or (str(result.error).splitlines()[0] if result.error else ""),
+    }
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if math.isfinite(value) else str(value)
+    return "-" if value is None else str(value)
+
+
+def results_table(rows: list[dict[str, Any]]) -> str:
+    cols = ["trial", "system", "model", "schedule", "prune_k", "status", "epochs", "test_mae", "r2_force", "r2_accel", "sparse"]
+    cells = [[_fmt(r[c]) for c in cols] for r in sorted(rows, key=lambda r: r["trial"])]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(cols)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(row) for row in cells)])
+
+
+def _write_csv(rows: list[dict[str, Any]], path: str) -> None:
+    if "://" in path or not rows:
+        return
+    out = Path(path) / RESULTS_CSV
+    tmp = out.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, out)

@@ -1,0 +1,139 @@
+"""Experiment tracking behind one small interface, with MLflow as the implementation.
+
+A sweep is one parent run; each trial is a child run (tag ``mlflow.parentRunId``, which the MLflow UI
+shows as nesting). Child runs carry the swept settings as params (and nothing else, so the UI's
+comparison views stay readable), every other setting as tags, per-epoch metrics with namespaced names
+(``train/loss``, ``test/mae``, ``messages/r2_force``, ...) and the trial's files as artifacts.
+
+Runs are addressed by id through ``MlflowClient``, never through MLflow's global "active run", so the
+Tune callback can keep many trials open at once. A trial's child run is found again by its tag
+``raysym.trial_id``, which is how a resumed sweep continues its runs instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Protocol
+
+from raysym.errors import UserError
+
+TRIAL_TAG = "raysym.trial_id"
+SWEEP_TAG = "raysym.sweep"
+PARENT_TAG = "mlflow.parentRunId"
+
+
+class Tracker(Protocol):
+    def start_sweep(self, name: str, tags: dict[str, str]) -> str: ...
+    def start_trial(self, parent_id: str, trial_id: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> str: ...
+    def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None: ...
+    def log_artifacts(self, run_id: str, folder: str | Path) -> None: ...
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None: ...
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail early, with a fix, when the tracking URI cannot work (before any trial starts)."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+                return
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise UserError(
+                f"The MLflow tracking server at {uri} cannot be reached ({reason}). Start it (e.g. "
+                f"`mlflow server --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000`), "
+                "fix tracking.uri in the sweep YAML, or leave tracking.uri out to use the local database "
+                "sqlite:///mlflow.db."
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise UserError(
+                f"The MLflow database {uri} lies in a folder that does not exist ({folder}). Create the "
+                "folder or choose another tracking.uri."
+            )
+    elif "://" not in uri:
+        raise UserError(
+            f"tracking.uri '{uri}' is not a URI. Use sqlite:///mlflow.db (a local database) or the "
+            "http:// address of an MLflow tracking server."
+        )
+
+
+def split_values(values: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """(numeric metrics, everything else as tag strings). Booleans become 0/1 metrics; lists and
+    strings become tags; NaN and None are dropped (MLflow stores NaN, but it breaks the UI's charts)."""
+    metrics, tags = {}, {}
+    for key, value in values.items():
+        if isinstance(value, bool):
+            metrics[key] = float(value)
+        elif isinstance(value, (int, float)):
+            if math.isfinite(value):
+                metrics[key] = float(value)
+        elif value is not None:
+            tags[key] = str(value)
+    return metrics, tags
+
+
+class MLflowTracker:
+    """The Tracker on MLflow (any tracking URI: the local sqlite default or a server)."""
+
+    def __init__(self, uri: str, experiment: str):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+
+    def _find(self, key: str, value: str) -> str | None:
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{key}` = '{value}'", max_results=1)
+        return runs[0].info.run_id if runs else None
+
+    def start_sweep(self, name: str, tags: dict[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={SWEEP_TAG: name, **tags})
+        return run.info.run_id
+
+    def start_trial(self, parent_id: str, trial_id: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+        """The child run of ``trial_id``: the existing one (a resumed sweep) or a new one."""
+        from mlflow.entities import Param, RunTag
+
+        tags = {k: str(v)[:5000] for k, v in tags.items()}  # MLflow tags are strings of bounded length
+        run_id = self._find(TRIAL_TAG, trial_id)
+        if run_id is not None:
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags={PARENT_TAG: parent_id, TRIAL_TAG: trial_id, **tags}
+        )
+        self.client.log_batch(
+            run.info.run_id,
+            params=[Param(k, str(v)) for k, v in params.items()],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None:
+        """Numeric values as metrics at ``step``; the rest (lists, strings) as tags. One request."""
+        from mlflow.entities import Metric, RunTag
+
+        numeric, tags = split_values(metrics)
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, step) for k, v in numeric.items()],
+            tags=[RunTag(k, v[:5000]) for k, v in tags.items()],
+        )
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_artifacts(self, run_id: str, folder: str | Path) -> None:
+        self.client.log_artifacts(run_id, str(folder))
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)

@@ -1,0 +1,335 @@
+"""The sweep service: config validation, planning, and tiny sweeps through real Ray Tune and MLflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raysym.cli import main
+from raysym.config import SweepConfig, from_dict
+from raysym.errors import UserError
+from raysym.sweep import dataset_dir, plan, run_sweep
+
+TINY_DATA = {"system": "spring", "dim": 2, "particles": 4, "sims": 8, "test_sims": 3, "steps": 60, "stride": 5}
+TINY_TRIALS = {"epochs": 2, "hidden": 16, "batch_size": 32, "analysis_graphs": 50}
+
+
+def sweep_dict(tmp_path: Path, name: str = "tiny", **over) -> dict:
+    cfg = {
+        "name": name,
+        "storage": str(tmp_path / "runs"),
+        "data": {"root": str(tmp_path / "data"), **TINY_DATA},
+        "trials": {"model": ["bottleneck", "l1"], "l1_schedule": "linear", **TINY_TRIALS},
+        "resources": {"cpus_per_trial": 1},
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
+    }
+    for key, value in over.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) and isinstance(cfg.get(key), dict) else value
+    return cfg
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def mlflow_runs(tmp_path: Path, experiment: str = "tests"):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([exp.experiment_id])
+
+
+# --------------------------------------------------------------------------------------------------
+# Config and plan (no Ray)
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"tials": {}}, "Did you mean 'trials'"),
+        ({"data": {"systm": "spring"}}, "Did you mean 'system'"),
+        ({"trials": {"epoch": 3}}, "Did you mean 'epochs'"),
+        ({"trials": {"epochs": "many"}}, "wrong type"),
+        ({"trials": {"model": []}}, "grid is empty"),
+        ({"data": {"system": "sprung"}}, "Unknown system 'sprung'"),
+        ({"trials": {"model": ["l1", "l2"]}}, "Unknown model 'l2'"),
+        ({"resources": {"gpus_per_trial": -1}}, "gpus_per_trial"),
+        ({"search": {"kind": "optuna"}}, "needs a search.space"),
+        ({"search": {"kind": "optuna", "space": {"schedule_shape.peek": {"low": 0.1, "high": 1}}}}, "Did you mean 'schedule_shape.peak'"),
+    ],
+)
+def test_bad_sweep_configs_fail_with_a_hint(tmp_path, change, expected, capsys):
+    with pytest.raises(UserError, match=expected):
+        from_dict(SweepConfig, sweep_dict(tmp_path, **change))
+    path = write_yaml(tmp_path / "bad.yaml", sweep_dict(tmp_path, **change))
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert expected.split("'")[0] in err and "Traceback" not in err
+
+
+def test_plan_expands_the_grid_and_drops_settings_a_model_ignores(tmp_path):
+    cfg = from_dict(SweepConfig, sweep_dict(
+        tmp_path,
+        data={"system": ["spring", "charge"], "prune_k": [1.5, None]},
+        trials={"model": ["standard", "bottleneck", "l1", "kl"], "l1_schedule": ["constant", "linear", "triangle"]},
+    ))
+    specs = plan(cfg)
+    # 2 systems x 2 prune k x (standard, bottleneck, kl, 3 x l1) = 24, not 2 x 2 x 4 x 3 = 48
+    assert len(specs) == 24
+    assert len({s.key for s in specs}) == 24
+    assert cfg.swept_keys() == ["system", "prune_k", "model", "l1_schedule"]
+    bottleneck = [s for s in specs if s.train["model"] == "bottleneck"]
+    assert all("l1_schedule" not in s.train and "l1_schedule" not in s.params for s in bottleneck)
+    assert {s.data_dir for s in specs} == {dataset_dir(str(tmp_path / "data"), p) for p in cfg.data_points()}
+    assert len({s.data_dir for s in specs}) == 2
+
+
+def test_dataset_folders_are_content_addressed(tmp_path):
+    from raysym.config import SimulationConfig
+
+    a = dataset_dir("d", SimulationConfig(system="spring", sims=10))
+    assert a == dataset_dir("d", SimulationConfig(system="spring", sims=10, sims_per_shard=3))  # layout only
+    assert a != dataset_dir("d", SimulationConfig(system="spring", sims=11))
+    assert a != dataset_dir("d", SimulationConfig(system="spring", sims=10, seed=1))
+
+
+def test_dry_run_prints_the_trials_and_resources(tmp_path, capsys):
+    path = write_yaml(tmp_path / "s.yaml", sweep_dict(tmp_path, resources={"gpus_per_trial": 0.25, "max_concurrent_trials": 3}))
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 trial point(s)" in out and "t000" in out and "t001" in out
+    assert "0.25 GPU" in out and "concurrent trials: 3" in out
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()  # nothing written
+
+
+def test_every_shipped_sweep_config_is_valid():
+    configs = sorted(Path(__file__).parent.parent.glob("tune_configs/*.yaml"))
+    assert len(configs) >= 6
+    for path in configs:
+        cfg = from_dict(SweepConfig, yaml.safe_load(path.read_text()), where=str(path))
+        assert plan(cfg), path
+
+
+# --------------------------------------------------------------------------------------------------
+# Real sweeps: local Ray, Tune, MLflow on sqlite
+# --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished_sweep(local_ray, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("sweep")
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path))
+    outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
+    return tmp_path, cfg, outcome
+
+
+def test_sweep_records_parent_and_child_runs_in_mlflow(finished_sweep):
+    tmp_path, cfg, outcome = finished_sweep
+    assert [r["status"] for r in outcome.rows] == ["finished", "finished"]
+    client, runs = mlflow_runs(tmp_path)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.run_name == "tiny" and parents[0].info.status == "FINISHED"
+    assert len(children) == 2
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert set(run.data.params) == {"model"}  # only the swept setting is a param
+        assert run.data.tags["cfg.hidden"] == "16" and run.data.tags["cfg.epochs"] == "2"
+        history = client.get_metric_history(run.info.run_id, "test/mae")
+        assert sorted(m.step for m in history) == [1, 2]  # one value per epoch
+        for key in ("messages/r2_force", "messages/r2_accel", "messages/sparse", "train/loss"):
+            assert key in run.data.metrics
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"metrics.json", "checkpoint.pt", "messages_vs_force.png", "message_stds.png", "trial_config.json"} <= artifacts
+    assert {"sweep.json"} <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    table = (Path(outcome.experiment_path) / "sweep_results.csv").read_text()
+    assert table.count("finished") == 2 and "bottleneck" in table
+
+
+def test_same_name_without_resume_is_refused_and_resume_adds_no_runs(finished_sweep, capsys):
+    tmp_path, cfg, _ = finished_sweep
+    path = write_yaml(tmp_path / "again.yaml", sweep_dict(tmp_path))
+    assert main(["sweep", str(path)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    _, before = mlflow_runs(tmp_path)
+    outcome = run_sweep(cfg, resume=True, say=lambda m: None, verbose=0)
+    assert len(outcome.rows) == 2
+    _, after = mlflow_runs(tmp_path)
+    assert sorted(r.info.run_id for r in after) == sorted(r.info.run_id for r in before)
+
+
+def test_mlflow_server_serves_the_sweep_runs(finished_sweep, tmp_path):
+    db_path, _, _ = finished_sweep
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db_path}/mlflow.db",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=tmp_path,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_for(lambda: urllib.request.urlopen(base + "/health", timeout=2).status == 200, seconds=120)
+        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=tests") as resp:
+            exp_id = json.load(resp)["experiment"]["experiment_id"]
+        req = urllib.request.Request(
+            f"{base}/api/2.0/mlflow/runs/search", data=json.dumps({"experiment_ids": [exp_id]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req) as resp:
+            runs = json.load(resp)["runs"]
+        names = sorted(r["info"]["run_name"] for r in runs)
+        assert len(runs) == 3 and names[-1] == "tiny"
+        nested = [r for r in runs if any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
+        assert len(nested) == 2
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def test_unreachable_tracking_server_is_a_user_error(tmp_path, capsys):
+    port = _free_port()
+    path = write_yaml(tmp_path / "s.yaml", sweep_dict(tmp_path, tracking={"uri": f"http://127.0.0.1:{port}"}))
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be reached" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_too_many_gpus_per_trial_is_refused_before_any_trial(local_ray, tmp_path, capsys):
+    path = write_yaml(tmp_path / "s.yaml", sweep_dict(tmp_path, resources={"gpus_per_trial": 1}))
+    assert main(["sweep", str(path)]) == 2
+    assert "no node of this Ray cluster has more than 0" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
+
+
+def test_crashed_trial_is_retried_from_its_checkpoint(local_ray, tmp_path, monkeypatch):
+    marker = tmp_path / "crashed-once"
+    monkeypatch.setenv("RAYSYM_INJECT_CRASH", f"1:{marker}")
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, trials={"model": "l1", "epochs": 3}))
+    outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
+    assert marker.exists()  # it did crash once
+    (row,) = outcome.rows
+    assert row["status"] == "finished" and row["epochs"] == 3
+    client, runs = mlflow_runs(tmp_path)
+    child = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(child) == 1 and child[0].info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(child[0].info.run_id, "test/mae")]
+    assert sorted(set(steps)) == [1, 2, 3]  # epoch 1 was not trained again after the crash
+    assert steps.count(1) == 1
+
+
+def test_diverged_trial_is_marked_failed_and_the_sweep_goes_on(local_ray, tmp_path):
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, trials={"model": "standard", "lr": [1e-3, 1e30], "epochs": 1}))
+    outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
+    status = {r["trial"]: r["status"] for r in outcome.rows}
+    assert status == {"t000": "finished", "t001": "diverged"}
+    _, runs = mlflow_runs(tmp_path)
+    by_lr = {r.data.params.get("lr"): r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert by_lr["1e+30"].info.status == "FAILED" and "non-finite" in by_lr["1e+30"].data.tags["reason"]
+    assert by_lr["0.001"].info.status == "FINISHED"
+
+
+def test_optuna_search_runs_and_a_second_run_continues_the_study(local_ray, tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    search = {"kind": "optuna", "trials": 2, "seed": 1, "storage": storage, "study": "shapes",
+              "space": {"schedule_shape.peak": {"low": 0.01, "high": 1.0, "log": True}}}
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, trials={"model": "l1", "epochs": 1}, search=search))
+    first = run_sweep(cfg, say=lambda m: None, verbose=0)
+    assert len(first.rows) == 2 and all(r["status"] == "finished" for r in first.rows)
+    study = optuna.load_study(study_name="shapes", storage=storage)
+    assert len(study.trials) == 2
+    peaks = [t.params["schedule_shape.peak"] for t in study.trials]
+    assert all(0.01 <= p <= 1.0 for p in peaks)
+    assert all(t.value is not None for t in study.trials)
+
+    cfg2 = from_dict(SweepConfig, sweep_dict(tmp_path, name="tiny-more", trials={"model": "l1", "epochs": 1}, search=search))
+    run_sweep(cfg2, say=lambda m: None, verbose=0)
+    study = optuna.load_study(study_name="shapes", storage=storage)
+    assert len(study.trials) == 4
+    assert [t.params["schedule_shape.peak"] for t in study.trials[:2]] == peaks
+    _, runs = mlflow_runs(tmp_path)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 4
+    assert all("schedule_shape.peak" in r.data.params for r in children)
+
+
+def test_sweep_on_a_two_node_cluster_started_with_ray_start(tmp_path):
+    """`ray start --head` plus a second `ray start --address` node on this machine, then the CLI with
+    --address: the multi-node path (joining a cluster, trials placed on either node)."""
+    import tempfile
+
+    port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    temp_dir = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths have a length limit
+    head = subprocess.Popen(
+        ["ray", "start", "--head", "--block", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+         f"--temp-dir={temp_dir}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    worker = None
+    try:
+        address = f"127.0.0.1:{port}"
+        _wait_for(lambda: subprocess.run(["ray", "status", f"--address={address}"], env=env, capture_output=True).returncode == 0, 120)
+        worker = subprocess.Popen(
+            ["ray", "start", "--block", f"--address={address}", "--num-cpus=1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        _wait_for(lambda: _alive_nodes(address, env) == 2, 120)
+        path = write_yaml(tmp_path / "s.yaml", sweep_dict(tmp_path, trials={"model": ["bottleneck", "l1"], "epochs": 1}))
+        done = subprocess.run(
+            [sys.executable, "-m", "raysym.cli", "sweep", str(path), "--address", address],
+            env=env, capture_output=True, text=True, cwd=tmp_path, timeout=900,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "2 of 2 trials finished" in done.stdout
+        _, runs = mlflow_runs(tmp_path)
+        assert len(runs) == 3
+    finally:
+        for proc in (worker, head):
+            if proc is not None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(check, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    last = None
+    while True:
+        try:
+            if check():
+                return
+        except Exception as exc:  # not up yet
+            last = exc
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the service did not come up: {last!r}")  # a start-up failure, not a speed check
+        time.sleep(1)
+
+
+def _alive_nodes(address: str, env: dict) -> int:
+    code = "import ray; ray.init(address=%r, log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))" % address
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    return int(out.stdout.strip().splitlines()[-1])
