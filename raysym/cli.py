@@ -221,6 +221,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     outcome = run_sweep(cfg, address=args.address, resume=args.resume, dry_run=args.dry_run, say=print)
     if args.dry_run:
         return 0
+    if outcome.interrupted:
+        print(f"Continue it with: raysym sweep {args.config} --resume")
+        return 130
     failed = [r for r in outcome.rows if r["status"] != "finished"]
     print(f"\n{len(outcome.rows) - len(failed)} of {len(outcome.rows)} trials finished. Tune results: {outcome.experiment_path}")
     print(f"Compare them in MLflow: mlflow ui --backend-store-uri {cfg.tracking.uri}  (parent run '{cfg.name}')")

@@ -218,8 +218,14 @@ def _tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict
             if trial.checkpoint is not None:
                 with trial.checkpoint.as_directory() as folder:
                     tracker.log_artifacts(run_id, folder)
+            spec = specs[trial.config["key"]]
+            resolved = {
+                "train": dataclasses.asdict(train_config(dataclasses.asdict(spec), trial.config)),
+                "data": spec.data,
+                "tune_config": trial.config,
+            }
             with tempfile.TemporaryDirectory() as tmp:
-                (Path(tmp) / "trial_config.json").write_text(json.dumps(trial.config, indent=2, default=str))
+                (Path(tmp) / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
                 tracker.log_artifacts(run_id, tmp)
             diverged = result.get("status") == "diverged"
             tracker.end_run(run_id, "FAILED" if diverged or not result.get("done_training") else "FINISHED")
@@ -242,6 +248,7 @@ class SweepOutcome:
     experiment_path: str
     parent_run_id: str | None
     table: str
+    interrupted: bool = False
 
 
 def _check_cluster(cfg: SweepConfig) -> None:
@@ -399,27 +406,48 @@ def run_sweep(
         )
     grid = tuner.fit()
     by_key = {s.key: s for s in specs}
-    rows = [_row(result, by_key) for result in grid]
+    unfinished = _unfinished_trials(path)  # left PENDING by an interruption (Ctrl-C, SIGTERM)
+    rows = [_row(result, by_key, interrupted=unfinished) for result in grid]
     table = results_table(rows)
     say(table)
     _write_csv(rows, path)
+    if unfinished:
+        for trial_id in unfinished:  # their MLflow runs continue on --resume
+            if trial_id in callback.runs:
+                tracker.end_run(callback.runs[trial_id], "KILLED")
+        tracker.end_run(parent_id, "KILLED")
+        say(f"Interrupted with {len(unfinished)} trial(s) unfinished; their progress is saved. Continue with --resume.")
+        return SweepOutcome(rows, path, parent_id, table, interrupted=True)
     failed = sum(row["status"] != "finished" for row in rows)
     tracker.set_tags(parent_id, {"raysym.failed_trials": failed})
     tracker.end_run(parent_id, "FINISHED")
     return SweepOutcome(rows, path, parent_id, table)
 
 
+def _unfinished_trials(path: str) -> set[str]:
+    """Ids of the trials an interrupted Tune run saved as not yet done."""
+    from ray.tune import ExperimentAnalysis
+
+    try:
+        analysis = ExperimentAnalysis(path)
+    except Exception:  # no saved state (e.g. remote storage not readable here): nothing to report
+        return set()
+    return {t.trial_id for t in analysis.trials if t.status in ("PENDING", "RUNNING", "PAUSED")}
+
+
 def _trial_name(trial) -> str:
     return f"{trial.config.get('key', 'trial')}_{trial.trial_id}"
 
 
-def _row(result, specs: dict[str, TrialSpec]) -> dict[str, Any]:
+def _row(result, specs: dict[str, TrialSpec], interrupted: set[str] = frozenset()) -> dict[str, Any]:
     config = result.config or {}
     spec = dataclasses.asdict(specs[config["key"]]) if config.get("key") in specs else {}
     m = result.metrics or {}
     status = m.get("status") or ("crashed" if result.error else "stopped")
-    if result.error is None and not m.get("done_training"):
-        status = "stopped early"  # e.g. by ASHA
+    if m.get("trial_id") in interrupted:
+        status = "interrupted"
+    elif result.error is None and not m.get("done_training"):
+        status = "stopped early"  # by the ASHA scheduler
     sampled = {k.split(".", 1)[1]: round(v, 4) for k, v in config.items() if k.startswith("schedule_shape.")}
     train = spec.get("train", {})
     model = train.get("model", TrainConfig.model)

@@ -153,7 +153,7 @@ def test_sweep_records_parent_and_child_runs_in_mlflow(finished_sweep):
         for key in ("messages/r2_force", "messages/r2_accel", "messages/sparse", "train/loss"):
             assert key in run.data.metrics
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"metrics.json", "checkpoint.pt", "messages_vs_force.png", "message_stds.png", "trial_config.json"} <= artifacts
+        assert {"metrics.json", "checkpoint.pt", "messages_vs_force.png", "message_stds.png", "config.json"} <= artifacts
     assert {"sweep.json"} <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     table = (Path(outcome.experiment_path) / "sweep_results.csv").read_text()
     assert table.count("finished") == 2 and "bottleneck" in table
@@ -169,6 +169,58 @@ def test_same_name_without_resume_is_refused_and_resume_adds_no_runs(finished_sw
     assert len(outcome.rows) == 2
     _, after = mlflow_runs(tmp_path)
     assert sorted(r.info.run_id for r in after) == sorted(r.info.run_id for r in before)
+
+
+def _interrupt_then_resume(tmp_path: Path, cfg: dict) -> None:
+    """Run `raysym sweep` in a subprocess, Ctrl-C (SIGINT) it after its first two checkpoints, check
+    that it says how to resume, then run it again with --resume until it finishes."""
+    path = write_yaml(tmp_path / "s.yaml", cfg)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "raysym.cli", "sweep", str(path)]
+    first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    runs_dir = tmp_path / "runs" / cfg["name"]
+    _wait_for(lambda: first.poll() is None and len(list(runs_dir.glob("t00*/checkpoint_*"))) >= 2, seconds=600)
+    first.send_signal(signal.SIGINT)
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 130, out[-3000:]
+    assert "--resume" in out and "interrupted" in out
+    _, runs = mlflow_runs(tmp_path)
+    assert {r.info.status for r in runs} == {"KILLED"}
+
+    second = subprocess.run(cmd + ["--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1800)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "2 of 2 trials finished" in second.stdout
+
+
+def test_interrupted_sweep_resumes_where_it_stopped_without_duplicate_runs(tmp_path):
+    epochs = 40
+    _interrupt_then_resume(tmp_path, sweep_dict(tmp_path, name="intr", trials={"model": ["bottleneck", "l1"], "epochs": epochs}))
+    client, runs = mlflow_runs(tmp_path)
+    assert len(runs) == 3  # the same parent and two children, continued
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    for run in runs:
+        if "mlflow.parentRunId" in run.data.tags:
+            steps = {m.step for m in client.get_metric_history(run.info.run_id, "test/mae")}
+            assert steps == set(range(1, epochs + 1))
+            assert run.data.metrics["epochs_done"] == epochs
+
+
+def test_interrupted_optuna_search_resumes_the_same_study(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    search = {"kind": "optuna", "trials": 2, "seed": 0, "storage": storage, "study": "st",
+              "space": {"schedule_shape.peak": {"low": 0.01, "high": 1.0, "log": True}}}
+    cfg = sweep_dict(tmp_path, name="intr-opt", trials={"model": "l1", "epochs": 40}, search=search,
+                     resources={"max_concurrent_trials": 1})
+    _interrupt_then_resume(tmp_path, cfg)
+    study = optuna.load_study(study_name="st", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]  # the interrupted one finished
+    _, runs = mlflow_runs(tmp_path)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 2 and {r.info.status for r in children} == {"FINISHED"}
+    sampled = sorted(float(r.data.params["schedule_shape.peak"]) for r in children)
+    assert sampled == pytest.approx(sorted(t.params["schedule_shape.peak"] for t in study.trials))
 
 
 def test_mlflow_server_serves_the_sweep_runs(finished_sweep, tmp_path):
