@@ -231,6 +231,55 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
+# raysym distill
+# --------------------------------------------------------------------------------------------------
+
+def _add_distill(sub) -> None:
+    from raysym.config import DistillConfig
+
+    d = DistillConfig()
+    p = sub.add_parser(
+        "distill",
+        help="distil a trained trial's messages into equations (PySR or Operon) and judge the law",
+        description=(
+            "Symbolic regression of a trained Graph Network: one job per top message component (edge "
+            "inputs dx, dy, (dz), r, m1, m2, q1, q2; 1 = receiver, 2 = sender) and one per acceleration "
+            "component (node inputs: summed messages and node features), run in parallel on a pool of Ray "
+            "actors. Writes TRIAL/distill/ with each Pareto front (CSV and Markdown with LaTeX), the chosen "
+            "formulas, the composed symbolic model's test MAE next to the GN's, and the verdict: is the "
+            "edge formula a linear transformation of the true force (or force / receiver mass)?"
+        ),
+        epilog="example:\n  raysym train --data data/spring-2d --model bottleneck --out runs/bn\n  raysym distill runs/bn --backend operon",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("trials", nargs="+", metavar="TRIAL", help="trial folder(s) written by raysym train (or a sweep's trial artifacts)")
+    p.add_argument("--backend", default=d.backend, help="auto (pysr where Julia is found, else operon), operon or pysr (default auto)")
+    p.add_argument("--setting", default=d.setting, help="fast (seconds per fit) or thorough (about a minute) (default thorough)")
+    p.add_argument("--samples", type=int, default=d.samples, help=f"edges and nodes per job (default {d.samples})")
+    p.add_argument("--workers", type=int, default=None, help="Ray actors fitting in parallel (default: one per CPU)")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument("--address", help="Ray cluster to join; default: a local Ray")
+    p.set_defaults(func=_cmd_distill)
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from raysym.config import DistillConfig
+    from raysym.distill_jobs import run_trials
+
+    cfg = from_dict(DistillConfig, {"backend": args.backend, "setting": args.setting, "samples": args.samples, "seed": args.seed}, where="flags")
+    summaries = run_trials(args.trials, cfg, workers=args.workers, address=args.address, say=_say)
+    failed = 0
+    for trial, summary in zip(args.trials, summaries):
+        print(f"\n{trial}:")
+        for k in ("distill/backend", "distill/edge_formulas", "distill/node_formulas", "distill/recovered_as",
+                  "distill/r2_force", "distill/r2_accel", "distill/test_mae", "distill/gn_test_mae", "distill/errors"):
+            if k in summary:
+                print(f"  {k.split('/', 1)[1]:<14} {summary[k]}")
+        failed += bool(summary.get("distill/errors"))
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -248,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(sub)
     _add_train(sub)
     _add_sweep(sub)
+    _add_distill(sub)
     return parser
 
 

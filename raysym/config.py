@@ -322,6 +322,41 @@ class TrainConfig:
                 _require(math.isfinite(value) and value >= 0, f"schedule_shape.{name} must be a non-negative number, got {value}.")
 
 
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """Symbolic distillation of a trained GN's messages (raysym.distill, raysym.distill_jobs).
+
+    ``backend``: auto (pysr where Julia is found, else operon), operon or pysr. ``setting``: fast (tests,
+    smoke runs) or thorough. ``samples`` test edges (and nodes) are drawn per job. A formula is chosen
+    by the highest score among those within ``loss_factor`` of the best loss.
+    """
+
+    backend: str = "auto"
+    setting: str = "thorough"
+    operators: list[str] = dataclasses.field(default_factory=lambda: ["+", "-", "*", "/"])
+    max_size: int | None = None  # largest expression (nodes); default: the setting's
+    parsimony: float = 0.0032  # pysr only
+    timeout_s: float | None = None
+    loss_factor: float = 1.5
+    samples: int = 5000
+    threads: int = 1  # per job (operon's n_threads, Julia's threads)
+    seed: int = 0
+
+    def validate(self) -> None:
+        from raysym.distill import _OPERON_SYMBOLS, BACKENDS
+
+        _require(self.backend in BACKENDS, f"Unknown distillation backend '{self.backend}'.{did_you_mean(self.backend, BACKENDS)}")
+        _require(self.setting in ("fast", "thorough"), f"distill setting must be 'fast' or 'thorough', got '{self.setting}'.")
+        for op in self.operators:
+            _require(op in _OPERON_SYMBOLS, f"Unknown operator '{op}'.{did_you_mean(op, _OPERON_SYMBOLS)}")
+        _require(all(op in self.operators for op in "+*"), "operators must include at least + and *.")
+        _require(self.max_size is None or self.max_size >= 3, f"max_size must be at least 3, got {self.max_size}.")
+        _require(self.loss_factor >= 1, f"loss_factor must be at least 1, got {self.loss_factor}.")
+        _require(self.samples >= 10, f"samples must be at least 10, got {self.samples}.")
+        _require(self.threads >= 1, f"threads must be at least 1, got {self.threads}.")
+        _require(self.timeout_s is None or self.timeout_s > 0, f"timeout_s must be positive, got {self.timeout_s}.")
+
+
 # --------------------------------------------------------------------------------------------------
 # Sweeps
 # --------------------------------------------------------------------------------------------------
@@ -400,6 +435,11 @@ class ResourcesConfig:
     gpus_per_trial: float = 0.0
     max_concurrent_trials: int | None = None
     retries: int = 2
+    # The distillation actor pool: its size, and custom resources that steer its actors onto
+    # distillation nodes of a cluster (cluster.yaml's {"distill": 1}); each actor also takes
+    # distill.threads CPUs for as long as the sweep runs.
+    distill_workers: int = 1
+    distill_resources: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:
         _require(self.cpus_per_trial > 0, f"resources.cpus_per_trial must be positive, got {self.cpus_per_trial}.")
@@ -409,6 +449,7 @@ class ResourcesConfig:
             f"resources.max_concurrent_trials must be a positive integer or left out, got {self.max_concurrent_trials}.",
         )
         _require(self.retries >= 0, f"resources.retries must be 0 or more, got {self.retries}.")
+        _require(self.distill_workers > 0, f"resources.distill_workers must be at least 1, got {self.distill_workers}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,6 +463,9 @@ class TrackingConfig:
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
     """A sweep: a data grid times a trial grid (or an Optuna search), run by Ray Tune, tracked in MLflow.
+
+    ``distill`` (a DistillConfig) turns on symbolic distillation of each finished trial, on a pool of
+    Ray actors, while other trials still train.
 
     ``data`` holds SimulationConfig keys plus ``root`` (the shard folder) and ``prune_k``; ``trials``
     holds TrainConfig keys. In both, a list is a grid dimension and a single value is fixed, e.g.
@@ -437,6 +481,7 @@ class SweepConfig:
     search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
     scheduler: SchedulerConfig = dataclasses.field(default_factory=SchedulerConfig)
     tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
+    distill: DistillConfig | None = None  # distil every finished trial (None: no distillation)
 
     def validate(self) -> None:
         _require(

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from raysym import track
+from raysym.sweep_tracking import Distiller, distill_verdicts, tracking_callback
 from raysym.config import SimulationConfig, SweepConfig, TrainConfig, from_dict
 from raysym.errors import UserError
 
@@ -99,6 +100,11 @@ def describe_plan(cfg: SweepConfig, specs: list[TrialSpec]) -> str:
     lines.append(
         f"resources per trial: {r.cpus_per_trial:g} CPU, {r.gpus_per_trial:g} GPU; concurrent trials: {concurrent}; "
         f"retries after a crash: {r.retries}; scheduler: {cfg.scheduler.kind}"
+    )
+    d = cfg.distill
+    lines.append(
+        f"distillation: {d.backend} backend ({d.setting}), {d.samples} samples per job, {r.distill_workers} actor(s)"
+        + (f" with {r.distill_resources}" if r.distill_resources else "") if d else "distillation: off (add a distill section)"
     )
     lines.append(f"tracking: {cfg.tracking.uri} (experiment '{cfg.tracking.experiment}'); Tune results: {experiment_path(cfg)}")
     return "\n".join(lines)
@@ -174,68 +180,6 @@ def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
     final = {k: v for k, v in metrics.items() if not isinstance(v, list)}
     final["messages/top_std"] = metrics.get("messages/top_std")
     tune.report({**final, "epoch": cfg.epochs, "done_training": True}, checkpoint=tune.Checkpoint.from_directory(work))
-
-
-# --------------------------------------------------------------------------------------------------
-# 4. Tracking callback (driver side)
-# --------------------------------------------------------------------------------------------------
-
-def _tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[str, TrialSpec], swept: list[str]):
-    from ray import tune
-
-    class MLflowCallback(tune.Callback):
-        """Mirror Tune trials into MLflow child runs of the sweep's parent run."""
-
-        def __init__(self):
-            self.runs: dict[str, str] = {}
-
-        def _run(self, trial) -> str:
-            if trial.trial_id not in self.runs:
-                spec = specs[trial.config["key"]]
-                sampled = {k: v for k, v in trial.config.items() if k.startswith("schedule_shape.")}
-                params = {**spec.params, **sampled}
-                settings = dataclasses.asdict(train_config(dataclasses.asdict(spec), trial.config))
-                tags = {f"cfg.{k}": v for k, v in settings.items() if k not in params}
-                tags.update({f"cfg.data.{k}": v for k, v in spec.data.items() if k not in params})
-                tags.update({"raysym.trial_key": spec.key, "raysym.label": spec.label(), "data.dir": spec.data_dir})
-                self.runs[trial.trial_id] = tracker.start_trial(
-                    parent_id, trial.trial_id, f"{spec.key} {spec.label()}", params, tags
-                )
-            return self.runs[trial.trial_id]
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self._run(trial)
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            keys = [k for k in result if "/" in k or k in ("status", "reason", "epochs_done")]
-            if result.get("done_training"):  # the per-epoch values are logged already
-                keys = [k for k in keys if not k.startswith(("train/", "test/"))]
-            tracker.log_metrics(self._run(trial), {k: result[k] for k in keys}, step=int(result.get("epoch", 0)))
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            run_id = self._run(trial)
-            result = trial.last_result or {}
-            if trial.checkpoint is not None:
-                with trial.checkpoint.as_directory() as folder:
-                    tracker.log_artifacts(run_id, folder)
-            spec = specs[trial.config["key"]]
-            resolved = {
-                "train": dataclasses.asdict(train_config(dataclasses.asdict(spec), trial.config)),
-                "data": spec.data,
-                "tune_config": trial.config,
-            }
-            with tempfile.TemporaryDirectory() as tmp:
-                (Path(tmp) / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
-                tracker.log_artifacts(run_id, tmp)
-            diverged = result.get("status") == "diverged"
-            tracker.end_run(run_id, "FAILED" if diverged or not result.get("done_training") else "FINISHED")
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            run_id = self._run(trial)
-            tracker.set_tags(run_id, {"raysym.error": f"trial crashed {trial.num_failures} time(s); see {trial.path}"})
-            tracker.end_run(run_id, "FAILED")
-
-    return MLflowCallback()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -357,7 +301,8 @@ def run_sweep(
             tracker.log_artifacts(parent_id, tmp)
     else:
         tracker.client.update_run(parent_id, status="RUNNING")
-    callback = _tracking_callback(tracker, parent_id, {s.key: s for s in specs}, cfg.swept_keys())
+    distiller = Distiller(cfg, tracker, Path(path) / "distill") if cfg.distill is not None and "://" not in path else None
+    callback = tracking_callback(tracker, parent_id, {s.key: s for s in specs}, cfg.swept_keys(), distiller)
 
     # Per-epoch results cannot carry the search metric (the message R² exists only once training ends);
     # Tune's strict check would fail them. A trial stopped before the end counts as pruned in Optuna.
@@ -404,17 +349,22 @@ def run_sweep(
                 verbose=verbose,
             ),
         )
-    grid = tuner.fit()
+    grid = tuner.fit()  # the callback waits for the last distillations before this returns
+    laws = distill_verdicts(Path(path) / "distill") if cfg.distill is not None else {}
     by_key = {s.key: s for s in specs}
     unfinished = _unfinished_trials(path)  # left PENDING by an interruption (Ctrl-C, SIGTERM)
     rows = [_row(result, by_key, interrupted=unfinished) for result in grid]
+    for row in rows:
+        if cfg.distill is not None:
+            row["law"] = laws.get(row.get("trial_id"), "-")
     table = results_table(rows)
     say(table)
     _write_csv(rows, path)
     if unfinished:
         for trial_id in unfinished:  # their MLflow runs continue on --resume
-            if trial_id in callback.runs:
-                tracker.end_run(callback.runs[trial_id], "KILLED")
+            run_id = tracker.find_trial(trial_id)
+            if run_id is not None:
+                tracker.end_run(run_id, "KILLED")
         tracker.end_run(parent_id, "KILLED")
         say(f"Interrupted with {len(unfinished)} trial(s) unfinished; their progress is saved. Continue with --resume.")
         return SweepOutcome(rows, path, parent_id, table, interrupted=True)
@@ -467,6 +417,7 @@ def _row(result, specs: dict[str, TrialSpec], interrupted: set[str] = frozenset(
         "r2_accel": m.get("messages/r2_accel"),
         "sparse": m.get("messages/sparse"),
         "reason": m.get("reason") or (str(result.error).splitlines()[0] if result.error else ""),
+        "trial_id": m.get("trial_id"),
     }
 
 
@@ -478,6 +429,8 @@ def _fmt(value: Any) -> str:
 
 def results_table(rows: list[dict[str, Any]]) -> str:
     cols = ["trial", "system", "model", "schedule", "prune_k", "status", "epochs", "test_mae", "r2_force", "r2_accel", "sparse"]
+    if any("law" in r for r in rows):
+        cols.append("law")  # the distillation verdict: force, force/mass, none
     cells = [[_fmt(r[c]) for c in cols] for r in sorted(rows, key=lambda r: r["trial"])]
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(cols)]
     line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731

@@ -27,6 +27,10 @@ PARENT_TAG = "mlflow.parentRunId"
 
 
 class Tracker(Protocol):
+    def find_trial(self, trial_id: str) -> str | None:
+        """The run id of a trial's child run, if there is one."""
+        return self._find(TRIAL_TAG, trial_id)
+
     def start_sweep(self, name: str, tags: dict[str, str]) -> str: ...
     def start_trial(self, parent_id: str, trial_id: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> str: ...
     def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None: ...
@@ -91,6 +95,10 @@ class MLflowTracker:
     def _find(self, key: str, value: str) -> str | None:
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{key}` = '{value}'", max_results=1)
         return runs[0].info.run_id if runs else None
+
+    def find_trial(self, trial_id: str) -> str | None:
+        """The run id of a trial's child run, if there is one."""
+        return self._find(TRIAL_TAG, trial_id)
 
     def start_sweep(self, name: str, tags: dict[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={SWEEP_TAG: name, **tags})

@@ -12,6 +12,7 @@ A NaN or infinite loss stops the trial with status "diverged" and a reason inste
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -30,6 +31,7 @@ from raysym.schedules import get_schedule
 from raysym.simulate import Snapshots
 
 CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
 
 
 def pick_device(name: str) -> torch.device:
@@ -236,6 +238,8 @@ def run_trial(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = shards.read_manifest(cfg.data)
+    # The resolved settings, so the trial can be rebuilt later (raysym distill) without its YAML.
+    _write_json(out_dir / CONFIG, dataclasses.asdict(cfg))
     system = manifest["params"]["system"]
     train_graphs, test_graphs, prune = load_training_data(cfg)
     result = train(cfg, out_dir=out_dir, callback=callback, data=(train_graphs, test_graphs), resume=resume)
@@ -260,6 +264,30 @@ def run_trial(
         messages.plot(edges, analysis, out_dir)
     _write_json(out_dir / "metrics.json", metrics)
     return metrics
+
+
+def load_trial(trial_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig, GraphNetwork]:
+    """(config, trained model in eval mode) of a trial folder written by ``run_trial``."""
+    import json
+
+    from raysym.config import from_dict
+    from raysym.errors import UserError
+
+    trial_dir = Path(trial_dir)
+    missing = [name for name in (CONFIG, CHECKPOINT) if not (trial_dir / name).exists()]
+    if missing:
+        raise UserError(
+            f"{trial_dir} is not a finished training trial: {', '.join(missing)} missing. Point at a folder "
+            "written by `raysym train --out` (or a sweep trial's artifacts), after training finished."
+        )
+    data = json.loads((trial_dir / CONFIG).read_text())
+    cfg = from_dict(TrainConfig, data, where=str(trial_dir / CONFIG))
+    state = torch.load(trial_dir / CHECKPOINT, map_location=device, weights_only=True)
+    dim = state["model"]["node_model.%d.bias" % (2 * cfg.layers)].shape[0]
+    model = GraphNetwork(cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return cfg, model
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -159,6 +159,33 @@ def test_sweep_records_parent_and_child_runs_in_mlflow(finished_sweep):
     assert table.count("finished") == 2 and "bottleneck" in table
 
 
+def test_sweep_distils_finished_trials_into_nested_mlflow_runs(local_ray, tmp_path):
+    cfg = from_dict(SweepConfig, sweep_dict(
+        tmp_path, trials={"model": ["bottleneck", "standard"], "epochs": 2, "lr": [1e-3, 1e30]},
+        distill={"backend": "operon", "setting": "fast", "samples": 200},
+    ))
+    outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
+    by_trial = {(r["model"], r["status"]): r for r in outcome.rows}
+    # the finished bottleneck trial got a verdict; diverged trials are not distilled
+    assert by_trial[("bottleneck", "finished")]["law"] in ("force", "force/mass", "none")
+    assert all(r["law"] == "-" for r in outcome.rows if r["status"] != "finished")
+    assert "law" in outcome.table
+    client, runs = mlflow_runs(tmp_path)
+    distills = [r for r in runs if "raysym.distill_of" in r.data.tags]
+    finished = [r for r in outcome.rows if r["status"] == "finished"]
+    assert len(distills) == len(finished) >= 1
+    trial_runs = {r.info.run_id: r for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags}
+    for run in distills:
+        assert run.data.tags["mlflow.parentRunId"] in trial_runs  # nested under its trial's run
+        assert run.data.params == {"backend": "operon", "setting": "fast"}
+        for key in ("distill/test_mae", "distill/gn_test_mae", "distill/recovered", "distill/complexity"):
+            assert key in run.data.metrics
+        assert run.data.tags["distill/edge_formulas"].startswith("[")
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"summary.json", "edge0_front.csv", "edge0_front.md", "node1_front.md"} <= artifacts
+        assert "distill/recovered" in trial_runs[run.data.tags["mlflow.parentRunId"]].data.metrics
+
+
 def test_same_name_without_resume_is_refused_and_resume_adds_no_runs(finished_sweep, capsys):
     tmp_path, cfg, _ = finished_sweep
     path = write_yaml(tmp_path / "again.yaml", sweep_dict(tmp_path))

@@ -1,0 +1,303 @@
+"""Symbolic regression behind one interface: PySR where Julia exists, Operon (pyoperon) everywhere else.
+
+A backend only proposes candidate equations (strings over the given variable names). Everything after
+that is shared, so the two backends' results compare:
+
+* each candidate is parsed with sympy and scored on the data by raysym itself: loss = mean squared
+  error, complexity = number of nodes of the sympy expression tree (operators, variables, constants);
+* the Pareto front keeps, for each complexity, the lowest loss, and only candidates that beat every
+  simpler one;
+* selection (PySR's "best" rule): among the formulas whose loss is within ``loss_factor`` of the best
+  loss, the one with the highest score, score = -d log(loss) / d complexity against the next simpler
+  formula of the front. Losses are floored at 1e-10 x var(y) first, so float round-off between two
+  exact formulas cannot pass for a gain.
+
+Backends:
+  operon  pyoperon's SymbolicRegressor, the embedded default (``fast`` for tests, ``thorough`` for runs)
+  pysr    PySRRegressor; only when a Julia executable is found (PySR downloads Julia on import
+          otherwise, which fails without internet), so it is never probed by importing it
+  auto    pysr if Julia is present, else operon
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from raysym.config import DistillConfig
+from raysym.errors import UserError
+
+LOSS_FLOOR = 1e-10  # relative to var(y)
+
+OPERON_PRESETS = {
+    # ~1 s per fit: for tests and smoke runs
+    "fast": dict(population_size=200, pool_size=200, generations=15, max_length=20, optimizer_iterations=3),
+    # ~1 min per fit on one core; recovered every synthetic law in the benchmark
+    "thorough": dict(population_size=1000, pool_size=1000, generations=100, max_length=30, optimizer_iterations=5),
+}
+PYSR_PRESETS = {
+    "fast": dict(niterations=5, populations=8),
+    "thorough": dict(niterations=100, populations=30),
+}
+_OPERON_SYMBOLS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "sqrt": "sqrt", "exp": "exp", "log": "log", "square": "square"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Fronts and selection (shared by every backend)
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Formula:
+    equation: str  # sympy's string of the expression, over the variable names
+    complexity: int
+    loss: float  # mean squared error on the fitting data
+    score: float = 0.0
+
+    def sympy(self, names: list[str]):
+        return parse(self.equation, names)
+
+    def latex(self, names: list[str]) -> str:
+        import sympy
+
+        return sympy.latex(self.sympy(names))
+
+
+@dataclass
+class Front:
+    """A Pareto front of formulas (simplest first) over ``names``, with the chosen one."""
+
+    names: list[str]
+    formulas: list[Formula]
+    chosen: int
+    backend: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> Formula:
+        return self.formulas[self.chosen]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {"complexity": f.complexity, "loss": f.loss, "score": f.score, "equation": f.equation, "chosen": i == self.chosen}
+            for i, f in enumerate(self.formulas)
+        ]
+
+    def to_csv(self, path: str | Path) -> None:
+        import csv
+
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["complexity", "loss", "score", "equation", "chosen"])
+            writer.writeheader()
+            writer.writerows(self.rows())
+
+    def to_markdown(self) -> str:
+        lines = ["| complexity | loss (MSE) | score | equation | LaTeX |", "|---|---|---|---|---|"]
+        for i, f in enumerate(self.formulas):
+            mark = " **(chosen)**" if i == self.chosen else ""
+            lines.append(f"| {f.complexity} | {f.loss:.4g} | {f.score:.3g} | `{f.equation}`{mark} | ${f.latex(self.names)}$ |")
+        return "\n".join(lines)
+
+
+def parse(equation: str, names: list[str]):
+    """A sympy expression from an equation string over ``names`` (each a real symbol)."""
+    import sympy
+
+    symbols = {n: sympy.Symbol(n, real=True) for n in names}
+    try:
+        return sympy.sympify(equation, locals=symbols)
+    except (sympy.SympifyError, SyntaxError, TypeError) as exc:
+        raise ValueError(f"cannot parse equation {equation!r}: {exc}") from None
+
+
+def complexity(expr) -> int:
+    """Nodes of the expression tree: operators, variables and constants each count 1."""
+    import sympy
+
+    return sum(1 for _ in sympy.preorder_traversal(expr))
+
+
+def evaluate(equation: str, X: np.ndarray, names: list[str]) -> np.ndarray:
+    """The equation evaluated on the columns of X (rows, len(names)), as float64 (rows,)."""
+    import sympy
+
+    expr = parse(equation, names)
+    fn = sympy.lambdify([sympy.Symbol(n, real=True) for n in names], expr, modules="numpy")
+    with np.errstate(all="ignore"):
+        out = fn(*[X[:, i] for i in range(X.shape[1])])
+    return np.broadcast_to(np.asarray(out, dtype=np.float64), (len(X),)).copy()
+
+
+def build_front(candidates: list[str], X: np.ndarray, y: np.ndarray, names: list[str], loss_factor: float) -> Front:
+    """Score candidates on (X, y), keep the Pareto front, choose by the shared rule."""
+    scored: dict[int, Formula] = {}
+    for equation in candidates:
+        try:
+            expr = parse(equation, names)
+        except ValueError:
+            continue
+        pred = evaluate(str(expr), X, names)
+        loss = float(np.mean((pred - y) ** 2))
+        if not math.isfinite(loss):
+            continue
+        c = complexity(expr)
+        if c not in scored or loss < scored[c].loss:
+            scored[c] = Formula(str(expr), c, loss)
+    front: list[Formula] = []
+    for c in sorted(scored):
+        if not front or scored[c].loss < front[-1].loss:
+            front.append(scored[c])
+    if not front:
+        raise ValueError("the backend proposed no equation that evaluates to finite values")
+    floor = LOSS_FLOOR * max(float(np.var(y)), 1e-300)
+    for prev, cur in zip(front, front[1:]):
+        gain = math.log(max(prev.loss, floor)) - math.log(max(cur.loss, floor))
+        cur.score = gain / (cur.complexity - prev.complexity)
+    return Front(names, front, select(front, loss_factor))
+
+
+def select(front: list[Formula], loss_factor: float) -> int:
+    """Index of the highest-scoring formula among those with loss <= loss_factor x the best loss
+    (the simplest of them on ties; the simplest formula of the front has score 0)."""
+    best = min(f.loss for f in front)
+    eligible = [i for i, f in enumerate(front) if f.loss <= loss_factor * best]
+    return max(eligible, key=lambda i: (front[i].score, -front[i].complexity))
+
+
+# --------------------------------------------------------------------------------------------------
+# Backends
+# --------------------------------------------------------------------------------------------------
+
+class Backend(Protocol):
+    name: str
+
+    def settings(self) -> dict[str, Any]: ...
+    def candidates(self, X: np.ndarray, y: np.ndarray, names: list[str], workdir: Path | None) -> list[str]: ...
+
+
+class OperonBackend:
+    """pyoperon's SymbolicRegressor: multi-objective (R², length) GP with Levenberg-Marquardt constants."""
+
+    name = "operon"
+
+    def __init__(self, cfg: DistillConfig):
+        self.cfg = cfg
+
+    def settings(self) -> dict[str, Any]:
+        symbols = ",".join(_OPERON_SYMBOLS[op] for op in self.cfg.operators) + ",constant,variable"
+        return dict(
+            allowed_symbols=symbols, objectives=["r2", "length"], optimizer="lm", tournament_size=3,
+            model_selection_criterion="minimum_description_length", max_depth=10,
+            n_threads=self.cfg.threads, random_state=self.cfg.seed,
+            **{**OPERON_PRESETS[self.cfg.setting], **({"max_length": self.cfg.max_size} if self.cfg.max_size else {})},
+            **({"max_time": int(self.cfg.timeout_s)} if self.cfg.timeout_s else {}),
+        )
+
+    def candidates(self, X, y, names, workdir=None) -> list[str]:
+        from pyoperon.sklearn import SymbolicRegressor
+
+        reg = SymbolicRegressor(**self.settings())
+        # pyoperon needs writable float64 Fortran-ordered arrays (a pandas 3 frame gives read-only ones).
+        reg.fit(np.asfortranarray(X, dtype=np.float64), np.array(y, dtype=np.float64))
+        # precision 12: the default rounds constants too hard to evaluate the formula faithfully
+        return [reg.get_model_string(entry["tree"], 12, names) for entry in reg.pareto_front_]
+
+
+def julia_executable() -> str | None:
+    """A Julia executable for PySR, or None. Looks at juliacall's / juliapkg's variables, then PATH."""
+    for var in ("PYTHON_JULIACALL_BINDIR", "JULIA_BINDIR"):
+        folder = os.environ.get(var)
+        if folder and Path(folder, "julia").exists():
+            return str(Path(folder, "julia"))
+    for var in ("PYTHON_JULIAPKG_EXE", "JULIA_EXE"):
+        exe = os.environ.get(var)
+        if exe and Path(exe).exists():
+            return exe
+    return shutil.which("julia")
+
+
+class PySRBackend:
+    """PySRRegressor with raysym's options; its hall_of_fame.csv is kept in the job's folder."""
+
+    name = "pysr"
+
+    def __init__(self, cfg: DistillConfig):
+        self.cfg = cfg
+
+    def settings(self) -> dict[str, Any]:
+        binary = [op for op in self.cfg.operators if op in ("+", "-", "*", "/")]
+        unary = [op for op in self.cfg.operators if op not in binary]
+        opts = dict(
+            binary_operators=binary, unary_operators=unary, maxsize=self.cfg.max_size or 30,
+            elementwise_loss="L2DistLoss()", parsimony=self.cfg.parsimony, model_selection="best",
+            random_state=self.cfg.seed, deterministic=True, parallelism="serial", progress=False,
+            temp_equation_file=False, verbosity=0, **PYSR_PRESETS[self.cfg.setting],
+        )
+        if self.cfg.timeout_s:
+            opts["timeout_in_seconds"] = self.cfg.timeout_s
+        return opts
+
+    def candidates(self, X, y, names, workdir=None) -> list[str]:
+        if julia_executable() is None:
+            raise UserError(_NO_JULIA)
+        os.environ.setdefault("PYTHON_JULIACALL_THREADS", str(self.cfg.threads))
+        from pysr import PySRRegressor  # lazy: importing pysr starts Julia
+
+        workdir = Path(workdir or ".")
+        workdir.mkdir(parents=True, exist_ok=True)
+        reg = PySRRegressor(**self.settings(), output_directory=str(workdir), run_id="pysr")
+        reg.fit(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64), variable_names=names)
+        return read_hall_of_fame(workdir / "pysr" / "hall_of_fame.csv")
+
+
+def read_hall_of_fame(path: str | Path) -> list[str]:
+    """Equations from a PySR hall_of_fame.csv (columns Complexity, Loss, Equation), in sympy syntax."""
+    import csv
+
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "Equation" not in rows[0]:
+        raise ValueError(f"{path} is not a PySR hall of fame (no Equation column)")
+    # PySR writes powers as ^ (Julia); sympy wants **.
+    return [row["Equation"].replace("^", "**") for row in rows]
+
+
+_NO_JULIA = (
+    "The pysr backend needs Julia, and no Julia executable was found (PATH, JULIA_EXE, "
+    "PYTHON_JULIAPKG_EXE). Install Julia (https://julialang.org/install) and PySR's Julia packages "
+    "(`python -c 'import pysr'` once), or use backend: operon (the embedded default, no Julia needed)."
+)
+BACKENDS = ("auto", "operon", "pysr")
+
+
+def get_backend(cfg: DistillConfig) -> Backend:
+    """The backend ``cfg.backend`` names; ``auto`` picks pysr where Julia is found, else operon."""
+    if cfg.backend == "operon":
+        return OperonBackend(cfg)
+    if cfg.backend == "pysr":
+        if julia_executable() is None:
+            raise UserError(_NO_JULIA)
+        return PySRBackend(cfg)
+    if cfg.backend == "auto":
+        return PySRBackend(cfg) if julia_executable() else OperonBackend(cfg)
+    raise UserError(f"Unknown distillation backend '{cfg.backend}'. Use one of: {', '.join(BACKENDS)}.")
+
+
+def fit(X: np.ndarray, y: np.ndarray, names: list[str], cfg: DistillConfig, workdir: Path | None = None) -> Front:
+    """Distil y ~ f(X): the backend's candidates, raysym's front and choice. X: (rows, len(names))."""
+    if X.ndim != 2 or X.shape[1] != len(names) or len(X) != len(y):
+        raise ValueError(f"X {X.shape} and y {y.shape} do not match {len(names)} names")
+    if not np.all(np.isfinite(X)) or not np.all(np.isfinite(y)):
+        raise UserError("The distillation data contain NaN or infinite values; check the trained model and the data.")
+    if np.std(y) == 0:
+        raise UserError("The target has no variance (a constant message component?): there is no law to distil.")
+    backend = get_backend(cfg)
+    candidates = backend.candidates(X, y, names, workdir)
+    front = build_front(candidates, X, y, names, cfg.loss_factor)
+    front.backend, front.settings = backend.name, {k: v for k, v in backend.settings().items() if k != "random_state"}
+    return front

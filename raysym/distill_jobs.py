@@ -1,0 +1,331 @@
+"""Distilling a trained trial: edge and node jobs, the composed symbolic model, the law verdict, and the
+pool of Ray actors that runs the jobs of many trials in parallel.
+
+For a trained GN and its test graphs (split in two by a seeded permutation: fitting graphs and unseen
+scoring graphs):
+
+* edge jobs, one per top message component k: inputs on fitting edges dx, dy, (dz), r, m1, m2, q1, q2
+  (1 = the receiver, 2 = the sender, dx = x_sender - x_receiver, r = |dx|) -> message component k;
+* node jobs, one per acceleration component: inputs s1..s_dim (the summed top message components at a
+  node, as the GN computes them) and the node's features x, y, (z), vx, vy, (vz), q, m -> the GN's
+  predicted acceleration component (the node model is distilled, as in the paper);
+* the composed symbolic model: edge formulas on every edge, summed over senders, node formulas; its
+  MAE on the scoring graphs against the true accelerations, next to the GN's MAE on the same graphs;
+* the verdict: the edge formulas evaluated on scoring edges, each fitted by least squares to
+  [F_x, F_y, (F_z), 1] and to [F / m_receiver, 1]; R² (mean over components) >= 0.99 for either means the
+  law is recovered, and the verdict says which.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raysym import distill
+from raysym.config import DistillConfig
+from raysym.errors import UserError
+from raysym.messages import r2_linear
+
+RECOVERED_R2 = 0.99
+OUT = "distill"
+
+
+def edge_names(dim: int) -> list[str]:
+    return ["dx", "dy", "dz"][:dim] + ["r", "m1", "m2", "q1", "q2"]
+
+
+def node_names(dim: int) -> list[str]:
+    return [f"s{k + 1}" for k in range(dim)] + ["x", "y", "z"][:dim] + ["vx", "vy", "vz"][:dim] + ["q", "m"]
+
+
+@dataclasses.dataclass
+class TrialData:
+    """What the jobs of one trial need, as plain arrays (so it travels to Ray actors cheaply)."""
+
+    dim: int
+    top: list[int]
+    edge_X: np.ndarray  # (E, len(edge_names)) fitting edges
+    messages: np.ndarray  # (E, dim) top components on those edges
+    node_X: np.ndarray  # (N, len(node_names)) fitting nodes
+    node_y: np.ndarray  # (N, dim) the GN's predicted accelerations there
+
+
+def _edge_matrix(edges) -> np.ndarray:
+    """(E, dim + 5) columns in edge_names order."""
+    return np.column_stack([edges.dx, edges.r, edges.m_recv, edges.m_send, edges.q_recv, edges.q_send])
+
+
+def prepare(model, graphs, system: str, top: list[int], samples: int, seed: int):
+    """(TrialData on fitting graphs, scoring graphs) for a trained model; top: the message components."""
+    import torch
+
+    from raysym.messages import edge_data
+    from raysym.model import node_features
+    from raysym.simulate import Snapshots
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(graphs))
+    half = len(order) // 2
+    if half < 2:
+        raise UserError(f"Distillation needs at least 4 test graphs, this trial has {len(graphs)}. Simulate more test data.")
+    pick = lambda idx: Snapshots(**{f: getattr(graphs, f)[np.sort(idx)] for f in Snapshots.__dataclass_fields__})  # noqa: E731
+    fit_graphs, score_graphs = pick(order[:half]), pick(order[half:])
+    dim = graphs.pos.shape[-1]
+    edges = edge_data(model, fit_graphs, system)
+    edge_rows = rng.choice(len(edges.r), size=min(samples, len(edges.r)), replace=False)
+    edge_X = _edge_matrix(edges)[edge_rows]
+    messages = edges.messages[edge_rows][:, top]
+    # Node job: the GN's own summed messages and predictions at each node of the fitting graphs.
+    x, _ = node_features(fit_graphs)
+    with torch.no_grad():
+        out = model(x.to(next(model.parameters()).device))
+    n = x.shape[1]
+    summed = out.messages.reshape(len(x), n, n - 1, -1).sum(2)[..., top].cpu().numpy()
+    node_X = np.concatenate([summed, x.numpy()], axis=-1).reshape(-1, 2 * dim + 2 + dim).astype(np.float64)
+    node_y = out.acc.cpu().numpy().reshape(-1, dim).astype(np.float64)
+    node_rows = rng.choice(len(node_X), size=min(samples, len(node_X)), replace=False)
+    data = TrialData(dim, list(top), edge_X.astype(np.float64), messages.astype(np.float64), node_X[node_rows], node_y[node_rows])
+    return data, score_graphs
+
+
+def jobs(data: TrialData, cfg: DistillConfig, workdir: Path) -> list[dict[str, Any]]:
+    """One job per top message component (edge) and per acceleration component (node)."""
+    out = []
+    for k, comp in enumerate(data.top):
+        out.append(dict(kind="edge", index=k, component=comp, X=data.edge_X, y=data.messages[:, k],
+                        names=edge_names(data.dim), cfg=dataclasses.asdict(cfg), workdir=str(workdir / f"edge{k}")))
+    for d in range(data.dim):
+        out.append(dict(kind="node", index=d, component=d, X=data.node_X, y=data.node_y[:, d],
+                        names=node_names(data.dim), cfg=dataclasses.asdict(cfg), workdir=str(workdir / f"node{d}")))
+    return out
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Fit one job; never raises: a failure comes back as {"error": ...} so a pool survives it."""
+    start = time.perf_counter()
+    base = {k: job[k] for k in ("kind", "index", "component")}
+    try:
+        from raysym.config import from_dict
+
+        cfg = from_dict(DistillConfig, job["cfg"])
+        X, y, names = job["X"], job["y"], list(job["names"])
+        keep = [i for i in range(X.shape[1]) if np.std(X[:, i]) > 0]  # constant inputs carry nothing
+        names = [names[i] for i in keep]
+        front = distill.fit(X[:, keep], y, names, cfg, Path(job["workdir"]))
+        return {**base, "names": names, "front": front.rows(), "chosen": front.chosen, "backend": front.backend,
+                "settings": front.settings, "seconds": time.perf_counter() - start}
+    except Exception as exc:  # noqa: BLE001 -- reported per job, by design
+        reason = str(exc) if isinstance(exc, (UserError, ValueError)) else traceback.format_exc(limit=3)
+        return {**base, "error": f"{type(exc).__name__}: {reason}", "seconds": time.perf_counter() - start}
+
+
+# --------------------------------------------------------------------------------------------------
+# Composed model and verdict
+# --------------------------------------------------------------------------------------------------
+
+def composed_accelerations(edge_eqs: list[str], node_eqs: list[str], graphs, dim: int) -> np.ndarray:
+    """Accelerations (G, n, dim) of the symbolic model: edge formulas, sum over senders, node formulas."""
+    from raysym.model import complete_edges, node_features
+
+    x, _ = node_features(graphs)
+    x = x.numpy().astype(np.float64)
+    g, n, _ = x.shape
+    recv, send = (t.numpy() for t in complete_edges(n, "cpu"))
+    dx = x[:, send, :dim] - x[:, recv, :dim]
+    r = np.sqrt((dx**2).sum(-1))
+    q, m = x[..., 2 * dim], x[..., 2 * dim + 1]
+    edge_X = np.concatenate([dx, r[..., None], m[:, recv, None], m[:, send, None], q[:, recv, None], q[:, send, None]], -1)
+    edge_X = edge_X.reshape(-1, dim + 5)
+    names = edge_names(dim)
+    messages = np.column_stack([distill.evaluate(eq, edge_X, names) for eq in edge_eqs]).reshape(g, n, n - 1, -1)
+    summed = messages.sum(2)
+    node_X = np.concatenate([summed, x], -1).reshape(g * n, -1)
+    return np.column_stack([distill.evaluate(eq, node_X, node_names(dim)) for eq in node_eqs]).reshape(g, n, dim)
+
+
+def verdict(edge_eqs: list[str], graphs, system: str, dim: int) -> dict[str, Any]:
+    """Is each edge formula a linear transformation of the true force (or force / receiver mass)?"""
+    from raysym import physics
+    from raysym.model import complete_edges
+
+    n = graphs.pos.shape[1]
+    recv, send = (t.numpy() for t in complete_edges(n, "cpu"))
+    pos = graphs.pos.astype(np.float64)
+    dx = (pos[:, send] - pos[:, recv]).reshape(-1, dim)
+    q, m = graphs.charge.astype(np.float64), graphs.mass.astype(np.float64)
+    m_recv = m[:, recv].ravel()
+    force = physics.pair_force(system, dx, q[:, recv].ravel(), q[:, send].ravel(), m_recv, m[:, send].ravel())
+    edge_X = np.column_stack([dx, np.sqrt((dx**2).sum(-1)), m_recv, m[:, send].ravel(), q[:, recv].ravel(), q[:, send].ravel()])
+    names = edge_names(dim)
+    r2_force, r2_accel = [], []
+    for eq in edge_eqs:
+        value = distill.evaluate(eq, edge_X, names)
+        finite = bool(np.all(np.isfinite(value)))  # a formula that blows up on some edge is no law
+        r2_force.append(r2_linear(value, force)[0] if finite else 0.0)
+        r2_accel.append(r2_linear(value, force / m_recv[:, None])[0] if finite else 0.0)
+    f, a = float(np.mean(r2_force)), float(np.mean(r2_accel))
+    which = "force" if f >= a else "force/mass"
+    return {"recovered": max(f, a) >= RECOVERED_R2, "which": which if max(f, a) >= RECOVERED_R2 else "none",
+            "r2_force": f, "r2_accel": a}
+
+
+# --------------------------------------------------------------------------------------------------
+# The actor pool
+# --------------------------------------------------------------------------------------------------
+
+class DistillPool:
+    """Long-lived Ray actors, one fit at a time each, that take jobs from any number of trials.
+
+    ``resources`` (e.g. {"distill": 1}) steers the actors onto distillation nodes of a cluster. A job
+    that fails comes back as an error result; an actor that dies is replaced and its job reported failed.
+    """
+
+    def __init__(self, workers: int, cpus_per_worker: float = 1.0, resources: dict[str, float] | None = None):
+        import ray
+
+        @ray.remote
+        class DistillWorker:
+            def run(self, job):
+                return run_job(job)
+
+        self._cls = DistillWorker.options(num_cpus=cpus_per_worker, resources=resources or {})
+        self.actors = [self._cls.remote() for _ in range(workers)]
+
+    def map(self, job_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run every job on the pool; results in job order."""
+        import ray
+
+        results: list[dict[str, Any] | None] = [None] * len(job_list)
+        idle = list(self.actors)
+        pending: dict[Any, tuple[int, Any]] = {}
+        todo = list(enumerate(job_list))
+        while todo or pending:
+            while todo and idle:
+                i, job = todo.pop(0)
+                actor = idle.pop()
+                pending[actor.run.remote(job)] = (i, actor)
+            done, _ = ray.wait(list(pending), num_returns=1)
+            i, actor = pending.pop(done[0])
+            try:
+                results[i] = ray.get(done[0])
+                idle.append(actor)
+            except ray.exceptions.RayActorError as exc:
+                job = job_list[i]
+                results[i] = {k: job[k] for k in ("kind", "index", "component")} | {"error": f"worker died: {exc}"}
+                replacement = self._cls.remote()
+                self.actors[self.actors.index(actor)] = replacement
+                idle.append(replacement)
+        return results  # type: ignore[return-value]
+
+    def shutdown(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+
+
+# --------------------------------------------------------------------------------------------------
+# One trial, end to end
+# --------------------------------------------------------------------------------------------------
+
+def distill_trial(trial_dir: str | Path, cfg: DistillConfig, pool: DistillPool | None = None) -> dict[str, Any]:
+    """Distil a trial folder (from ``raysym train`` or a sweep): write ``<trial>/distill/`` with the
+    fronts (CSV and Markdown), the chosen formulas, the composed model's MAE and the verdict, and return
+    the summary (also ``distill/summary.json``). Without a pool, jobs run one after another here."""
+    from raysym import shards
+    from raysym.train import load_trial
+
+    trial_dir = Path(trial_dir)
+    train_cfg, model = load_trial(trial_dir)
+    metrics_path = trial_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    top = metrics.get("messages/top_components")
+    if not top:
+        raise UserError(f"{trial_dir} has no message analysis (messages/top_components in metrics.json): the trial did not finish. Train it to the end first.")
+    system = shards.read_manifest(train_cfg.data)["params"]["system"]
+    data = shards.load_dataset(train_cfg.data, prune_k=None)
+    data_, score_graphs = prepare(model, data.test, system, top, cfg.samples, cfg.seed)
+    tmp = trial_dir / f".{OUT}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        job_list = jobs(data_, cfg, tmp / "work")
+        results = pool.map(job_list) if pool is not None else [run_job(j) for j in job_list]
+        summary = summarize(results, model, score_graphs, system, data_.dim)
+        for res in results:
+            if "front" in res:
+                front = distill.Front(res["names"], [distill.Formula(r["equation"], r["complexity"], r["loss"], r["score"]) for r in res["front"]], res["chosen"])
+                name = f"{res['kind']}{res['index']}"
+                front.to_csv(tmp / f"{name}_front.csv")
+                (tmp / f"{name}_front.md").write_text(front.to_markdown() + "\n")
+        shutil.rmtree(tmp / "work", ignore_errors=True)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+        final = trial_dir / OUT
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def summarize(results: list[dict[str, Any]], model, score_graphs, system: str, dim: int) -> dict[str, Any]:
+    """Flat ``distill/...`` metrics plus the formulas, from the job results of one trial."""
+    import torch
+
+    from raysym.model import node_features
+
+    errors = [f"{r['kind']} {r['index']}: {r['error']}" for r in results if "error" in r]
+    chosen = {(r["kind"], r["index"]): r["front"][r["chosen"]] for r in results if "front" in r}
+    edge_eqs = [chosen[("edge", k)]["equation"] for k in range(dim) if ("edge", k) in chosen]
+    node_eqs = [chosen[("node", d)]["equation"] for d in range(dim) if ("node", d) in chosen]
+    backend = next((r["backend"] for r in results if "backend" in r), "")
+    x, y = node_features(score_graphs)
+    with torch.no_grad():
+        gn_mae = float((model(x.to(next(model.parameters()).device)).acc.cpu() - y).abs().mean())
+    out: dict[str, Any] = {
+        "distill/backend": backend,
+        "distill/gn_test_mae": gn_mae,
+        "distill/seconds": float(sum(r["seconds"] for r in results)),
+        "distill/errors": errors,
+        "distill/edge_formulas": edge_eqs,
+        "distill/node_formulas": node_eqs,
+        "distill/complexity": int(sum(chosen[k]["complexity"] for k in chosen)),
+        "distill/settings": next((r["settings"] for r in results if "settings" in r), {}),
+    }
+    if len(edge_eqs) == dim:
+        v = verdict(edge_eqs, score_graphs, system, dim)
+        out.update({"distill/recovered": int(v["recovered"]), "distill/recovered_as": v["which"],
+                    "distill/r2_force": v["r2_force"], "distill/r2_accel": v["r2_accel"]})
+    if len(edge_eqs) == dim and len(node_eqs) == dim:
+        acc = composed_accelerations(edge_eqs, node_eqs, score_graphs, dim)
+        with np.errstate(all="ignore"):
+            mae = float(np.mean(np.abs(acc - y.numpy())))
+        out["distill/test_mae"] = mae if np.isfinite(mae) else float("inf")
+    return out
+
+
+def run_trials(trials: list[str | Path], cfg: DistillConfig, *, workers: int | None = None, address: str | None = None,
+               say=lambda m: None) -> list[dict[str, Any]]:
+    """Distil several trial folders on one actor pool (``raysym distill``)."""
+    import ray
+
+    from raysym._ray import ensure_ray
+
+    backend = distill.get_backend(cfg)  # fails early for pysr without Julia
+    ensure_ray(address)
+    workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cfg.threads))
+    say(f"distilling {len(trials)} trial(s) with the {backend.name} backend ({cfg.setting}) on {workers} Ray actor(s)")
+    pool = DistillPool(workers, cpus_per_worker=cfg.threads)
+    try:
+        return [distill_trial(t, cfg, pool) for t in trials]
+    finally:
+        pool.shutdown()

@@ -1,0 +1,194 @@
+"""The sweep's driver-side recording: a Tune callback that mirrors trials into MLflow, and the
+distiller that turns finished trials into equations while the sweep goes on.
+
+Trials never talk to MLflow themselves; everything here runs in the driver, in Tune's loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from raysym import track
+from raysym.config import SweepConfig
+
+if TYPE_CHECKING:
+    from raysym.sweep import TrialSpec
+
+
+def tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[str, TrialSpec], swept: list[str],
+                      distiller: Distiller | None = None):
+    from ray import tune
+
+    from raysym.sweep import train_config  # the trial's resolved settings, for tags and the config artifact
+
+    class MLflowCallback(tune.Callback):
+        """Mirror Tune trials into MLflow child runs of the sweep's parent run."""
+
+        def __init__(self):
+            self.runs: dict[str, str] = {}
+
+        def _run(self, trial) -> str:
+            if trial.trial_id not in self.runs:
+                spec = specs[trial.config["key"]]
+                sampled = {k: v for k, v in trial.config.items() if k.startswith("schedule_shape.")}
+                params = {**spec.params, **sampled}
+                settings = dataclasses.asdict(train_config(dataclasses.asdict(spec), trial.config))
+                tags = {f"cfg.{k}": v for k, v in settings.items() if k not in params}
+                tags.update({f"cfg.data.{k}": v for k, v in spec.data.items() if k not in params})
+                tags.update({"raysym.trial_key": spec.key, "raysym.label": spec.label(), "data.dir": spec.data_dir})
+                self.runs[trial.trial_id] = tracker.start_trial(
+                    parent_id, trial.trial_id, f"{spec.key} {spec.label()}", params, tags
+                )
+            return self.runs[trial.trial_id]
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self._run(trial)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            keys = [k for k in result if "/" in k or k in ("status", "reason", "epochs_done")]
+            if result.get("done_training"):  # the per-epoch values are logged already
+                keys = [k for k in keys if not k.startswith(("train/", "test/"))]
+            tracker.log_metrics(self._run(trial), {k: result[k] for k in keys}, step=int(result.get("epoch", 0)))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            run_id = self._run(trial)
+            result = trial.last_result or {}
+            if trial.checkpoint is not None:
+                with trial.checkpoint.as_directory() as folder:
+                    tracker.log_artifacts(run_id, folder)
+            spec = specs[trial.config["key"]]
+            resolved = {
+                "train": dataclasses.asdict(train_config(dataclasses.asdict(spec), trial.config)),
+                "data": spec.data,
+                "tune_config": trial.config,
+            }
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+                tracker.log_artifacts(run_id, tmp)
+            diverged = result.get("status") == "diverged"
+            finished = result.get("done_training") and not diverged
+            tracker.end_run(run_id, "FINISHED" if finished else "FAILED")
+            if distiller is not None and finished and trial.checkpoint is not None:
+                with trial.checkpoint.as_directory() as folder:
+                    distiller.submit(spec.key, trial.trial_id, folder, run_id)
+
+        def on_step_end(self, iteration, trials, **info):
+            if distiller is not None:
+                distiller.log_done()
+
+        def on_experiment_end(self, trials, **info):
+            if distiller is not None:
+                distiller.finish()  # waits for the distillations still running
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            run_id = self._run(trial)
+            tracker.set_tags(run_id, {"raysym.error": f"trial crashed {trial.num_failures} time(s); see {trial.path}"})
+            tracker.end_run(run_id, "FAILED")
+
+    return MLflowCallback()
+
+
+class Distiller:
+    """Distils finished trials while the sweep goes on, and records each as an MLflow child run.
+
+    A finished trial's files are copied to ``<experiment>/distill/<key>_<trial id>`` and distilled there
+    by a background thread on the shared actor pool (created on first use, so its actors take no CPUs
+    from the first trials). MLflow is written only from Tune's loop (``log_done``, called every step)
+    and at the end (``finish``), never from the background threads, so the tracking store keeps a
+    single writer.
+    """
+
+    def __init__(self, cfg: SweepConfig, tracker: track.MLflowTracker, root: Path):
+        self.cfg, self.tracker, self.root = cfg, tracker, root
+        self._start()
+
+    def _start(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.executor = ThreadPoolExecutor(max_workers=self.cfg.resources.distill_workers, thread_name_prefix="distill")
+        self.pending: dict[str, tuple[Any, str, str]] = {}  # trial id -> (future, key, trial run id)
+        self._pool = None
+        self._lock = threading.Lock()
+
+    # Tune pickles its callbacks with the experiment (for --resume): keep the settings, drop the threads
+    # and actors, which a restored sweep starts afresh.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"cfg": self.cfg, "tracker": self.tracker, "root": self.root}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._start()
+
+    def _get_pool(self):
+        from raysym.distill_jobs import DistillPool
+
+        with self._lock:
+            if self._pool is None:
+                r = self.cfg.resources
+                self._pool = DistillPool(r.distill_workers, self.cfg.distill.threads, r.distill_resources)
+            return self._pool
+
+    def submit(self, key: str, trial_id: str, trial_folder: str, run_id: str) -> None:
+        from raysym.distill_jobs import distill_trial
+
+        folder = self.root / f"{key}_{trial_id}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for name in ("checkpoint.pt", "config.json", "metrics.json"):
+            shutil.copy(Path(trial_folder) / name, folder / name)
+        future = self.executor.submit(lambda: distill_trial(folder, self.cfg.distill, self._get_pool()))
+        self.pending[trial_id] = (future, key, run_id)
+
+    def log_done(self) -> None:
+        for trial_id in [t for t, (f, _, _) in self.pending.items() if f.done()]:
+            self._log(trial_id, *self.pending.pop(trial_id))
+
+    def _log(self, trial_id: str, future, key: str, run_id: str) -> None:
+        """One distillation child run under the trial's run; the distill metrics also on the trial run."""
+        folder = self.root / f"{key}_{trial_id}"
+        try:
+            summary = future.result()
+        except Exception as exc:  # noqa: BLE001 -- a failed distillation must not end the sweep
+            summary = {"distill/errors": [f"{type(exc).__name__}: {exc}"]}
+        numeric = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        settings = summary.get("distill/settings", {})
+        tags = {"mlflow.parentRunId": run_id, "raysym.distill_of": trial_id,
+                "distill/edge_formulas": summary.get("distill/edge_formulas"),
+                "distill/node_formulas": summary.get("distill/node_formulas"),
+                "distill/recovered_as": summary.get("distill/recovered_as", "none"),
+                "distill/errors": summary.get("distill/errors"),
+                **{f"distill.settings.{k}": v for k, v in settings.items()}}
+        params = {"backend": summary.get("distill/backend", self.cfg.distill.backend), "setting": self.cfg.distill.setting}
+        child = self.tracker.start_trial(run_id, f"distill-{trial_id}", f"{key} distillation", params, {k: v for k, v in tags.items() if v is not None})
+        self.tracker.log_metrics(child, numeric, step=0)
+        if (folder / "distill").exists():
+            self.tracker.log_artifacts(child, folder / "distill")
+        self.tracker.end_run(child, "FAILED" if summary.get("distill/errors") else "FINISHED")
+        self.tracker.log_metrics(run_id, numeric, step=0)
+
+    def finish(self) -> None:
+        """Wait for every distillation still running, log them, and stop the pool."""
+        for trial_id in list(self.pending):
+            self._log(trial_id, *self.pending.pop(trial_id))
+        self.executor.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
+def distill_verdicts(root: Path) -> dict[str, str]:
+    """Trial id -> the distillation verdict (force, force/mass, none, error) found under ``root``."""
+    verdicts = {}
+    for summary in Path(root).glob("*/distill/summary.json"):
+        trial_id = summary.parent.parent.name.split("_", 1)[1]  # folder: <key>_<trial id>
+        data = json.loads(summary.read_text())
+        verdicts[trial_id] = "error" if data.get("distill/errors") else data.get("distill/recovered_as", "-")
+    return verdicts
+
+

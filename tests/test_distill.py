@@ -1,0 +1,235 @@
+"""Symbolic distillation: the shared front and selection rule, both backends' interfaces, the verdict,
+the composed model, the actor pool (real local Ray) and a trained trial end to end."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import numpy as np
+import pytest
+
+from raysym import distill, distill_jobs, physics
+from raysym.cli import main
+from raysym.config import DistillConfig, SimulationConfig, TrainConfig, from_dict
+from raysym.errors import UserError
+from raysym.simulate import simulate
+
+FAST = DistillConfig(backend="operon", setting="fast", seed=0)
+
+
+def spring_edges(n: int = 2000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    dx, dy = rng.normal(size=n), rng.normal(size=n)
+    r = np.sqrt(dx**2 + dy**2)
+    return dx, dy, r
+
+
+# --------------------------------------------------------------------------------------------------
+# Front and selection
+# --------------------------------------------------------------------------------------------------
+
+def test_front_keeps_only_improving_formulas_and_scores_them():
+    x = np.linspace(1, 2, 50)
+    X, y = x[:, None], 3 * x**2 + 1
+    front = distill.build_front(["x", "3*x", "3*x**2 + 1", "3*x*x + 1 + 0*x", "x + 100", "log(-x)"], X, y, ["x"], 1.5)
+    equations = [f.equation for f in front.formulas]
+    assert equations == ["x", "3*x", "3*x**2 + 1"]  # worse or equal-loss complex ones and NaN ones dropped
+    assert [f.complexity for f in front.formulas] == sorted(f.complexity for f in front.formulas)
+    assert front.best.equation == "3*x**2 + 1" and front.best.loss < 1e-20
+    # score = -d log(loss) / d complexity against the previous formula, losses floored at 1e-10 var(y)
+    prev, cur = front.formulas[1], front.formulas[2]
+    floor = distill.LOSS_FLOOR * np.var(y)
+    expected = (np.log(prev.loss) - np.log(max(cur.loss, floor))) / (cur.complexity - prev.complexity)
+    assert cur.score == pytest.approx(expected)
+
+
+def test_selection_prefers_the_big_score_jump_within_the_loss_factor():
+    F = distill.Formula
+    front = [F("a", 1, 10.0, 0.0), F("b", 3, 1.0, 1.15), F("c", 5, 0.9, 0.05), F("d", 9, 0.8, 0.03)]
+    assert distill.select(front, loss_factor=1.5) == 1  # b, c, d within 1.2: b has the best score
+    assert distill.select(front, loss_factor=1.2) == 2  # within 0.96: c and d, c has the better score
+    assert distill.select(front, loss_factor=1.0) == 3  # only the best loss
+
+
+def test_markdown_and_csv_of_a_front(tmp_path):
+    x = np.linspace(1, 2, 20)
+    front = distill.build_front(["x", "2*x/x**2"], x[:, None], 2 / x, ["x"], 1.5)
+    md = front.to_markdown()
+    assert "(chosen)" in md and "\\frac{2}{x}" in md
+    front.to_csv(tmp_path / "f.csv")
+    assert (tmp_path / "f.csv").read_text().splitlines()[0] == "complexity,loss,score,equation,chosen"
+
+
+# --------------------------------------------------------------------------------------------------
+# Backends
+# --------------------------------------------------------------------------------------------------
+
+def test_operon_recovers_a_linear_transform_of_the_spring_force():
+    dx, dy, r = spring_edges()
+    force_x = 2 * ((r + 0.01) - 1) * dx / r
+    y = 0.7 * force_x + 0.2
+    front = distill.fit(np.column_stack([dx, dy, r]), y, ["dx", "dy", "r"], FAST)
+    assert front.backend == "operon"
+    best = front.best
+    assert best.loss < 1e-8 * np.var(y)
+    assert set(map(str, best.sympy(["dx", "dy", "r"]).free_symbols)) == {"dx", "r"}
+
+
+def test_operon_is_deterministic_for_a_seed():
+    dx, dy, r = spring_edges(500)
+    X, y = np.column_stack([dx, r]), dx * r + 1
+    a = distill.fit(X, y, ["dx", "r"], FAST)
+    b = distill.fit(X, y, ["dx", "r"], FAST)
+    assert [f.equation for f in a.formulas] == [f.equation for f in b.formulas]
+
+
+def test_constant_target_is_a_clear_error():
+    with pytest.raises(UserError, match="no variance"):
+        distill.fit(np.ones((50, 2)) * np.arange(50)[:, None], np.full(50, 3.0), ["a", "b"], FAST)
+
+
+def _no_julia(monkeypatch, tmp_path):
+    for var in ("PYTHON_JULIACALL_BINDIR", "JULIA_BINDIR", "PYTHON_JULIAPKG_EXE", "JULIA_EXE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+
+
+def test_auto_picks_operon_without_julia_and_pysr_is_refused(monkeypatch, tmp_path):
+    _no_julia(monkeypatch, tmp_path)
+    assert distill.julia_executable() is None
+    assert distill.get_backend(DistillConfig(backend="auto")).name == "operon"
+    with pytest.raises(UserError, match="needs Julia"):
+        distill.get_backend(DistillConfig(backend="pysr"))
+
+
+def test_auto_picks_pysr_where_a_julia_executable_exists(monkeypatch, tmp_path):
+    _no_julia(monkeypatch, tmp_path)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    julia = bindir / "julia"
+    julia.write_text("#!/bin/sh\n")
+    julia.chmod(julia.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", str(bindir))
+    assert distill.julia_executable() == str(julia)
+    assert distill.get_backend(DistillConfig(backend="auto")).name == "pysr"  # detection only: pysr is not imported
+
+
+def test_pysr_options_come_from_the_config():
+    cfg = DistillConfig(backend="pysr", setting="fast", operators=["+", "-", "*", "/", "sqrt"], max_size=25,
+                        parsimony=0.01, timeout_s=60, seed=7)
+    opts = distill.PySRBackend(cfg).settings()
+    assert opts["binary_operators"] == ["+", "-", "*", "/"] and opts["unary_operators"] == ["sqrt"]
+    assert opts["maxsize"] == 25 and opts["parsimony"] == 0.01 and opts["timeout_in_seconds"] == 60
+    assert opts["random_state"] == 7 and opts["deterministic"] is True and opts["parallelism"] == "serial"
+    assert opts["niterations"] == distill.PYSR_PRESETS["fast"]["niterations"]
+
+
+def test_a_pysr_hall_of_fame_becomes_a_front(tmp_path):
+    # The file PySR writes in its output directory (Julia syntax: ^ for powers).
+    (tmp_path / "hall_of_fame.csv").write_text(
+        "Complexity,Loss,Equation\n1,4.1,\"x0\"\n5,0.5,\"(x0 * 2.0) + r\"\n7,1.2e-14,\"(r ^ 2) + (x0 * 3.0)\"\n"
+    )
+    equations = distill.read_hall_of_fame(tmp_path / "hall_of_fame.csv")
+    assert equations[-1] == "(r ** 2) + (x0 * 3.0)"
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 2))
+    y = X[:, 1] ** 2 + 3 * X[:, 0]
+    front = distill.build_front(equations, X, y, ["x0", "r"], 1.5)
+    assert front.best.equation == "r**2 + 3.0*x0"
+    assert str(front.best.sympy(["x0", "r"])) == "r**2 + 3.0*x0"
+
+
+def test_bad_distill_configs():
+    with pytest.raises(UserError, match="Did you mean 'operon'"):
+        from_dict(DistillConfig, {"backend": "operan"})
+    with pytest.raises(UserError, match="Unknown operator"):
+        from_dict(DistillConfig, {"operators": ["+", "*", "tanh"]})
+
+
+# --------------------------------------------------------------------------------------------------
+# Verdict and composed model on real simulated graphs
+# --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def spring_graphs():
+    return simulate(SimulationConfig(system="spring", dim=2, sims=20, steps=100, stride=10, seed=5), "test", np.arange(20))
+
+
+def test_verdict_tells_force_from_force_over_mass_from_wrong(spring_graphs):
+    fx = "2*(r + 0.01 - 1)*dx/r"
+    fy = "2*(r + 0.01 - 1)*dy/r"
+    force = distill_jobs.verdict([f"0.5*{fx} - 0.3*{fy} + 1", f"{fy}"], spring_graphs, "spring", 2)
+    assert force["recovered"] and force["which"] == "force" and force["r2_force"] > 0.999
+    accel = distill_jobs.verdict([f"{fx}/m1", f"{fy}/m1"], spring_graphs, "spring", 2)
+    assert accel["recovered"] and accel["which"] == "force/mass"
+    wrong = distill_jobs.verdict(["dx", "dy*r"], spring_graphs, "spring", 2)
+    assert not wrong["recovered"] and wrong["which"] == "none"
+
+
+def test_composed_model_with_the_true_laws_reproduces_the_accelerations(spring_graphs):
+    """Edge formulas = the spring force, node formulas = summed force / mass: the symbolic model must
+    give the simulator's accelerations (the composition's wiring: edges, sum over senders, nodes)."""
+    edge = ["2*(r + 0.01 - 1)*dx/r", "2*(r + 0.01 - 1)*dy/r"]
+    node = ["s1/m", "s2/m"]
+    acc = distill_jobs.composed_accelerations(edge, node, spring_graphs, 2)
+    np.testing.assert_allclose(acc, spring_graphs.acc, rtol=1e-4, atol=1e-4)
+    expected = physics.accelerations("spring", spring_graphs.pos, spring_graphs.vel, spring_graphs.charge, spring_graphs.mass)
+    np.testing.assert_allclose(acc, expected, rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------------
+# Actor pool and whole trials (real local Ray)
+# --------------------------------------------------------------------------------------------------
+
+def test_pool_runs_jobs_in_parallel_and_survives_a_failing_job(local_ray):
+    dx, dy, r = spring_edges(400)
+    X = np.column_stack([dx, dy, r])
+    base = dict(names=["dx", "dy", "r"], cfg=dataclasses_asdict(FAST), workdir="/tmp/unused")
+    job_list = [
+        dict(kind="edge", index=0, component=0, X=X, y=2 * dx + 1, **base),
+        dict(kind="edge", index=1, component=1, X=X, y=np.zeros(400), **base),  # no variance: fails
+        dict(kind="node", index=0, component=0, X=X, y=dy * r, **base),
+    ]
+    pool = distill_jobs.DistillPool(2)
+    try:
+        results = pool.map(job_list)
+        assert [r["index"] for r in results] == [0, 1, 0]
+        assert "no variance" in results[1]["error"]
+        assert results[0]["front"][results[0]["chosen"]]["loss"] < 1e-10
+        again = pool.map(job_list[:1])  # the pool still works after a failed job
+        assert "front" in again[0]
+    finally:
+        pool.shutdown()
+
+
+def dataclasses_asdict(cfg):
+    import dataclasses
+
+    return dataclasses.asdict(cfg)
+
+
+def test_distill_a_trained_trial_end_to_end(tiny_spring, tmp_path, capsys):
+    from raysym.train import run_trial
+
+    _, data = tiny_spring
+    trial = tmp_path / "trial"
+    run_trial(TrainConfig(data=str(data), model="bottleneck", epochs=1, hidden=16, batch_size=32, analysis_graphs=40), trial)
+    assert main(["distill", str(trial), "--backend", "operon", "--setting", "fast", "--samples", "300", "--workers", "2"]) == 0
+    summary = json.loads((trial / "distill" / "summary.json").read_text())
+    assert summary["distill/backend"] == "operon" and summary["distill/errors"] == []
+    assert len(summary["distill/edge_formulas"]) == 2 and len(summary["distill/node_formulas"]) == 2
+    for key in ("distill/test_mae", "distill/gn_test_mae", "distill/recovered", "distill/r2_force", "distill/complexity"):
+        assert key in summary
+    assert summary["distill/recovered"] in (0, 1)
+    files = sorted(p.name for p in (trial / "distill").iterdir())
+    assert files == ["edge0_front.csv", "edge0_front.md", "edge1_front.csv", "edge1_front.md",
+                     "node0_front.csv", "node0_front.md", "node1_front.csv", "node1_front.md", "summary.json"]
+    assert "edge_formulas" in capsys.readouterr().out
+
+
+def test_distill_refuses_unfinished_trials_and_bad_backends(tmp_path, capsys):
+    assert main(["distill", str(tmp_path)]) == 2
+    assert "not a finished training trial" in capsys.readouterr().err
+    assert main(["distill", str(tmp_path), "--backend", "gplearn"]) == 2
+    assert "Unknown distillation backend" in capsys.readouterr().err
