@@ -252,7 +252,11 @@ def _add_distill(sub) -> None:
         epilog="example:\n  raysym train --data data/spring-2d --model bottleneck --out runs/bn\n  raysym distill runs/bn --backend operon",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("trials", nargs="+", metavar="TRIAL", help="trial folder(s) written by raysym train (or a sweep's trial artifacts)")
+    p.add_argument("trials", nargs="*", metavar="TRIAL", help="trial folder(s) written by raysym train")
+    p.add_argument("--run", action="append", default=[], metavar="RUN_ID",
+                   help="an MLflow run to distil instead: a trial's run, or a sweep's parent run (all its finished "
+                   "trials); results are logged as nested distillation runs. Repeatable")
+    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI for --run (default sqlite:///mlflow.db)")
     p.add_argument("--backend", default=d.backend, help="auto (pysr where Julia is found, else operon), operon or pysr (default auto)")
     p.add_argument("--setting", default=d.setting, help="fast (seconds per fit) or thorough (about a minute) (default thorough)")
     p.add_argument("--samples", type=int, default=d.samples, help=f"edges and nodes per job (default {d.samples})")
@@ -267,9 +271,18 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from raysym.distill_jobs import run_trials
 
     cfg = from_dict(DistillConfig, {"backend": args.backend, "setting": args.setting, "samples": args.samples, "seed": args.seed}, where="flags")
-    summaries = run_trials(args.trials, cfg, workers=args.workers, address=args.address, say=_say)
+    if bool(args.trials) == bool(args.run):
+        raise UserError("Give either trial folders or --run RUN_ID (one or more), not both and not neither.")
+    if args.run:
+        from raysym.sweep_tracking import distill_runs
+
+        summaries = distill_runs(args.run, cfg, args.tracking_uri, workers=args.workers, address=args.address, say=_say)
+        names = [f"run {i + 1}" for i in range(len(summaries))]
+    else:
+        summaries = run_trials(args.trials, cfg, workers=args.workers, address=args.address, say=_say)
+        names = args.trials
     failed = 0
-    for trial, summary in zip(args.trials, summaries):
+    for trial, summary in zip(names, summaries):
         print(f"\n{trial}:")
         for k in ("distill/backend", "distill/edge_formulas", "distill/node_formulas", "distill/recovered_as",
                   "distill/r2_force", "distill/r2_accel", "distill/test_mae", "distill/gn_test_mae", "distill/errors"):

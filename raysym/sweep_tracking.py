@@ -69,7 +69,7 @@ def tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[
                 "tune_config": trial.config,
             }
             with tempfile.TemporaryDirectory() as tmp:
-                (Path(tmp) / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+                (Path(tmp) / "trial_settings.json").write_text(json.dumps(resolved, indent=2, default=str))
                 tracker.log_artifacts(run_id, tmp)
             diverged = result.get("status") == "diverged"
             finished = result.get("done_training") and not diverged
@@ -150,27 +150,11 @@ class Distiller:
             self._log(trial_id, *self.pending.pop(trial_id))
 
     def _log(self, trial_id: str, future, key: str, run_id: str) -> None:
-        """One distillation child run under the trial's run; the distill metrics also on the trial run."""
-        folder = self.root / f"{key}_{trial_id}"
         try:
             summary = future.result()
         except Exception as exc:  # noqa: BLE001 -- a failed distillation must not end the sweep
             summary = {"distill/errors": [f"{type(exc).__name__}: {exc}"]}
-        numeric = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        settings = summary.get("distill/settings", {})
-        tags = {"mlflow.parentRunId": run_id, "raysym.distill_of": trial_id,
-                "distill/edge_formulas": summary.get("distill/edge_formulas"),
-                "distill/node_formulas": summary.get("distill/node_formulas"),
-                "distill/recovered_as": summary.get("distill/recovered_as", "none"),
-                "distill/errors": summary.get("distill/errors"),
-                **{f"distill.settings.{k}": v for k, v in settings.items()}}
-        params = {"backend": summary.get("distill/backend", self.cfg.distill.backend), "setting": self.cfg.distill.setting}
-        child = self.tracker.start_trial(run_id, f"distill-{trial_id}", f"{key} distillation", params, {k: v for k, v in tags.items() if v is not None})
-        self.tracker.log_metrics(child, numeric, step=0)
-        if (folder / "distill").exists():
-            self.tracker.log_artifacts(child, folder / "distill")
-        self.tracker.end_run(child, "FAILED" if summary.get("distill/errors") else "FINISHED")
-        self.tracker.log_metrics(run_id, numeric, step=0)
+        log_distillation(self.tracker, self.cfg.distill, run_id, trial_id, key, self.root / f"{key}_{trial_id}" / "distill", summary)
 
     def finish(self) -> None:
         """Wait for every distillation still running, log them, and stop the pool."""
@@ -180,6 +164,30 @@ class Distiller:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+
+def log_distillation(tracker: track.MLflowTracker, cfg, run_id: str, trial_id: str, key: str,
+                     folder: Path, summary: dict[str, Any]) -> str:
+    """One distillation run nested under the trial's run ``run_id`` (found again, not duplicated, when a
+    trial is distilled twice); the numeric distill/* metrics also go on the trial's run. ``folder``: the
+    distill output (fronts, summary.json). Returns the distillation run's id."""
+    numeric = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    settings = summary.get("distill/settings", {})
+    tags = {"raysym.distill_of": trial_id,
+            "distill/edge_formulas": summary.get("distill/edge_formulas"),
+            "distill/node_formulas": summary.get("distill/node_formulas"),
+            "distill/recovered_as": summary.get("distill/recovered_as", "none"),
+            "distill/errors": summary.get("distill/errors"),
+            **{f"distill.settings.{k}": v for k, v in settings.items()}}
+    params = {"backend": summary.get("distill/backend", cfg.backend), "setting": cfg.setting}
+    child = tracker.start_trial(run_id, f"distill-{trial_id}", f"{key} distillation", params,
+                                {k: v for k, v in tags.items() if v is not None})
+    tracker.log_metrics(child, numeric, step=0)
+    if folder.exists():
+        tracker.log_artifacts(child, folder)
+    tracker.end_run(child, "FAILED" if summary.get("distill/errors") else "FINISHED")
+    tracker.log_metrics(run_id, numeric, step=0)
+    return child
 
 
 def distill_verdicts(root: Path) -> dict[str, str]:
@@ -192,3 +200,63 @@ def distill_verdicts(root: Path) -> dict[str, str]:
     return verdicts
 
 
+
+
+def distill_runs(run_ids: list[str], cfg, uri: str, *, workers: int | None = None, address: str | None = None,
+                 say=lambda m: None, work_root: Path = Path("distill_runs")) -> list[dict[str, Any]]:
+    """``raysym distill --run``: distil finished trials recorded in MLflow, afterwards.
+
+    A run id may name a trial run or a sweep's parent run (all its finished trials). Each trial's
+    checkpoint.pt, config.json and metrics.json are downloaded to ``work_root/<run id>``, distilled on one
+    actor pool, and logged as a distillation run nested under the trial's run.
+    """
+    import mlflow
+    import ray
+    from mlflow.exceptions import MlflowException
+
+    from raysym import distill
+    from raysym._ray import ensure_ray
+    from raysym.distill_jobs import DistillPool, distill_trial
+    from raysym.errors import UserError
+
+    track.check_reachable(uri)
+    client = mlflow.tracking.MlflowClient(uri)
+    trials = []
+    for run_id in run_ids:
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            raise UserError(f"No MLflow run '{run_id}' in {uri}. Copy the run id from the MLflow UI, and pass --tracking-uri if the runs live elsewhere.") from None
+        tags = run.data.tags
+        if track.TRIAL_TAG in tags and "raysym.distill_of" not in tags:
+            trials.append(run)
+        elif track.SWEEP_TAG in tags and track.PARENT_TAG not in tags:
+            children = client.search_runs([run.info.experiment_id], filter_string=f"tags.`{track.PARENT_TAG}` = '{run_id}'")
+            trials += [c for c in children if track.TRIAL_TAG in c.data.tags and c.info.status == "FINISHED"]
+        else:
+            raise UserError(f"MLflow run '{run_id}' is neither a raysym trial nor a raysym sweep. Pass the id of a trial's run or of a sweep's parent run.")
+    if not trials:
+        raise UserError("None of the given runs has a finished trial to distil.")
+    distill.get_backend(cfg)  # fails early for pysr without Julia
+    ensure_ray(address)
+    workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cfg.threads))
+    say(f"distilling {len(trials)} trial run(s) on {workers} Ray actor(s)")
+    pool = DistillPool(workers, cpus_per_worker=cfg.threads)
+    tracker = track.MLflowTracker.for_experiment_id(uri, trials[0].info.experiment_id)
+    summaries = []
+    try:
+        for run in trials:
+            folder = work_root / run.info.run_id
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in ("checkpoint.pt", "config.json", "metrics.json"):
+                try:
+                    mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=name, dst_path=str(folder), tracking_uri=uri)
+                except (MlflowException, OSError):
+                    raise UserError(f"MLflow run {run.info.run_id} has no artifact {name}: it is not a finished raysym trial.") from None
+            summary = distill_trial(folder, cfg, pool)
+            trial_id = run.data.tags[track.TRIAL_TAG]
+            log_distillation(tracker, cfg, run.info.run_id, trial_id, run.data.tags.get("raysym.trial_key", trial_id), folder / "distill", summary)
+            summaries.append(summary)
+    finally:
+        pool.shutdown()
+    return summaries

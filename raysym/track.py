@@ -92,6 +92,15 @@ class MLflowTracker:
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
 
+    @classmethod
+    def for_experiment_id(cls, uri: str, experiment_id: str) -> "MLflowTracker":
+        """A tracker on an existing experiment, known by id (e.g. the experiment of a given run)."""
+        from mlflow.tracking import MlflowClient
+
+        tracker = cls.__new__(cls)
+        tracker.uri, tracker.client, tracker.experiment_id = uri, MlflowClient(tracking_uri=uri), experiment_id
+        return tracker
+
     def _find(self, key: str, value: str) -> str | None:
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{key}` = '{value}'", max_results=1)
         return runs[0].info.run_id if runs else None

@@ -153,7 +153,7 @@ def test_sweep_records_parent_and_child_runs_in_mlflow(finished_sweep):
         for key in ("messages/r2_force", "messages/r2_accel", "messages/sparse", "train/loss"):
             assert key in run.data.metrics
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"metrics.json", "checkpoint.pt", "messages_vs_force.png", "message_stds.png", "config.json"} <= artifacts
+        assert {"metrics.json", "checkpoint.pt", "messages_vs_force.png", "message_stds.png", "config.json", "trial_settings.json"} <= artifacts
     assert {"sweep.json"} <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     table = (Path(outcome.experiment_path) / "sweep_results.csv").read_text()
     assert table.count("finished") == 2 and "bottleneck" in table
@@ -184,6 +184,26 @@ def test_sweep_distils_finished_trials_into_nested_mlflow_runs(local_ray, tmp_pa
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"summary.json", "edge0_front.csv", "edge0_front.md", "node1_front.md"} <= artifacts
         assert "distill/recovered" in trial_runs[run.data.tags["mlflow.parentRunId"]].data.metrics
+
+
+def test_distill_a_finished_sweep_afterwards_from_mlflow(finished_sweep, tmp_path, monkeypatch, capsys):
+    db_path, cfg, outcome = finished_sweep
+    monkeypatch.chdir(tmp_path)  # downloads go to ./distill_runs
+    uri = f"sqlite:///{db_path}/mlflow.db"
+    args = ["distill", "--run", outcome.parent_run_id, "--tracking-uri", uri, "--backend", "operon", "--setting", "fast", "--samples", "200"]
+    assert main(args) in (0, 1)  # 1 only if a job failed; the runs are logged either way
+    assert "edge_formulas" in capsys.readouterr().out
+    client, runs = mlflow_runs(db_path)
+    distills = [r for r in runs if "raysym.distill_of" in r.data.tags]
+    trial_runs = {r.info.run_id for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags}
+    assert len(distills) == 2 and {r.data.tags["mlflow.parentRunId"] for r in distills} == trial_runs
+    assert all("distill/gn_test_mae" in r.data.metrics for r in distills)
+    # distilling again continues the same nested runs instead of adding new ones
+    main(args)
+    _, again = mlflow_runs(db_path)
+    assert len([r for r in again if "raysym.distill_of" in r.data.tags]) == 2
+    assert main(["distill", "--run", "0123456789abcdef", "--tracking-uri", uri]) == 2
+    assert "No MLflow run" in capsys.readouterr().err
 
 
 def test_same_name_without_resume_is_refused_and_resume_adds_no_runs(finished_sweep, capsys):
@@ -269,10 +289,11 @@ def test_mlflow_server_serves_the_sweep_runs(finished_sweep, tmp_path):
         )
         with urllib.request.urlopen(req) as resp:
             runs = json.load(resp)["runs"]
-        names = sorted(r["info"]["run_name"] for r in runs)
-        assert len(runs) == 3 and names[-1] == "tiny"
-        nested = [r for r in runs if any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
-        assert len(nested) == 2
+        tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
+        parents = [t for t in tags if "mlflow.parentRunId" not in t]
+        trials = [t for t in tags if "raysym.trial_id" in t and "raysym.distill_of" not in t]
+        assert [t["mlflow.runName"] for t in parents] == ["tiny"]
+        assert len(trials) == 2 and all("mlflow.parentRunId" in t for t in trials)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
