@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from raysym import distill_jobs, physics
+from raysym import distill_jobs
 from raysym._ray import ensure_ray
 from raysym.config import DistillConfig, SimulationConfig
 from raysym.distill_jobs import DistillPool, edge_names
@@ -38,16 +38,9 @@ LAWS = [(s, d) for d in (2, 3) for s in ("spring", "charge", "r1", "r2")]
 def edges_of(system: str, dim: int, sims: int, seed: int):
     """(edge inputs (E, dim + 5), force (E, dim), graphs) of simulated test graphs."""
     cfg = SimulationConfig(system=system, dim=dim, sims=sims, steps=200, stride=20, seed=seed)
-    g = simulate(cfg, "test", np.arange(sims))
-    n = g.pos.shape[1]
-    recv = np.repeat(np.arange(n), n - 1)
-    send = np.array([j for i in range(n) for j in range(n) if j != i])
-    dx = (g.pos[:, send] - g.pos[:, recv]).reshape(-1, dim).astype(np.float64)
-    q, m = g.charge.astype(np.float64), g.mass.astype(np.float64)
-    cols = [q[:, recv].ravel(), q[:, send].ravel(), m[:, recv].ravel(), m[:, send].ravel()]
-    force = physics.pair_force(system, dx, cols[0], cols[1], cols[2], cols[3])
-    X = np.column_stack([dx, np.sqrt((dx**2).sum(-1)), cols[2], cols[3], cols[0], cols[1]])
-    return X, force, g
+    graphs = simulate(cfg, "test", np.arange(sims))
+    X, force, _ = distill_jobs.graph_edges(graphs, system)
+    return X, force, graphs
 
 
 def laws(args) -> None:
@@ -74,7 +67,7 @@ def laws(args) -> None:
                 continue
             eqs = [r["front"][r["chosen"]]["equation"] for r in results]
             _, _, other = edges_of(system, dim, 10, seed=2)  # verdict on unseen graphs
-            v = distill_jobs.verdict(eqs, other, system, dim)
+            v = distill_jobs.verdict(eqs, other, system)
             recovered += v["recovered"]
             job_s = sum(r["seconds"] for r in results) / len(results)
             print(f"{system}-{dim}d{'':<4} {v['which'] if v['recovered'] else 'NOT':<12} {v['r2_force']:>9.5f} {job_s:>7.1f}  "

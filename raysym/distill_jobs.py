@@ -132,40 +132,38 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 # Composed model and verdict
 # --------------------------------------------------------------------------------------------------
 
-def composed_accelerations(edge_eqs: list[str], node_eqs: list[str], graphs, dim: int) -> np.ndarray:
-    """Accelerations (G, n, dim) of the symbolic model: edge formulas, sum over senders, node formulas."""
-    from raysym.model import complete_edges, node_features
-
-    x, _ = node_features(graphs)
-    x = x.numpy().astype(np.float64)
-    g, n, _ = x.shape
-    recv, send = (t.numpy() for t in complete_edges(n, "cpu"))
-    dx = x[:, send, :dim] - x[:, recv, :dim]
-    r = np.sqrt((dx**2).sum(-1))
-    q, m = x[..., 2 * dim], x[..., 2 * dim + 1]
-    edge_X = np.concatenate([dx, r[..., None], m[:, recv, None], m[:, send, None], q[:, recv, None], q[:, send, None]], -1)
-    edge_X = edge_X.reshape(-1, dim + 5)
-    names = edge_names(dim)
-    messages = np.column_stack([distill.evaluate(eq, edge_X, names) for eq in edge_eqs]).reshape(g, n, n - 1, -1)
-    summed = messages.sum(2)
-    node_X = np.concatenate([summed, x], -1).reshape(g * n, -1)
-    return np.column_stack([distill.evaluate(eq, node_X, node_names(dim)) for eq in node_eqs]).reshape(g, n, dim)
-
-
-def verdict(edge_eqs: list[str], graphs, system: str, dim: int) -> dict[str, Any]:
-    """Is each edge formula a linear transformation of the true force (or force / receiver mass)?"""
+def graph_edges(graphs, system: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every edge of ``graphs`` (receiver-major, as the GN orders them): (edge inputs (G*n*(n-1), dim + 5)
+    in edge_names order, true force on the receiver (same rows, dim), receiver mass (same rows))."""
     from raysym import physics
     from raysym.model import complete_edges
 
-    n = graphs.pos.shape[1]
+    n, dim = graphs.pos.shape[1], graphs.pos.shape[2]
     recv, send = (t.numpy() for t in complete_edges(n, "cpu"))
     pos = graphs.pos.astype(np.float64)
     dx = (pos[:, send] - pos[:, recv]).reshape(-1, dim)
     q, m = graphs.charge.astype(np.float64), graphs.mass.astype(np.float64)
-    m_recv = m[:, recv].ravel()
-    force = physics.pair_force(system, dx, q[:, recv].ravel(), q[:, send].ravel(), m_recv, m[:, send].ravel())
-    edge_X = np.column_stack([dx, np.sqrt((dx**2).sum(-1)), m_recv, m[:, send].ravel(), q[:, recv].ravel(), q[:, send].ravel()])
-    names = edge_names(dim)
+    q1, q2, m1, m2 = q[:, recv].ravel(), q[:, send].ravel(), m[:, recv].ravel(), m[:, send].ravel()
+    force = physics.pair_force(system, dx, q1, q2, m1, m2)
+    return np.column_stack([dx, np.sqrt((dx**2).sum(-1)), m1, m2, q1, q2]), force, m1
+
+
+def composed_accelerations(edge_eqs: list[str], node_eqs: list[str], graphs, system: str) -> np.ndarray:
+    """Accelerations (G, n, dim) of the symbolic model: edge formulas, sum over senders, node formulas."""
+    from raysym.model import node_features
+
+    g, n, dim = graphs.pos.shape
+    edge_X, _, _ = graph_edges(graphs, system)
+    messages = np.column_stack([distill.evaluate(eq, edge_X, edge_names(dim)) for eq in edge_eqs]).reshape(g, n, n - 1, -1)
+    x, _ = node_features(graphs)
+    node_X = np.concatenate([messages.sum(2), x.numpy().astype(np.float64)], -1).reshape(g * n, -1)
+    return np.column_stack([distill.evaluate(eq, node_X, node_names(dim)) for eq in node_eqs]).reshape(g, n, dim)
+
+
+def verdict(edge_eqs: list[str], graphs, system: str) -> dict[str, Any]:
+    """Is each edge formula a linear transformation of the true force (or force / receiver mass)?"""
+    edge_X, force, m_recv = graph_edges(graphs, system)
+    names = edge_names(graphs.pos.shape[2])
     r2_force, r2_accel = [], []
     for eq in edge_eqs:
         value = distill.evaluate(eq, edge_X, names)
@@ -302,29 +300,35 @@ def summarize(results: list[dict[str, Any]], model, score_graphs, system: str, d
         "distill/settings": next((r["settings"] for r in results if "settings" in r), {}),
     }
     if len(edge_eqs) == dim:
-        v = verdict(edge_eqs, score_graphs, system, dim)
+        v = verdict(edge_eqs, score_graphs, system)
         out.update({"distill/recovered": int(v["recovered"]), "distill/recovered_as": v["which"],
                     "distill/r2_force": v["r2_force"], "distill/r2_accel": v["r2_accel"]})
     if len(edge_eqs) == dim and len(node_eqs) == dim:
-        acc = composed_accelerations(edge_eqs, node_eqs, score_graphs, dim)
+        acc = composed_accelerations(edge_eqs, node_eqs, score_graphs, system)
         with np.errstate(all="ignore"):
             mae = float(np.mean(np.abs(acc - y.numpy())))
         out["distill/test_mae"] = mae if np.isfinite(mae) else float("inf")
     return out
 
 
-def run_trials(trials: list[str | Path], cfg: DistillConfig, *, workers: int | None = None, address: str | None = None,
-               say=lambda m: None) -> list[dict[str, Any]]:
-    """Distil several trial folders on one actor pool (``raysym distill``)."""
+def start_pool(cfg: DistillConfig, *, workers: int | None, address: str | None, say, what: str) -> DistillPool:
+    """Check the backend (pysr without Julia fails here, before Ray starts), join or start Ray and
+    start ``workers`` actors (default: as many as the cluster's CPUs hold at cfg.threads each)."""
     import ray
 
     from raysym._ray import ensure_ray
 
-    backend = distill.get_backend(cfg)  # fails early for pysr without Julia
+    backend = distill.get_backend(cfg)
     ensure_ray(address)
     workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cfg.threads))
-    say(f"distilling {len(trials)} trial(s) with the {backend.name} backend ({cfg.setting}) on {workers} Ray actor(s)")
-    pool = DistillPool(workers, cpus_per_worker=cfg.threads)
+    say(f"distilling {what} with the {backend.name} backend ({cfg.setting}) on {workers} Ray actor(s)")
+    return DistillPool(workers, cpus_per_worker=cfg.threads)
+
+
+def run_trials(trials: list[str | Path], cfg: DistillConfig, *, workers: int | None = None, address: str | None = None,
+               say=lambda m: None) -> list[dict[str, Any]]:
+    """Distil several trial folders on one actor pool (``raysym distill``)."""
+    pool = start_pool(cfg, workers=workers, address=address, say=say, what=f"{len(trials)} trial(s)")
     try:
         return [distill_trial(t, cfg, pool) for t in trials]
     finally:

@@ -211,12 +211,9 @@ def distill_runs(run_ids: list[str], cfg, uri: str, *, workers: int | None = Non
     actor pool, and logged as a distillation run nested under the trial's run.
     """
     import mlflow
-    import ray
     from mlflow.exceptions import MlflowException
 
-    from raysym import distill
-    from raysym._ray import ensure_ray
-    from raysym.distill_jobs import DistillPool, distill_trial
+    from raysym.distill_jobs import distill_trial, start_pool
     from raysym.errors import UserError
 
     track.check_reachable(uri)
@@ -237,11 +234,7 @@ def distill_runs(run_ids: list[str], cfg, uri: str, *, workers: int | None = Non
             raise UserError(f"MLflow run '{run_id}' is neither a raysym trial nor a raysym sweep. Pass the id of a trial's run or of a sweep's parent run.")
     if not trials:
         raise UserError("None of the given runs has a finished trial to distil.")
-    distill.get_backend(cfg)  # fails early for pysr without Julia
-    ensure_ray(address)
-    workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cfg.threads))
-    say(f"distilling {len(trials)} trial run(s) on {workers} Ray actor(s)")
-    pool = DistillPool(workers, cpus_per_worker=cfg.threads)
+    pool = start_pool(cfg, workers=workers, address=address, say=say, what=f"{len(trials)} trial run(s)")
     tracker = track.MLflowTracker.for_experiment_id(uri, trials[0].info.experiment_id)
     summaries = []
     try:

@@ -159,11 +159,11 @@ def spring_graphs():
 def test_verdict_tells_force_from_force_over_mass_from_wrong(spring_graphs):
     fx = "2*(r + 0.01 - 1)*dx/r"
     fy = "2*(r + 0.01 - 1)*dy/r"
-    force = distill_jobs.verdict([f"0.5*{fx} - 0.3*{fy} + 1", f"{fy}"], spring_graphs, "spring", 2)
+    force = distill_jobs.verdict([f"0.5*{fx} - 0.3*{fy} + 1", f"{fy}"], spring_graphs, "spring")
     assert force["recovered"] and force["which"] == "force" and force["r2_force"] > 0.999
-    accel = distill_jobs.verdict([f"{fx}/m1", f"{fy}/m1"], spring_graphs, "spring", 2)
+    accel = distill_jobs.verdict([f"{fx}/m1", f"{fy}/m1"], spring_graphs, "spring")
     assert accel["recovered"] and accel["which"] == "force/mass"
-    wrong = distill_jobs.verdict(["dx", "dy*r"], spring_graphs, "spring", 2)
+    wrong = distill_jobs.verdict(["dx", "dy*r"], spring_graphs, "spring")
     assert not wrong["recovered"] and wrong["which"] == "none"
 
 
@@ -172,7 +172,7 @@ def test_composed_model_with_the_true_laws_reproduces_the_accelerations(spring_g
     give the simulator's accelerations (the composition's wiring: edges, sum over senders, nodes)."""
     edge = ["2*(r + 0.01 - 1)*dx/r", "2*(r + 0.01 - 1)*dy/r"]
     node = ["s1/m", "s2/m"]
-    acc = distill_jobs.composed_accelerations(edge, node, spring_graphs, 2)
+    acc = distill_jobs.composed_accelerations(edge, node, spring_graphs, "spring")
     np.testing.assert_allclose(acc, spring_graphs.acc, rtol=1e-4, atol=1e-4)
     expected = physics.accelerations("spring", spring_graphs.pos, spring_graphs.vel, spring_graphs.charge, spring_graphs.mass)
     np.testing.assert_allclose(acc, expected, rtol=1e-4, atol=1e-4)
