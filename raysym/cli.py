@@ -293,6 +293,53 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
+# raysym report
+# --------------------------------------------------------------------------------------------------
+
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write a sweep's tables and figures (report.md, report.html) next to the published numbers",
+        description=(
+            "Read a sweep's runs from MLflow and write report.md and a self-contained report.html: test MAE, "
+            "R² of the messages by model and by L1 schedule, sparsity and law recovered, symbolic MAE next to "
+            "the GN's, R² against the pruning factor, the best Optuna schedule shapes, and figures (L1 "
+            "schedules, loss curves, messages against force, the largest message stds across seeds). The "
+            "published values of the 2020 paper and the 2024 reproduction sit in adjacent columns. Trials that "
+            "failed or never ran are shown as such."
+        ),
+        epilog="examples:\n  raysym report tune_configs/quickstart.yaml\n"
+        "  raysym report quickstart --tracking-uri sqlite:///mlflow.db --out reports/qs\n"
+        "  raysym report 3f2a...c1 --tracking-uri http://127.0.0.1:5000   (a sweep's parent run id)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("sweep", metavar="SWEEP", help="the sweep's YAML file (its name and tracking URI are used), its name, or its parent run id")
+    p.add_argument("--out", help="output folder (default reports/<sweep name>)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the YAML's, else sqlite:///mlflow.db)")
+    p.add_argument("--experiment", help="MLflow experiment to look in (default: the YAML's, else every experiment)")
+    p.add_argument("--published", help="CSV of published numbers (default analysis/published.csv of this checkout)")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from raysym.report import make_report
+
+    sweep, uri, experiment = args.sweep, "sqlite:///mlflow.db", None
+    if sweep.endswith((".yaml", ".yml")):
+        if not Path(sweep).is_file():
+            raise UserError(f"The sweep YAML {sweep} does not exist. Pass an existing file, or the sweep's name or parent run id.")
+        from raysym.config import SweepConfig
+
+        cfg = from_dict(SweepConfig, load_yaml(sweep), where=f"sweep config ({sweep})")
+        sweep, uri, experiment = cfg.name, cfg.tracking.uri, cfg.tracking.experiment
+    make_report(args.tracking_uri or uri, sweep, args.out, experiment=args.experiment or experiment,
+                published_csv=args.published, say=_say)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -311,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sweep(sub)
     _add_distill(sub)
+    _add_report(sub)
     return parser
 
 

@@ -122,6 +122,8 @@ class MessageAnalysis:
             "messages/sparsity_ratio": float(self.sparsity_ratio) if np.isfinite(self.sparsity_ratio) else None,
             "messages/top_std": [float(self.stds[k]) for k in self.top],
             "messages/top_components": [int(k) for k in self.top],
+            # for box plots across seeds in reports; largest first
+            "messages/stds_top15": [float(v) for v in np.sort(self.stds)[::-1][:15]],
         }
 
 
@@ -148,6 +150,23 @@ def analyze(edges: EdgeData, dim: int, kl_prior: str = "gaussian") -> MessageAna
         stds=stds, top=[int(k) for k in top], sparse=ratio >= SPARSITY_RATIO, sparsity_ratio=ratio,
         per_component={k: [float(x) for x in v] for k, v in per.items()}, **mean,
     )
+
+
+SAMPLE = "messages.npz"
+
+
+def save_sample(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, size: int = 2000, seed: int = 0) -> Path:
+    """A small, fixed sample of test edges for reports (``messages.npz``, about 100 kB): the top message
+    components (size, dim), the true force (size, dim), the receiver mass (size,), plus every component's
+    std (message size,) and the top indices. Written to a temporary name, then renamed."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(edges.force), size=min(size, len(edges.force)), replace=False))
+    path = Path(out_dir) / SAMPLE
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, messages=edges.messages[rows][:, analysis.top].astype(np.float32), force=edges.force[rows].astype(np.float32),
+             m_recv=edges.m_recv[rows].astype(np.float32), stds=analysis.stds.astype(np.float32), top=np.asarray(analysis.top))
+    tmp.replace(path)
+    return path
 
 
 def plot(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, target: str = "best") -> list[Path]:

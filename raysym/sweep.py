@@ -178,7 +178,8 @@ def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
     metrics = run_trial(cfg, work, callback=report, resume=True)
     # The final report carries the message analysis and every file of the trial as its checkpoint.
     final = {k: v for k, v in metrics.items() if not isinstance(v, list)}
-    final["messages/top_std"] = metrics.get("messages/top_std")
+    for key in ("messages/top_std", "messages/stds_top15"):  # lists: MLflow tags
+        final[key] = metrics.get(key)
     tune.report({**final, "epoch": cfg.epochs, "done_training": True}, checkpoint=tune.Checkpoint.from_directory(work))
 
 

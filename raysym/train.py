@@ -262,6 +262,7 @@ def run_trial(
         analysis = messages.analyze(edges, result.model.dim, cfg.kl_prior)
         metrics.update(analysis.metrics())
         messages.plot(edges, analysis, out_dir)
+        messages.save_sample(edges, analysis, out_dir, seed=cfg.seed)
     _write_json(out_dir / "metrics.json", metrics)
     return metrics
 

@@ -1,0 +1,366 @@
+"""``raysym report``: a finished (or half-finished) sweep as the paper's tables and figures.
+
+read the sweep from MLflow (raysym.report_data) -> tables, one function each, in the layout of the paper
+and its reproduction, with the published numbers in adjacent columns -> figures (raysym.report_figures)
+-> report.md and a self-contained report.html (figures embedded), written to temporary names and renamed.
+
+Trials are grouped into rows by system, dimension, model (L1 with its schedule) and pruning factor k, plus
+any other swept setting except the seed, so a row's value is the mean over seeds (± their std, and how
+many trials it covers). A row without a finished trial says why ("failed", "not run", ...).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from raysym import report_figures as figs
+from raysym.report_data import Published, Sweep, Trial, load_sweep, mean_std, message_sample, paper_model
+
+IGNORED_IN_ROWS = {"system", "dim", "model", "l1_schedule", "kl_prior", "seed", "prune_k"}
+EMPTY = "—"  # a cell the published source does not have
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    tables: list[Table] = field(default_factory=list)
+    figures: list[tuple[str, Path]] = field(default_factory=list)  # (caption, png)
+
+
+# --------------------------------------------------------------------------------------------------
+# Rows and cells
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    system: str
+    dim: int
+    model: str
+    prune_k: float | None
+    other: str  # other swept settings, "lr=0.001"
+    trials: list[Trial]
+
+    @property
+    def k(self) -> str:
+        return "none" if self.prune_k is None else f"{self.prune_k:g}"
+
+    @property
+    def finished(self) -> list[Trial]:
+        return [t for t in self.trials if t.finished]
+
+    def lead(self) -> list[str]:
+        cells = [f"{self.system}-{self.dim}d", self.model, self.k]
+        return cells + [self.other] if self.other is not None else cells
+
+
+def rows_of(sweep: Sweep, keep: Callable[[Trial], bool] = lambda t: True) -> list[Row]:
+    others = [k for k in sweep.swept() if k not in IGNORED_IN_ROWS and not k.startswith("schedule_shape.")]
+    grouped: dict[tuple, list[Trial]] = defaultdict(list)
+    for t in sweep.trials:
+        if keep(t):
+            other = ", ".join(f"{k}={t.setting(k)}" for k in others)
+            grouped[(t.system, t.dim, t.model, t.prune_k, other)].append(t)
+    order = sorted(grouped, key=lambda g: (g[0], g[1], g[2], g[3] is None, g[3] or 0.0, g[4]))
+    return [Row(*g[:4], g[4] if others else None, grouped[g]) for g in order]
+
+
+def lead_header(sweep: Sweep) -> list[str]:
+    others = [k for k in sweep.swept() if k not in IGNORED_IN_ROWS and not k.startswith("schedule_shape.")]
+    return ["system", "model", "k"] + (["other settings"] if others else [])
+
+
+def why_missing(trials: list[Trial]) -> str:
+    """What happened to a row's trials when none finished: 'failed (2)', 'not run', ..."""
+    counts: dict[str, int] = defaultdict(int)
+    for t in trials:
+        counts[t.status.lower()] += 1
+    return ", ".join(f"{status}" + (f" ({n})" if n > 1 else "") for status, n in sorted(counts.items()))
+
+
+def stat_cell(row: Row, metric: str, digits: int = 3) -> str:
+    """Mean ± std over the row's finished trials that have ``metric``; n when not every trial counts."""
+    values = [t.metrics[metric] for t in row.finished if metric in t.metrics]
+    summary = mean_std(values)
+    if summary is None:
+        return why_missing(row.trials) if not row.finished else "not recorded"
+    mean, std = summary
+    text = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if len(values) > 1 else "")
+    if len(values) < len(row.trials):
+        text += f" ({len(values)} of {len(row.trials)})"
+    return text
+
+
+def count_cell(row: Row, metric: str) -> str:
+    """For a 0/1 metric: 'yes' / 'no' for one trial, '2 of 3' trials where it is 1 for several."""
+    values = [t.metrics[metric] for t in row.finished if metric in t.metrics]
+    if not values:
+        return why_missing(row.trials) if not row.finished else "not recorded"
+    hits = sum(v >= 0.5 for v in values)
+    return ("yes" if hits else "no") if len(values) == 1 else f"{hits} of {len(values)}"
+
+
+def published(pub: Published, source: str, metric: str, row: Row, table: str | None = None, model: str | None = None) -> str:
+    value = pub.value(source, metric, row.system, row.dim, model or row.model, table)
+    if value is None:
+        return EMPTY
+    return {"1": "yes", "0": "no"}.get(value, value) if metric in ("law_recovered", "sparse") else value
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------------
+
+def test_mae_table(sweep: Sweep, pub: Published) -> Table:
+    rows = [r.lead() + [str(len(r.trials)), stat_cell(r, "test/mae"),
+                        published(pub, "paper2020", "test_mae", r, model=paper_model(r.model)),
+                        published(pub, "re2024", "test_mae", r)] for r in rows_of(sweep)]
+    return Table("Test MAE by system and model", lead_header(sweep) + ["trials", "raysym test MAE", "paper 2020 (Table 3)", "reproduction 2024 (Table 1)"], rows,
+                 "Mean absolute error of the predicted accelerations on unpruned test graphs, mean ± std over seeds. "
+                 "The paper's L1 (a constant coefficient) is shown next to every L1 schedule. The paper's losses "
+                 "come from its own data scales and training length; compare orders of magnitude and model rankings.")
+
+
+def r2_model_table(sweep: Sweep, pub: Published) -> Table:
+    rows = [r.lead() + [stat_cell(r, "messages/r2_force"), stat_cell(r, "messages/r2_accel"),
+                        published(pub, "paper2020", "r2_force", r, model=paper_model(r.model)),
+                        published(pub, "re2024", "r2_force", r, table="Table 3")] for r in rows_of(sweep)]
+    return Table("R² of the messages by model", lead_header(sweep) + ["R² vs force", "R² vs force/mass", "paper 2020", "reproduction 2024 (Table 3)"], rows,
+                 "R² of the top message components as a linear transformation of the true pairwise force (and of the "
+                 "force divided by the receiver's mass), averaged over components; raysym's definition is in DESIGN.md. "
+                 "Neither publication gives its exact formula.")
+
+
+def r2_schedule_table(sweep: Sweep, pub: Published) -> Table | None:
+    rows = [r.lead() + [stat_cell(r, "messages/r2_force"), stat_cell(r, "messages/r2_accel"), stat_cell(r, "messages/sparsity_ratio", 2),
+                        published(pub, "re2024", "r2_force", r, table="Table 2")]
+            for r in rows_of(sweep, lambda t: t.model.startswith("l1-"))]
+    if not rows:
+        return None
+    return Table("R² by L1 schedule", lead_header(sweep) + ["R² vs force", "R² vs force/mass", "sparsity ratio", "reproduction 2024 (Table 2)"], rows,
+                 "Sparsity ratio: the smallest top-dim std over the largest other std (100 or more is sparse).")
+
+
+def law_table(sweep: Sweep, pub: Published) -> Table:
+    rows = []
+    for r in rows_of(sweep):
+        distilled = [t for t in r.finished if "distill/recovered" in t.metrics]
+        law = count_cell(r, "distill/recovered") if distilled else ("not distilled" if r.finished else why_missing(r.trials))
+        kinds = sorted({t.distill.get("distill/recovered_as", "") for t in distilled} - {"", "none"})
+        if kinds:
+            law += f" (as {', '.join(kinds)})"
+        formula = next((t.distill.get("distill/edge_formulas", "") for t in distilled), "")
+        ratio = "n/a (no other components)" if r.model == "bottleneck" else stat_cell(r, "messages/sparsity_ratio", 2)
+        rows.append(r.lead() + [count_cell(r, "messages/sparse"), ratio, law, _short(formula),
+                                published(pub, "paper2020", "law_recovered", r, model=paper_model(r.model)),
+                                published(pub, "re2024", "law_recovered", r)])
+    return Table("Law recovered and sparsity reached", lead_header(sweep) + ["sparse", "sparsity ratio", "law recovered", "edge formulas (first trial)", "paper 2020", "reproduction 2024 (Tables 4-5)"], rows,
+                 "Law recovered: the distilled edge formulas, evaluated on unseen test edges, are a linear transformation of "
+                 "the true force (or of force/mass) with R² ≥ 0.99. Sparse: every top-dim std at least 100x every other "
+                 "(the bottleneck model has no other components). The reproduction states law and sparsity together.")
+
+
+def symbolic_table(sweep: Sweep, pub: Published) -> Table:
+    rows = []
+    for r in rows_of(sweep):
+        both = [t for t in r.finished if "distill/test_mae" in t.metrics and "distill/gn_test_mae" in t.metrics]
+        ratio = mean_std([t.metrics["distill/test_mae"] / t.metrics["distill/gn_test_mae"] for t in both if t.metrics["distill/gn_test_mae"] > 0])
+        rows.append(r.lead() + [stat_cell(r, "distill/test_mae"), stat_cell(r, "distill/gn_test_mae"),
+                                f"{ratio[0]:.2f}" if ratio else ("not distilled" if r.finished else why_missing(r.trials)),
+                                published(pub, "re2024", "symbolic_mae", r)])
+    return Table("Symbolic model against the Graph Network", lead_header(sweep) + ["symbolic MAE", "GN MAE", "symbolic / GN", "reproduction 2024 symbolic MAE (Table 6)"], rows,
+                 "The composed symbolic model (edge formulas, summed over senders, node formula) and the GN on the same unseen test graphs.")
+
+
+def prune_table(sweep: Sweep) -> Table | None:
+    if len({t.prune_k for t in sweep.trials}) < 2:
+        return None
+    rows = [r.lead() + [stat_cell(r, "messages/r2_force"), stat_cell(r, "test/mae"), stat_cell(r, "data/pruned_graphs", 0)] for r in rows_of(sweep)]
+    return Table("R² against pruning factor k", lead_header(sweep) + ["R² vs force", "test MAE", "training graphs pruned"], rows,
+                 "k is the IQR whisker factor of the outlier pruning of training graphs; 'none' trains on every graph.")
+
+
+def optuna_table(sweep: Sweep, top: int = 5) -> Table | None:
+    search = (sweep.config or {}).get("search", {})
+    metric, mode = search.get("metric", "messages/r2_best"), search.get("mode", "max")
+    scored = [t for t in sweep.trials if t.finished and metric in t.metrics]
+    if sweep.search != "optuna" or not scored:
+        return None
+    names = sorted({k for t in scored for k in t.params if k.startswith("schedule_shape.")})
+    best = sorted(scored, key=lambda t: t.metrics[metric], reverse=(mode == "max"))[:top]
+    rows = [[t.key, t.model, f"{t.metrics[metric]:.4f}"] + [f"{float(t.params[n]):.4g}" if n in t.params else EMPTY for n in names]
+            + [_num(t.metrics.get("test/mae"))] for t in best]
+    return Table(f"Best schedule shapes ({mode} {metric})", ["trial", "model", metric] + [n.split(".", 1)[1] for n in names] + ["test MAE"], rows,
+                 f"The {len(best)} best of {len(scored)} finished Optuna trials.")
+
+
+def trials_table(sweep: Sweep) -> Table:
+    rows = []
+    for t in sweep.trials:
+        m = t.metrics
+        law = t.distill.get("distill/recovered_as", EMPTY) if t.distill else EMPTY
+        rows.append([t.key, t.label, t.seed, t.status.lower(), _num(m.get("test/mae")), _num(m.get("messages/r2_force")),
+                     {1.0: "yes", 0.0: "no"}.get(m.get("messages/sparse"), EMPTY), law, t.run_id or EMPTY])
+    return Table("Every trial", ["key", "trial", "seed", "status", "test MAE", "R² vs force", "sparse", "law", "MLflow run"], rows)
+
+
+def _num(value: float | None) -> str:
+    return EMPTY if value is None else f"{value:.4f}"
+
+
+def _short(formula: str, width: int = 90) -> str:
+    return formula if len(formula) <= width else formula[: width - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------------
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table_markdown(t: Table) -> list[str]:
+    lines = [f"**{t.title}**", "", "| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
+    return lines + [""] + ([f"_{t.note}_", ""] if t.note else [])
+
+
+def to_markdown(title: str, intro: str, sections: list[Section], out: Path) -> str:
+    lines = [f"# {title}", "", intro, ""]
+    for s in sections:
+        lines += [f"## {s.title}", ""] + ([s.text, ""] if s.text else [])
+        for t in s.tables:
+            lines += table_markdown(t)
+        for caption, png in s.figures:
+            lines += [f"![{caption}]({png.relative_to(out).as_posix()})", "", f"_{caption}_", ""]
+    return "\n".join(lines)
+
+
+CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+       "table{border-collapse:collapse;margin:.5em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}"
+       "th{background:#f3f3f3}.note{color:#555;font-size:13px}img{max-width:100%}code{font-size:12px}")
+
+
+def to_html(title: str, intro: str, sections: list[Section]) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{CSS}</style></head><body>",
+             f"<h1>{e(title)}</h1><p>{e(intro)}</p>"]
+    for s in sections:
+        parts.append(f"<h2>{e(s.title)}</h2>" + (f"<p>{e(s.text)}</p>" if s.text else ""))
+        for t in s.tables:
+            head = "".join(f"<th>{e(h)}</th>" for h in t.header)
+            body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in t.rows)
+            parts.append(f"<h3>{e(t.title)}</h3><table><tr>{head}</tr>{body}</table>" + (f"<p class='note'>{e(t.note)}</p>" if t.note else ""))
+        for caption, png in s.figures:  # embedded, so the file stands alone
+            data = base64.b64encode(png.read_bytes()).decode()
+            parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{e(caption)}'><figcaption class='note'>{e(caption)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class ReportOutcome:
+    markdown: Path
+    html: Path
+    sweep: Sweep
+    sections: list[Section]
+    seconds: dict[str, float]
+
+
+def table_sections(sweep: Sweep, pub: Published) -> list[Section]:
+    """Every table of the report, in sections (tables a sweep cannot fill, e.g. Optuna's, are left out)."""
+    sections = [
+        Section("Test error", tables=[test_mae_table(sweep, pub)]),
+        Section("Messages against the true force", tables=[t for t in (r2_model_table(sweep, pub), r2_schedule_table(sweep, pub)) if t]),
+        Section("Symbolic laws", tables=[law_table(sweep, pub), symbolic_table(sweep, pub)]),
+    ]
+    prune = prune_table(sweep)
+    if prune:
+        sections.append(Section("Outlier pruning", tables=[prune]))
+    optuna = optuna_table(sweep)
+    if optuna:
+        sections.append(Section("Optuna search over schedule shapes", tables=[optuna]))
+    return sections + [Section("Trials", tables=[trials_table(sweep)])]
+
+
+def draw_figures(sweep: Sweep, folder: Path) -> list[tuple[str, Path | None]]:
+    """Every figure of the report as (caption, PNG written in ``folder``, or None: nothing to draw)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    metric = (sweep.config or {}).get("search", {}).get("metric", "messages/r2_best")
+    return [
+        ("L1 coefficient at the end of each epoch, per schedule", figs.l1_schedules(sweep, folder)),
+        ("Training loss and test MAE per epoch, every trial", figs.loss_curves(sweep, folder)),
+        ("Top message components against their linear fit on the true force (first trial of each group)",
+         figs.messages_vs_force(sweep, folder, lambda t: message_sample(sweep.uri, t))),
+        ("The 15 largest message standard deviations, box plots across seeds", figs.message_stds(sweep, folder)),
+        ("R² of the messages against the pruning factor k", figs.r2_vs_prune(sweep, folder)),
+        (f"Optuna objective ({metric}) against each schedule-shape parameter", figs.optuna_shapes(sweep, folder, metric)),
+    ]
+
+
+def build_sections(sweep: Sweep, pub: Published, out: Path, say: Callable[[str], None] = lambda m: None) -> list[Section]:
+    """The report's sections: the tables, then the figures (written under ``out/figures``), then every trial."""
+    sections = table_sections(sweep, pub)
+    say("drawing figures")
+    drawn = draw_figures(sweep, out / "figures")
+    absent = [caption for caption, path in drawn if path is None]
+    figures = Section("Figures", text=("Not drawn (nothing to show in this sweep): " + "; ".join(absent) + ".") if absent else "",
+                      figures=[(c, p) for c, p in drawn if p is not None])
+    return sections[:-1] + [figures, sections[-1]]
+
+
+def make_report(uri: str, sweep: str, out: str | Path | None = None, *, experiment: str | None = None,
+                published_csv: str | Path | None = None, say: Callable[[str], None] = print) -> ReportOutcome:
+    """Read ``sweep`` (a name or parent run id) from the MLflow store at ``uri``; write report.md and
+    report.html (plus figures/) to ``out`` (default ``reports/<sweep name>``). The CLI's and the tests' entry."""
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    pub = Published.load(published_csv)
+    say(f"reading sweep '{sweep}' from {uri}")
+    data = load_sweep(uri, sweep, experiment)
+    seconds["read"] = time.perf_counter() - start
+    counts: dict[str, int] = defaultdict(int)
+    for t in data.trials:
+        counts[t.status.lower()] += 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    say(f"{len(data.trials)} trial(s): {summary}")
+    folder = Path(out) if out else Path("reports") / data.name
+    folder.mkdir(parents=True, exist_ok=True)
+    mid = time.perf_counter()
+    sections = build_sections(data, pub, folder, say)
+    seconds["build"] = time.perf_counter() - mid
+    title = f"raysym report: sweep '{data.name}'"
+    intro = (f"{len(data.trials)} trial(s) ({summary}); sweep run {data.run_id} ({data.status.lower()}) in {uri}, "
+             f"experiment {data.experiment_id}. Published values: Cranmer et al. 2020 and the 2024 reproduction "
+             f"(analysis/published.csv). {EMPTY} marks a cell the publication does not have.")
+    md, page = folder / "report.md", folder / "report.html"
+    _write(md, to_markdown(title, intro, sections, folder))
+    _write(page, to_html(title, intro, sections))
+    seconds["total"] = time.perf_counter() - start
+    say(f"report: {md} and {page} ({seconds['total']:.1f} s)")
+    return ReportOutcome(md, page, data, sections, seconds)

@@ -1,0 +1,285 @@
+"""What a report is made of: a sweep's runs read back from MLflow, and the published numbers.
+
+Everything here reads; nothing writes to MLflow. A sweep is found by its name (the ``raysym.sweep`` tag of
+its parent run) or its parent run id. Each trial becomes a :class:`Trial` with its final metrics, its
+settings (swept ones are MLflow params, the others ``cfg.*`` tags), its distillation verdict and, when
+asked for, its per-epoch metric histories. Trials the sweep planned but never started are listed too, so
+tables can say "not run" instead of leaving a hole.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import statistics
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from raysym import track
+from raysym.errors import UserError
+
+# A progress bar per downloaded file would drown the report's own progress lines.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+# The per-epoch curves the report draws.
+HISTORY_KEYS = ("train/loss", "test/mae", "train/l1_coeff")
+PUBLISHED_CSV = Path(__file__).resolve().parents[1] / "analysis" / "published.csv"
+
+
+@dataclass
+class Trial:
+    """One trial of a sweep as MLflow recorded it (or as the sweep planned it, status ``NOT RUN``)."""
+
+    key: str  # t000, t001, ... (the sweep's grid point)
+    label: str
+    status: str  # FINISHED, FAILED, KILLED, RUNNING, or NOT RUN
+    run_id: str | None = None
+    trial_id: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # the last value of each metric
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric -> [(epoch, value)]
+    distill: dict[str, str] = field(default_factory=dict)  # the distillation run's tags, if any
+
+    def setting(self, name: str, default: Any = None) -> str | None:
+        """A training or data setting as recorded: a swept param, else a ``cfg.`` / ``cfg.data.`` tag."""
+        for source in (self.params.get(name), self.tags.get(f"cfg.{name}"), self.tags.get(f"cfg.data.{name}")):
+            if source is not None:
+                return source
+        return default
+
+    @property
+    def system(self) -> str:
+        return self.setting("system", "?")
+
+    @property
+    def dim(self) -> int:
+        return int(float(self.setting("dim", 2)))
+
+    @property
+    def model(self) -> str:
+        """The model as the papers name it: standard, bottleneck, l1-<schedule>, kl."""
+        model = self.setting("model", "?")
+        if model == "l1":
+            return f"l1-{self.setting('l1_schedule', 'linear')}"
+        return model
+
+    @property
+    def prune_k(self) -> float | None:
+        value = self.setting("prune_k")
+        return None if value in (None, "None", "null") else float(value)
+
+    @property
+    def seed(self) -> str:
+        return self.setting("seed", "0")
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "FINISHED"
+
+    def top_stds(self) -> list[float]:
+        """The 15 largest message-component stds (a tag written as a list), largest first."""
+        raw = self.tags.get("messages/stds_top15")
+        return [float(v) for v in json.loads(raw)] if raw else []
+
+
+@dataclass
+class Sweep:
+    name: str
+    uri: str
+    run_id: str
+    experiment_id: str
+    status: str
+    config: dict[str, Any] | None  # the sweep's resolved YAML (the parent run's sweep.json), if readable
+    trials: list[Trial]
+
+    @property
+    def search(self) -> str:
+        return (self.config or {}).get("search", {}).get("kind", "grid")
+
+    def swept(self) -> list[str]:
+        """Settings that vary across trials (from the params MLflow holds)."""
+        keys: set[str] = set()
+        for t in self.trials:
+            keys.update(t.params)
+        return sorted(keys)
+
+
+def find_sweep(uri: str, sweep: str, experiment: str | None = None):
+    """The parent run of ``sweep`` (a sweep name or a parent run id) in ``uri``."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    track.check_reachable(uri)
+    client = mlflow.tracking.MlflowClient(uri)
+    try:
+        run = client.get_run(sweep)
+        if track.SWEEP_TAG in run.data.tags and track.PARENT_TAG not in run.data.tags:
+            return client, run
+    except MlflowException:
+        pass
+    if experiment is not None:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise UserError(f"There is no MLflow experiment '{experiment}' in {uri}. Check the name (the sweep YAML's tracking.experiment) or leave --experiment out.")
+        experiments = [found.experiment_id]
+    else:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string=f"tags.`{track.SWEEP_TAG}` = '{sweep}'", order_by=["attributes.start_time DESC"])
+    runs = [r for r in runs if track.PARENT_TAG not in r.data.tags]
+    if not runs:
+        names = sorted({r.data.tags[track.SWEEP_TAG] for r in client.search_runs(experiments, filter_string=f"tags.`{track.SWEEP_TAG}` LIKE '%'", max_results=500)
+                        if track.PARENT_TAG not in r.data.tags})
+        known = f"Sweeps recorded there: {', '.join(names)}." if names else "No sweep is recorded there yet."
+        raise UserError(f"No sweep named '{sweep}' in the MLflow store {uri}. {known} Pass the sweep's name (its YAML's name key) or its parent run id (raysym report also takes the YAML file); use --tracking-uri if the runs live elsewhere.")
+    return client, runs[0]  # the newest, if a name was reused across experiments
+
+
+def _search_all(client, experiment_id: str, filter_string: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _sweep_config(uri: str, parent) -> dict[str, Any] | None:
+    import mlflow
+
+    try:
+        folder = mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="sweep.json", tracking_uri=uri)
+        return json.loads(Path(folder).read_text())
+    except Exception:  # noqa: BLE001 -- an older or foreign sweep: the report works without its plan
+        return None
+
+
+def _planned(config: dict[str, Any] | None) -> list[tuple[str, str, int]]:
+    """(key, label, number of trials) the sweep planned, from its resolved config."""
+    if config is None:
+        return []
+    from raysym.config import SweepConfig, from_dict
+    from raysym.sweep import plan
+
+    try:
+        cfg = from_dict(SweepConfig, config)
+    except (UserError, TypeError, ValueError):
+        return []
+    per_point = cfg.search.trials if cfg.search.kind == "optuna" else 1
+    return [(s.key, s.label(), per_point) for s in plan(cfg)]
+
+
+def load_sweep(uri: str, sweep: str, experiment: str | None = None, *, histories: bool = True, threads: int = 8) -> Sweep:
+    """Read a sweep (name or parent run id) and all its trials from the MLflow store at ``uri``.
+
+    ``histories`` also reads the per-epoch curves in HISTORY_KEYS (one request per trial and metric, on
+    ``threads`` threads: the slow part of a large report)."""
+    client, parent = find_sweep(uri, sweep, experiment)
+    exp = parent.info.experiment_id
+    children = _search_all(client, exp, f"tags.`{track.PARENT_TAG}` = '{parent.info.run_id}'")
+    runs = [r for r in children if track.TRIAL_TAG in r.data.tags and "raysym.distill_of" not in r.data.tags]
+    trial_run_ids = {r.info.run_id for r in runs}
+    distills = {}
+    for r in _search_all(client, exp, "tags.`raysym.distill_of` LIKE '%'"):
+        if r.data.tags.get(track.PARENT_TAG) in trial_run_ids:
+            distills[r.data.tags[track.PARENT_TAG]] = dict(r.data.tags)
+    trials = [
+        Trial(key=r.data.tags.get("raysym.trial_key", "?"), label=r.data.tags.get("raysym.label", r.info.run_name),
+              status=r.info.status, run_id=r.info.run_id, trial_id=r.data.tags[track.TRIAL_TAG],
+              params=dict(r.data.params), tags=dict(r.data.tags), metrics=dict(r.data.metrics),
+              distill=distills.get(r.info.run_id, {}))
+        for r in runs
+    ]
+    config = _sweep_config(uri, parent)
+    seen: dict[str, int] = {}
+    for t in trials:
+        seen[t.key] = seen.get(t.key, 0) + 1
+    for key, label, expected in _planned(config):
+        for _ in range(expected - seen.get(key, 0)):
+            trials.append(Trial(key=key, label=label, status="NOT RUN", tags=_planned_tags(config, key)))
+    trials.sort(key=lambda t: (t.key, t.trial_id or "~"))
+    if histories:
+        _read_histories(client, [t for t in trials if t.run_id], threads)
+    return Sweep(parent.data.tags[track.SWEEP_TAG], uri, parent.info.run_id, exp, parent.info.status, config, trials)
+
+
+def _planned_tags(config: dict[str, Any], key: str) -> dict[str, str]:
+    """The settings of a planned trial that never ran, as ``cfg.`` tags (so it lands in the right row)."""
+    from raysym.config import SweepConfig, from_dict
+    from raysym.sweep import plan
+
+    spec = next(s for s in plan(from_dict(SweepConfig, config)) if s.key == key)
+    tags = {f"cfg.data.{k}": str(v) for k, v in spec.data.items()}
+    tags.update({f"cfg.{k}": str(v) for k, v in spec.train.items()})
+    tags["cfg.prune_k"] = str(spec.prune_k)
+    return tags
+
+
+def _read_histories(client, trials: list[Trial], threads: int) -> None:
+    def one(pair):
+        trial, key = pair
+        if key in trial.metrics:
+            points = client.get_metric_history(trial.run_id, key)
+            trial.history[key] = sorted((m.step, m.value) for m in points)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(one, [(t, k) for t in trials for k in HISTORY_KEYS]))
+
+
+def message_sample(uri: str, trial: Trial) -> dict[str, Any] | None:
+    """The trial's ``messages.npz`` artifact (top components and forces of sampled test edges), or None."""
+    import mlflow
+    import numpy as np
+
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=trial.run_id, artifact_path="messages.npz", tracking_uri=uri)
+    except Exception:  # noqa: BLE001 -- older trials have no sample; the figure says so
+        return None
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+# --------------------------------------------------------------------------------------------------
+# Published numbers
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Published:
+    """analysis/published.csv: one published value per row (source, table, metric, system, dim, model)."""
+
+    rows: tuple[dict[str, str], ...]
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Published":
+        path = Path(path) if path else PUBLISHED_CSV
+        if not path.is_file():
+            raise UserError(f"The published numbers file {path} does not exist. Pass --published analysis/published.csv from a raysym checkout.")
+        with open(path, newline="") as f:
+            rows = tuple(csv.DictReader(line for line in f if not line.startswith("#")))
+        return cls(rows)
+
+    def value(self, source: str, metric: str, system: str, dim: int, model: str, table: str | None = None) -> str | None:
+        """The published value as written in the source, or None when the source has no such cell."""
+        for r in self.rows:
+            if (r["source"] == source and r["metric"] == metric and r["system"] == system and int(r["dim"]) == dim
+                    and r["model"] == model and (table is None or table in r["table"])):
+                return r["value"]
+        return None
+
+
+def paper_model(model: str) -> str:
+    """The original paper's name for a raysym model label. The paper had one L1 variant (a constant
+    coefficient); every L1 schedule is shown next to it, and next to its own schedule's reproduction value."""
+    return "l1" if model.startswith("l1-") else model
+
+
+def mean_std(values: list[float]) -> tuple[float, float] | None:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

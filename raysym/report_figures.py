@@ -1,0 +1,192 @@
+"""The report's figures, each a function from a :class:`~raysym.report_data.Sweep` to one PNG.
+
+Every function returns the path it wrote, or None when the sweep has nothing to draw (no L1 trial, a
+single pruning factor, ...), so the report can say why a figure is absent. Trials are grouped the way the
+tables group them (system, model, pruning factor); groups are drawn in a fixed order and colour, so the
+same sweep always gives the same pictures.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from raysym.report_data import Sweep, Trial
+
+MAX_PANELS = 12  # groups shown in the per-group figures; the tables list every group
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def group_name(t: Trial) -> str:
+    k = "none" if t.prune_k is None else f"{t.prune_k:g}"
+    return f"{t.system}-{t.dim}d {t.model} k={k}"
+
+
+def _groups(trials: list[Trial]) -> dict[str, list[Trial]]:
+    groups: dict[str, list[Trial]] = defaultdict(list)
+    for t in sorted(trials, key=lambda t: (t.system, t.dim, t.model, t.prune_k or 0.0, t.key)):
+        groups[group_name(t)].append(t)
+    return dict(groups)
+
+
+def _save(fig, path: Path) -> Path:
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    _plt().close(fig)
+    tmp.replace(path)
+    return path
+
+
+def l1_schedules(sweep: Sweep, out: Path) -> Path | None:
+    """The L1 coefficient at the end of each epoch, one line per distinct L1 schedule (and shape)."""
+    curves = {}
+    for t in sweep.trials:
+        points = t.history.get("train/l1_coeff")
+        if t.model.startswith("l1-") and points:
+            shape = ", ".join(f"{k.split('.', 1)[1]}={float(v):.3g}" for k, v in sorted(t.params.items()) if k.startswith("schedule_shape."))
+            curves.setdefault(t.model + (f" ({shape})" if shape else ""), points)
+    if not curves:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for i, (name, points) in enumerate(sorted(curves.items())[:20]):
+        steps, values = zip(*points)
+        ax.plot(np.asarray(steps), values, marker="o", ms=3, label=name, color=f"C{i % 10}")
+    ax.set(xlabel="epoch", ylabel="L1 coefficient", title="L1 schedules over training")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out / "l1_schedules.png")
+
+
+def loss_curves(sweep: Sweep, out: Path) -> Path | None:
+    """Training loss and test MAE per epoch, every trial, coloured by model."""
+    trials = [t for t in sweep.trials if t.history.get("train/loss") or t.history.get("test/mae")]
+    if not trials:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    models = sorted({t.model for t in trials})
+    for t in trials:
+        colour = f"C{models.index(t.model) % 10}"
+        for ax, key in zip(axes, ("train/loss", "test/mae")):
+            if t.history.get(key):
+                steps, values = zip(*t.history[key])
+                ax.plot(steps, values, color=colour, alpha=0.7, lw=1)
+    for ax, key in zip(axes, ("train/loss (with regulariser)", "test/mae")):
+        ax.set(xlabel="epoch", ylabel=key, yscale="log")
+    for i, m in enumerate(models):
+        axes[0].plot([], [], color=f"C{i % 10}", label=m)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"loss curves, {len(trials)} trial(s)")
+    fig.tight_layout()
+    return _save(fig, out / "loss_curves.png")
+
+
+def messages_vs_force(sweep: Sweep, out: Path, sample_of: Callable[[Trial], dict | None]) -> Path | None:
+    """For the first finished trial of each group: each top message component against its least-squares
+    fit on the force (or force / mass, whichever fits better), from the trial's messages.npz."""
+    from raysym.messages import r2_linear
+
+    rows = []
+    for name, trials in list(_groups([t for t in sweep.trials if t.finished]).items())[:MAX_PANELS]:
+        sample = sample_of(trials[0])
+        if sample is not None:
+            rows.append((name, sample))
+    if not rows:
+        return None
+    plt = _plt()
+    cols = max(s["messages"].shape[1] for _, s in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(3.2 * cols, 3.0 * len(rows)), squeeze=False)
+    for (name, s), row in zip(rows, axes):
+        accel = s["force"] / s["m_recv"][:, None]
+        for k, ax in enumerate(row):
+            if k >= s["messages"].shape[1]:
+                ax.axis("off")
+                continue
+            y = s["messages"][:, k].astype(np.float64)
+            (r2f, fit_f), (r2a, fit_a) = r2_linear(y, s["force"].astype(np.float64)), r2_linear(y, accel.astype(np.float64))
+            fitted, label, r2 = (fit_f, "force", r2f) if r2f >= r2a else (fit_a, "force/mass", r2a)
+            lim = float(np.percentile(np.abs(np.concatenate([fitted, y])), 99)) or 1.0
+            ax.scatter(fitted, y, s=2, alpha=0.3)
+            ax.plot([-lim, lim], [-lim, lim], color="k", lw=0.8)
+            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), title=f"{name}\ncomponent {int(s['top'][k])}, R² {r2:.3f}")
+            ax.set_xlabel(f"linear fit on {label}", fontsize=8)
+            ax.set_ylabel("message component", fontsize=8)
+            ax.title.set_fontsize(8)
+    fig.tight_layout()
+    return _save(fig, out / "messages_vs_force.png")
+
+
+def message_stds(sweep: Sweep, out: Path) -> Path | None:
+    """The 15 largest message-component stds of each group as box plots across its trials (seeds)."""
+    groups = {n: [t.top_stds() for t in ts if t.top_stds()] for n, ts in _groups([t for t in sweep.trials if t.finished]).items()}
+    groups = {n: v for n, v in groups.items() if v}
+    if not groups:
+        return None
+    plt = _plt()
+    shown = list(groups.items())[:MAX_PANELS]
+    cols = min(3, len(shown))
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, (name, stds) in zip(axes.ravel(), shown):
+        width = max(len(s) for s in stds)
+        columns = [[s[i] for s in stds if i < len(s)] for i in range(width)]
+        ax.boxplot(columns, positions=range(1, width + 1))
+        ax.set_yscale("log")
+        ax.set_title(f"{name} ({len(stds)} trial(s))", fontsize=8)
+        ax.set_xlabel("rank of std", fontsize=8)
+        ax.set_ylabel("std over test edges", fontsize=8)
+    for ax in axes.ravel()[len(shown):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, out / "message_stds.png")
+
+
+def r2_vs_prune(sweep: Sweep, out: Path) -> Path | None:
+    """R² of messages against force by pruning factor k (mean over trials; 'none' drawn at the right)."""
+    finished = [t for t in sweep.trials if t.finished and "messages/r2_force" in t.metrics]
+    ks = sorted({t.prune_k for t in finished}, key=lambda k: (k is None, k or 0.0))
+    if len(ks) < 2:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    lines: dict[str, dict] = defaultdict(lambda: defaultdict(list))
+    for t in finished:
+        lines[f"{t.system}-{t.dim}d {t.model}"][t.prune_k].append(t.metrics["messages/r2_force"])
+    for i, (name, by_k) in enumerate(sorted(lines.items())):
+        xs = [j for j, k in enumerate(ks) if by_k.get(k)]
+        ax.plot(xs, [np.mean(by_k[ks[j]]) for j in xs], marker="o", label=name, color=f"C{i % 10}")
+    ax.set_xticks(range(len(ks)), ["none" if k is None else f"{k:g}" for k in ks])
+    ax.set(xlabel="pruning factor k (IQR whiskers)", ylabel="R² of messages vs force", title="R² against pruning")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out / "r2_vs_prune.png")
+
+
+def optuna_shapes(sweep: Sweep, out: Path, metric: str) -> Path | None:
+    """The search objective against each schedule-shape parameter, one point per finished trial."""
+    finished = [t for t in sweep.trials if t.finished and metric in t.metrics]
+    names = sorted({k for t in finished for k in t.params if k.startswith("schedule_shape.")})
+    if not names or not finished:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        xs = [float(t.params[name]) for t in finished if name in t.params]
+        ys = [t.metrics[metric] for t in finished if name in t.params]
+        ax.scatter(xs, ys, s=14)
+        ax.set(xlabel=name.split(".", 1)[1], ylabel=metric)
+    fig.suptitle("objective against each schedule-shape parameter")
+    fig.tight_layout()
+    return _save(fig, out / "optuna_shapes.png")

@@ -1,0 +1,202 @@
+"""raysym report: tables checked against the runs' own metrics in a real MLflow store, after a tiny real sweep."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from raysym.cli import main
+from raysym.config import SweepConfig, from_dict
+from raysym.report import make_report, stat_cell, Row
+from raysym.report_data import Published, Trial
+from raysym.sweep import run_sweep
+from test_sweep import mlflow_runs, sweep_dict, write_yaml
+
+
+# --------------------------------------------------------------------------------------------------
+# Without Ray or MLflow
+# --------------------------------------------------------------------------------------------------
+
+def test_published_numbers_are_read_from_the_csv():
+    pub = Published.load()
+    assert pub.value("paper2020", "test_mae", "spring", 2, "bottleneck") == "0.046"
+    assert pub.value("paper2020", "r2_force", "charge", 3, "kl") == "0.425"
+    assert pub.value("re2024", "r2_force", "spring", 2, "l1-linear", table="Table 2") == "0.970"
+    assert pub.value("re2024", "r2_force", "spring", 2, "bottleneck", table="Table 3") == "0.875"
+    assert pub.value("re2024", "symbolic_mae", "r1", 2, "l1-linear") == "1.32959"
+    assert pub.value("paper2020", "law_recovered", "charge", 3, "bottleneck") == "1"
+    assert pub.value("re2024", "test_mae", "spring", 3, "bottleneck") is None  # the reproduction is 2D only
+
+
+def test_cells_say_why_a_value_is_missing():
+    def trial(status, mae=None):
+        return Trial("t000", "x", status, metrics={} if mae is None else {"test/mae": mae})
+
+    row = lambda *ts: Row("spring", 2, "bottleneck", 1.5, None, list(ts))
+    assert stat_cell(row(trial("FINISHED", 0.5), trial("FINISHED", 0.7)), "test/mae") == "0.600 ± 0.141"
+    assert stat_cell(row(trial("FINISHED", 0.5), trial("FAILED")), "test/mae") == "0.500 (1 of 2)"
+    assert stat_cell(row(trial("FAILED"), trial("FAILED")), "test/mae") == "failed (2)"
+    assert stat_cell(row(trial("NOT RUN")), "test/mae") == "not run"
+    assert stat_cell(row(trial("FINISHED")), "test/mae") == "not recorded"
+
+
+def test_missing_published_file_is_a_user_error(tmp_path, capsys):
+    assert main(["report", "any", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--published", str(tmp_path / "no.csv")]) == 2
+    assert "published numbers file" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# A real tiny sweep
+# --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def seeded_sweep(local_ray, tmp_path_factory):
+    """Bottleneck and L1 over two seeds, distilled (fast Operon) as they finish."""
+    tmp_path = tmp_path_factory.mktemp("report")
+    cfg = from_dict(SweepConfig, sweep_dict(
+        tmp_path, name="seeds", trials={"model": ["bottleneck", "l1"], "seed": [0, 1]},
+        distill={"backend": "operon", "setting": "fast", "samples": 200},
+    ))
+    outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
+    assert [r["status"] for r in outcome.rows] == ["finished"] * 4
+    return tmp_path, cfg, outcome
+
+
+def _table(outcome, title):
+    return next(t for s in outcome.sections for t in s.tables if t.title.startswith(title))
+
+
+def test_report_tables_match_the_runs_metrics(seeded_sweep, tmp_path):
+    db, cfg, _ = seeded_sweep
+    client, runs = mlflow_runs(db)
+    trials = [r for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags]
+    by_model = {m: [r for r in trials if r.data.params["model"] == m] for m in ("bottleneck", "l1")}
+    report = make_report(cfg.tracking.uri, "seeds", tmp_path / "rep", say=lambda m: None)
+
+    mae = {row[1]: row for row in _table(report, "Test MAE").rows}
+    assert set(mae) == {"bottleneck", "l1-linear"}
+    for model, label in (("bottleneck", "bottleneck"), ("l1", "l1-linear")):
+        values = [r.data.metrics["test/mae"] for r in by_model[model]]
+        assert mae[label][3] == "2"  # trials in the row
+        assert mae[label][4] == f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+    assert mae["bottleneck"][5:] == ["0.046", "0.01361"]  # paper Table 3, reproduction Table 1 (spring-2)
+    assert mae["l1-linear"][5:] == ["0.045", "0.02092"]
+
+    r2 = {row[1]: row for row in _table(report, "R² of the messages").rows}
+    values = [r.data.metrics["messages/r2_force"] for r in by_model["l1"]]
+    assert r2["l1-linear"][3].startswith(f"{statistics.fmean(values):.3f}")
+    assert r2["bottleneck"][5:] == ["1.000", "0.875"]
+    schedule = _table(report, "R² by L1 schedule").rows
+    assert len(schedule) == 1 and schedule[0][-1] == "0.970"
+
+    law = {row[1]: row for row in _table(report, "Law recovered").rows}
+    hits = int(sum(r.data.metrics["distill/recovered"] for r in by_model["bottleneck"]))
+    assert law["bottleneck"][5].startswith({0: "0 of 2", 1: "1 of 2", 2: "2 of 2"}[hits])
+    assert law["bottleneck"][-2:] == ["yes", "yes"]
+    symbolic = {row[1]: row for row in _table(report, "Symbolic model").rows}
+    values = [r.data.metrics["distill/test_mae"] for r in by_model["bottleneck"]]
+    assert symbolic["bottleneck"][3].startswith(f"{statistics.fmean(values):.3f}")
+    assert symbolic["bottleneck"][-1] == "1.64237"
+
+    every = _table(report, "Every trial").rows
+    assert sorted(row[3] for row in every) == ["finished"] * 4
+    assert {row[-1] for row in every} == {r.info.run_id for r in trials}
+
+    md = report.markdown.read_text()
+    html = report.html.read_text()
+    for name in ("loss_curves.png", "l1_schedules.png", "messages_vs_force.png", "message_stds.png"):
+        assert (report.markdown.parent / "figures" / name).stat().st_size > 1000
+        assert f"figures/{name}" in md
+    assert html.count("data:image/png;base64,") == 4  # the HTML stands alone
+    assert "Not drawn" in md and "pruning factor" in md  # one k, no Optuna: said, not silently dropped
+
+
+def test_failed_and_missing_trials_are_shown_as_such(seeded_sweep, tmp_path):
+    """A trial the store records as failed, and one the sweep planned but that never ran."""
+    db, cfg, _ = seeded_sweep
+    copy = tmp_path / "mlflow.db"
+    copy.write_bytes((db / "mlflow.db").read_bytes())  # the fixture's store stays untouched
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{copy}"
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("tests")
+    trials = [r for r in client.search_runs([exp.experiment_id]) if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags]
+    bottleneck = sorted((r for r in trials if r.data.params["model"] == "bottleneck"), key=lambda r: r.data.tags["raysym.trial_key"])
+    l1 = [r for r in trials if r.data.params["model"] == "l1"]
+    for r in l1:
+        client.set_terminated(r.info.run_id, "FAILED")
+    client.delete_run(bottleneck[1].info.run_id)
+    report = make_report(uri, "seeds", tmp_path / "rep", say=lambda m: None)
+
+    mae = {row[1]: row for row in _table(report, "Test MAE").rows}
+    assert mae["l1-linear"][4] == "failed (2)"
+    assert mae["bottleneck"][4] == f"{bottleneck[0].data.metrics['test/mae']:.3f} (1 of 2)"
+    statuses = sorted(row[3] for row in _table(report, "Every trial").rows)
+    assert statuses == ["failed", "failed", "finished", "not run"]
+    assert _table(report, "Law recovered").rows[-1][5] == "failed (2)"
+
+
+def test_report_cli_from_the_sweep_yaml(seeded_sweep, tmp_path, monkeypatch, capsys):
+    db, cfg, _ = seeded_sweep
+    monkeypatch.chdir(tmp_path)
+    path = write_yaml(tmp_path / "seeds.yaml", sweep_dict(db, name="seeds"))
+    assert main(["report", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "4 trial(s): 4 finished" in err and "reports/seeds/report.md" in err
+    assert Path("reports/seeds/report.html").is_file()
+    assert main(["report", "nope", "--tracking-uri", cfg.tracking.uri]) == 2
+    err = capsys.readouterr().err
+    assert "No sweep named 'nope'" in err and "seeds" in err and "Traceback" not in err
+
+
+def test_analysis_scripts_run_on_their_own(seeded_sweep, tmp_path):
+    db, cfg, _ = seeded_sweep
+    root = Path(__file__).resolve().parents[1] / "analysis"
+    run = lambda *args: subprocess.run([sys.executable, str(root / args[0]), *args[1:]], capture_output=True, text=True, cwd=tmp_path)
+    tables = run("tables.py", "seeds", "--tracking-uri", cfg.tracking.uri)
+    assert tables.returncode == 0, tables.stderr
+    assert "**Test MAE by system and model**" in tables.stdout and "| spring-2d | l1-linear | 1.5 | 2 |" in tables.stdout
+    figures = run("figures.py", "seeds", "--tracking-uri", cfg.tracking.uri, "--out", "figs")
+    assert figures.returncode == 0, figures.stderr
+    assert (tmp_path / "figs" / "message_stds.png").is_file() and "skipped" in figures.stdout
+    missing = run("tables.py", "nope", "--tracking-uri", cfg.tracking.uri)
+    assert missing.returncode == 2 and "No sweep named 'nope'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_optuna_search_gets_its_best_shapes_table_and_figure(local_ray, tmp_path):
+    search = {"kind": "optuna", "trials": 3, "seed": 1, "storage": f"sqlite:///{tmp_path}/optuna.db", "study": "shapes",
+              "space": {"schedule_shape.peak": {"low": 0.01, "high": 1.0, "log": True},
+                        "schedule_shape.peak_at": {"low": 0.1, "high": 1.0}}}
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, name="shapes", trials={"model": "l1", "epochs": 2}, search=search))
+    outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
+    assert len(outcome.rows) == 3 and all(r["status"] == "finished" for r in outcome.rows)
+    report = make_report(cfg.tracking.uri, "shapes", tmp_path / "rep", say=lambda m: None)
+
+    _, runs = mlflow_runs(tmp_path)
+    objective = sorted((r.data.metrics["messages/r2_best"] for r in runs if "raysym.trial_id" in r.data.tags), reverse=True)
+    best = _table(report, "Best schedule shapes")
+    assert [float(row[2]) for row in best.rows] == [round(v, 4) for v in objective]  # best first, every trial
+    assert best.header[3:5] == ["peak", "peak_at"]
+    assert _table(report, "Test MAE").rows[0][3] == "3"  # the three shapes share one row
+    for name in ("optuna_shapes.png", "l1_schedules.png"):
+        assert (report.markdown.parent / "figures" / name).stat().st_size > 1000
+
+
+def test_sweep_over_pruning_factors_gets_r2_against_k(local_ray, tmp_path):
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, name="prune", data={"prune_k": [1.5, None]}, trials={"model": "l1", "epochs": 2}))
+    outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
+    assert [r["status"] for r in outcome.rows] == ["finished"] * 2
+    report = make_report(cfg.tracking.uri, "prune", tmp_path / "rep", say=lambda m: None)
+
+    _, runs = mlflow_runs(tmp_path)
+    by_k = {r.data.params["prune_k"]: r.data.metrics for r in runs if "raysym.trial_id" in r.data.tags}
+    prune = {row[2]: row for row in _table(report, "R² against pruning").rows}
+    assert set(prune) == {"1.5", "none"}
+    assert prune["none"][3] == f"{by_k['None']['messages/r2_force']:.3f}"
+    assert prune["1.5"][5] == f"{by_k['1.5']['data/pruned_graphs']:.0f}" and prune["none"][5] == "0"
+    assert (report.markdown.parent / "figures" / "r2_vs_prune.png").stat().st_size > 1000
