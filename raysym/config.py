@@ -126,9 +126,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise UserError(f"The config file {path} is not valid YAML ({exc}). Fix the syntax.") from None
+        where = " ".join(str(exc).split())  # one line: YAML's messages span several
+        raise UserError(f"The config file {path} is not valid YAML ({where}). Fix the syntax.") from None
     if data is None:
-        return {}
+        raise UserError(f"The config file {path} is empty. Start from one of tune_configs/*.yaml (e.g. quickstart.yaml).")
     if not isinstance(data, dict):
         raise UserError(f"The config file {path} must hold a mapping of keys to values, not {type(data).__name__}.")
     return data
@@ -458,6 +459,13 @@ class TrackingConfig:
 
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "raysym"
+    # How long a sweep keeps retrying when the tracking store stops answering (a locked sqlite file, a
+    # restarting server) before it stops, with its progress saved for --resume.
+    patience_s: float = 120.0
+
+    def validate(self) -> None:
+        _require(self.patience_s > 0 and math.isfinite(self.patience_s),
+                 f"tracking.patience_s must be a positive number of seconds, got {self.patience_s}.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -184,10 +184,12 @@ class DistillPool:
     """Long-lived Ray actors, one fit at a time each, that take jobs from any number of trials.
 
     ``resources`` (e.g. {"distill": 1}) steers the actors onto distillation nodes of a cluster. A job
-    that fails comes back as an error result; an actor that dies is replaced and its job reported failed.
+    that fails comes back as an error result. An actor that dies (killed, out of memory, its node lost)
+    is replaced, and the job it was running is run again on the next free actor, up to ``retries``
+    times; only then is it reported failed.
     """
 
-    def __init__(self, workers: int, cpus_per_worker: float = 1.0, resources: dict[str, float] | None = None):
+    def __init__(self, workers: int, cpus_per_worker: float = 1.0, resources: dict[str, float] | None = None, retries: int = 1):
         import ray
 
         @ray.remote
@@ -195,33 +197,45 @@ class DistillPool:
             def run(self, job):
                 return run_job(job)
 
+            def pid(self) -> int:
+                return os.getpid()
+
         self._cls = DistillWorker.options(num_cpus=cpus_per_worker, resources=resources or {})
         self.actors = [self._cls.remote() for _ in range(workers)]
+        self.retries = retries
+        self.replaced = 0  # actors that died and were replaced, over the pool's life
 
     def map(self, job_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run every job on the pool; results in job order."""
+        """Run every job on the pool; results in job order (a retried job's result says ``attempts``)."""
         import ray
 
         results: list[dict[str, Any] | None] = [None] * len(job_list)
+        attempts = [0] * len(job_list)
         idle = list(self.actors)
         pending: dict[Any, tuple[int, Any]] = {}
-        todo = list(enumerate(job_list))
+        todo = list(range(len(job_list)))
         while todo or pending:
             while todo and idle:
-                i, job = todo.pop(0)
+                i = todo.pop(0)
                 actor = idle.pop()
-                pending[actor.run.remote(job)] = (i, actor)
+                attempts[i] += 1
+                pending[actor.run.remote(job_list[i])] = (i, actor)
             done, _ = ray.wait(list(pending), num_returns=1)
             i, actor = pending.pop(done[0])
             try:
-                results[i] = ray.get(done[0])
+                results[i] = ray.get(done[0]) | ({"attempts": attempts[i]} if attempts[i] > 1 else {})
                 idle.append(actor)
             except ray.exceptions.RayActorError as exc:
-                job = job_list[i]
-                results[i] = {k: job[k] for k in ("kind", "index", "component")} | {"error": f"worker died: {exc}"}
                 replacement = self._cls.remote()
                 self.actors[self.actors.index(actor)] = replacement
+                self.replaced += 1
                 idle.append(replacement)
+                if attempts[i] <= self.retries:
+                    todo.insert(0, i)  # first in line for the next free actor
+                else:
+                    job = job_list[i]
+                    results[i] = {k: job[k] for k in ("kind", "index", "component")} | {
+                        "error": f"worker died {attempts[i]} time(s) running this job: {exc}"}
         return results  # type: ignore[return-value]
 
     def shutdown(self) -> None:

@@ -155,6 +155,16 @@ def analyze(edges: EdgeData, dim: int, kl_prior: str = "gaussian") -> MessageAna
 SAMPLE = "messages.npz"
 
 
+def _savefig(fig, path: Path) -> None:
+    """Write a figure under a temporary name, then rename: a crash never leaves half a PNG."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
 def save_sample(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, size: int = 2000, seed: int = 0) -> Path:
     """A small, fixed sample of test edges for reports (``messages.npz``, about 100 kB): the top message
     components (size, dim), the true force (size, dim), the receiver mass (size,), plus every component's
@@ -196,8 +206,7 @@ def plot(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, target
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel=f"linear fit on {label}", ylabel=f"message component {k}", title=f"R² = {r2:.3f}")
     fig.tight_layout()
     scatter = out_dir / "messages_vs_force.png"
-    fig.savefig(scatter, dpi=110)
-    plt.close(fig)
+    _savefig(fig, scatter)
 
     order = np.argsort(-analysis.stds)[:15]
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -207,6 +216,5 @@ def plot(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, target
     ax.set(xlabel="message component", ylabel="std over test edges", title=f"15 largest message stds (sparse: {analysis.sparse})")
     fig.tight_layout()
     stds = out_dir / "message_stds.png"
-    fig.savefig(stds, dpi=110)
-    plt.close(fig)
+    _savefig(fig, stds)
     return [scatter, stds]

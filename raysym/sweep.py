@@ -110,6 +110,40 @@ def describe_plan(cfg: SweepConfig, specs: list[TrialSpec]) -> str:
     return "\n".join(lines)
 
 
+def trial_memory(spec: TrialSpec) -> tuple[int, int]:
+    """(bytes of graphs a trial holds in memory, bytes of edge activations of its largest batch): a
+    rough upper estimate, enough to refuse sizes that cannot fit, not to plan a cluster."""
+    from raysym.shards import row_bytes
+    from raysym.simulate import bytes_per_sim
+
+    sim = from_dict(SimulationConfig, spec.data, where="data")
+    cfg = train_config(dataclasses.asdict(spec), {})
+    per_sim = sim.snapshots_per_sim
+    train = sim.sims * per_sim if cfg.max_train_graphs is None else min(sim.sims * per_sim, cfg.max_train_graphs)
+    test = sim.resolved_test_sims * per_sim if cfg.max_test_graphs is None else min(sim.resolved_test_sims * per_sim, cfg.max_test_graphs)
+    graphs = 2 * (train + test) * row_bytes(sim.particles, sim.dim)  # Arrow arrays, then torch tensors
+    edges = sim.particles * (sim.particles - 1)
+    width = max(cfg.hidden, cfg.msg_dim)
+    # training: every layer's activations kept for the backward pass, and their gradients; evaluation
+    # runs 4,096 graphs at a time without gradients
+    activations = max(cfg.batch_size * edges * width * 4 * (cfg.layers + 1) * 2, 4096 * edges * width * 4 * 2)
+    return graphs + bytes_per_sim(sim), activations
+
+
+def check_memory(specs: list[TrialSpec], memory: int | None = None) -> None:
+    """Refuse a sweep whose trials cannot fit in this machine's memory (before any data is made)."""
+    memory = memory or os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for spec in specs:
+        graphs, activations = trial_memory(spec)
+        if graphs + activations > memory:
+            raise UserError(
+                f"Trial {spec.key} ({spec.label()}) would need about {(graphs + activations) / 2**30:,.1f} GiB of memory "
+                f"({graphs / 2**30:,.1f} GiB of graphs, {activations / 2**30:,.1f} GiB of edge activations per batch), more "
+                f"than this machine's {memory / 2**30:,.0f} GiB. Lower data.sims, data.steps or data.particles, raise "
+                "data.stride, set trials.max_train_graphs, or lower trials.batch_size."
+            )
+
+
 def experiment_path(cfg: SweepConfig) -> str:
     storage = cfg.storage if "://" in cfg.storage else str(Path(cfg.storage).expanduser().resolve())
     return f"{storage.rstrip('/')}/{cfg.name}"
@@ -270,6 +304,8 @@ def run_sweep(
     """Plan, make the data, run every trial on Ray Tune and track them in MLflow; see the module doc."""
     specs = plan(cfg)
     path = experiment_path(cfg)
+    if address is None:  # on a cluster the trials run on other machines
+        check_memory(specs)
     if dry_run:
         text = describe_plan(cfg, specs)
         say(text)
@@ -293,7 +329,7 @@ def run_sweep(
     say(describe_plan(cfg, specs))
     prepare_data(specs, say, address)
 
-    tracker = track.MLflowTracker(cfg.tracking.uri, cfg.tracking.experiment)
+    tracker = track.MLflowTracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.patience_s)
     parent_id = _find_parent(tracker, cfg.name) if resume else None
     if parent_id is None:
         parent_id = tracker.start_sweep(cfg.name, {"raysym.trials": str(len(specs)), "raysym.search": cfg.search.kind})
@@ -311,6 +347,10 @@ def run_sweep(
     # Checkpoints every epoch are the point (retries resume from them); Tune's warning about the
     # experiment snapshots they trigger is noise for trials of this size.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if local:
+        # Save the experiment state after every step (Tune's default waits up to minutes), so that a
+        # driver killed outright (SIGKILL, a lost head node) resumes without re-running finished trials.
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     r = cfg.resources
     fn = tune.with_resources(
         tune.with_parameters(trainable, specs={s.key: dataclasses.asdict(s) for s in specs}),
@@ -350,7 +390,13 @@ def run_sweep(
                 verbose=verbose,
             ),
         )
-    grid = tuner.fit()  # the callback waits for the last distillations before this returns
+    try:
+        grid = tuner.fit()  # the callback waits for the last distillations before this returns
+    except Exception as exc:  # noqa: BLE001 -- Tune wraps what its callbacks raise
+        cause = _cause(exc, track.TrackingUnavailable)
+        if cause is None:
+            raise
+        raise cause from None
     laws = distill_verdicts(Path(path) / "distill") if cfg.distill is not None else {}
     by_key = {s.key: s for s in specs}
     unfinished = _unfinished_trials(path)  # left PENDING by an interruption (Ctrl-C, SIGTERM)
@@ -373,6 +419,17 @@ def run_sweep(
     tracker.set_tags(parent_id, {"raysym.failed_trials": failed})
     tracker.end_run(parent_id, "FINISHED")
     return SweepOutcome(rows, path, parent_id, table)
+
+
+def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of type ``kind`` in ``exc``'s chain of causes, if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _unfinished_trials(path: str) -> set[str]:

@@ -13,11 +13,13 @@ Tune callback can keep many trials open at once. A trial's child run is found ag
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from raysym.errors import UserError
 
@@ -81,24 +83,94 @@ def split_values(values: dict[str, Any]) -> tuple[dict[str, float], dict[str, st
     return metrics, tags
 
 
-class MLflowTracker:
-    """The Tracker on MLflow (any tracking URI: the local sqlite default or a server)."""
+# MLflow error codes that no amount of waiting fixes (a bad request, a missing run); anything else from
+# the store (TEMPORARILY_UNAVAILABLE for a locked sqlite file, a refused connection) is worth a retry.
+_PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST",
+              "INVALID_STATE", "PERMISSION_DENIED", "UNAUTHENTICATED", "ENDPOINT_NOT_FOUND"}
 
-    def __init__(self, uri: str, experiment: str):
+
+class TrackingUnavailable(UserError):
+    """The tracking store stopped answering for longer than the sweep's patience."""
+
+
+class PatientClient:
+    """An ``MlflowClient`` whose every call is retried, with growing pauses, while the store is only
+    temporarily unavailable (a sqlite file locked by another writer, a tracking server restarting), for
+    up to ``patience_s`` seconds; then :class:`TrackingUnavailable`. Retrying a call whose reply was lost
+    can log a metric value twice at the same step; it never loses one."""
+
+    def __init__(self, uri: str, patience_s: float = 120.0, say: Callable[[str], None] | None = None):
         from mlflow.tracking import MlflowClient
 
+        # MLflow's own HTTP retries would wait minutes before this class sees the failure.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        self._client, self.uri, self.patience_s = MlflowClient(tracking_uri=uri), uri, patience_s
+        self._say = say or _to_stderr
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):  # not a client method (and no recursion while unpickling)
+            raise AttributeError(name)
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            return self._retry(name, attr, args, kwargs)
+
+        return call
+
+    def _retry(self, name: str, fn, args, kwargs):
+        deadline = time.monotonic() + self.patience_s
+        pause, said = 0.5, False
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 -- sorted into transient and permanent below
+                if not _transient(exc):
+                    raise
+                reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                if time.monotonic() + pause > deadline:
+                    raise TrackingUnavailable(
+                        f"The MLflow tracking store {self.uri} did not answer for {self.patience_s:.0f} s ({name}: {reason}). "
+                        "The sweep stopped; its trials' progress is saved and nothing was recorded as finished "
+                        "without its metrics. Make the store reachable (start the tracking server, or close the "
+                        "program holding the sqlite file) and continue with `raysym sweep CONFIG --resume`; raise "
+                        "tracking.patience_s to wait longer."
+                    ) from None
+                if not said:
+                    self._say(f"MLflow store {self.uri} unavailable ({reason}); retrying for up to {self.patience_s:.0f} s")
+                    said = True
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _transient(exc: Exception) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        return exc.error_code not in _PERMANENT
+    return isinstance(exc, (OSError, ConnectionError, TimeoutError))
+
+
+class MLflowTracker:
+    """The Tracker on MLflow (any tracking URI: the local sqlite default or a server). Every call to
+    the store is patient (see :class:`PatientClient`)."""
+
+    def __init__(self, uri: str, experiment: str, patience_s: float = 120.0):
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = PatientClient(uri, patience_s)
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
 
     @classmethod
-    def for_experiment_id(cls, uri: str, experiment_id: str) -> "MLflowTracker":
+    def for_experiment_id(cls, uri: str, experiment_id: str, patience_s: float = 120.0) -> "MLflowTracker":
         """A tracker on an existing experiment, known by id (e.g. the experiment of a given run)."""
-        from mlflow.tracking import MlflowClient
-
         tracker = cls.__new__(cls)
-        tracker.uri, tracker.client, tracker.experiment_id = uri, MlflowClient(tracking_uri=uri), experiment_id
+        tracker.uri, tracker.client, tracker.experiment_id = uri, PatientClient(uri, patience_s), experiment_id
         return tracker
 
     def _find(self, key: str, value: str) -> str | None:

@@ -1,0 +1,380 @@
+"""Faults injected into real Ray and MLflow (killed processes, a locked or vanished tracking store), the
+bad-input suite, and the safety defaults. RELIABILITY.md says what each test promises."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raysym.cli import main
+from raysym.config import SweepConfig, from_dict
+from raysym.errors import UserError
+from raysym.sweep import run_sweep
+from test_sweep import _free_port, _wait_for, mlflow_runs, sweep_dict, write_yaml
+
+# Trials slow enough (about a second an epoch) for a fault to land in the middle of an epoch.
+SLOW_DATA = {"sims": 120, "test_sims": 10, "steps": 500, "stride": 5}
+
+
+def _processes(fragment: str):
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(fragment in part for part in p.info["cmdline"] or []):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _epochs_logged(client, run) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "test/mae"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Killed processes
+# --------------------------------------------------------------------------------------------------
+
+def test_trial_worker_killed_mid_epoch_is_retried_from_its_checkpoint(local_ray, tmp_path):
+    epochs = 6
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, data=SLOW_DATA, trials={"model": "bottleneck", "epochs": epochs}))
+    killed = []
+
+    def kill_worker_after_two_epochs():
+        _wait_for(lambda: len(list((tmp_path / "runs" / "tiny").glob("t000*/checkpoint_*"))) >= 2, seconds=600)
+        time.sleep(0.3)  # into the next epoch
+        for proc in _processes("ImplicitFunc"):
+            proc.send_signal(signal.SIGKILL)
+            killed.append(proc.pid)
+
+    killer = threading.Thread(target=kill_worker_after_two_epochs, daemon=True)
+    killer.start()
+    outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
+    killer.join(timeout=60)
+    assert killed, "no trial worker process was found to kill"
+    (row,) = outcome.rows
+    assert row["status"] == "finished" and row["epochs"] == epochs
+    client, runs = mlflow_runs(tmp_path)
+    (child,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert child.info.status == "FINISHED" and "messages/r2_force" in child.data.metrics
+    # every epoch logged exactly once: the finished epochs were not trained again
+    assert _epochs_logged(client, child) == list(range(1, epochs + 1))
+
+
+def test_driver_killed_outright_then_resumed_runs_no_finished_trial_again(tmp_path):
+    """SIGKILL (no chance to clean up) of `raysym sweep` after its first trial finished."""
+    epochs = 8
+    cfg = sweep_dict(tmp_path, name="kill9", data=SLOW_DATA, trials={"model": ["bottleneck", "l1"], "epochs": epochs},
+                     resources={"cpus_per_trial": 1, "max_concurrent_trials": 1})
+    path = write_yaml(tmp_path / "s.yaml", cfg)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "raysym.cli", "sweep", str(path)]
+    first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def first_trial_done():
+        _, runs = mlflow_runs(tmp_path) if (tmp_path / "mlflow.db").exists() else (None, [])
+        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+        return any(r.info.status == "FINISHED" for r in children) and len(children) == 2
+
+    try:
+        _wait_for(lambda: first.poll() is None and first_trial_done(), seconds=900)
+        time.sleep(1.0)
+        os.killpg(first.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        first.wait(timeout=60)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    client, runs = mlflow_runs(tmp_path)
+    done_before = {r.info.run_id: _epochs_logged(client, r) for r in runs
+                   if "mlflow.parentRunId" in r.data.tags and r.info.status == "FINISHED"}
+    assert len(done_before) == 1
+
+    second = subprocess.run(cmd + ["--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1800)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "2 of 2 trials finished" in second.stdout
+    client, runs = mlflow_runs(tmp_path)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 2 and {r.info.status for r in runs} == {"FINISHED"}  # one run per trial, no duplicates
+    for run in children:
+        assert _epochs_logged(client, run) == list(range(1, epochs + 1))  # each epoch once
+        if run.info.run_id in done_before:  # the finished trial did not run again
+            assert client.get_metric_history(run.info.run_id, "messages/r2_force").__len__() == 1
+
+
+def test_distillation_actor_killed_mid_fit_is_replaced_and_its_job_rerun(local_ray, tmp_path):
+    import ray
+
+    from raysym.config import DistillConfig
+    from raysym.distill_jobs import DistillPool, edge_names
+    import dataclasses
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0.5, 2, size=(300, 7))
+    # a fit of a few seconds (the thorough search, cut short by its timeout)
+    cfg = DistillConfig(backend="operon", setting="thorough", timeout_s=6, seed=0)
+    job = dict(kind="edge", index=0, component=0, X=X, y=X[:, 0] / X[:, 2], names=edge_names(2),
+               cfg=dataclasses.asdict(cfg), workdir=str(tmp_path / "w"))
+    pool = DistillPool(2)
+    try:
+        pids = ray.get([a.pid.remote() for a in pool.actors])
+        result = {}
+        worker = threading.Thread(target=lambda: result.update(out=pool.map([job, dict(job, index=1)])))
+        worker.start()
+        time.sleep(3.0)  # both actors are fitting
+        os.kill(pids[0], signal.SIGKILL)
+        worker.join(timeout=300)
+        out = result["out"]
+        assert all("error" not in r for r in out), out
+        assert sorted(r.get("attempts", 1) for r in out) == [1, 2]  # the killed actor's job ran again
+        assert pool.replaced == 1
+        again = pool.map([dict(job, index=2)])  # the pool still works, with a fresh actor
+        assert "error" not in again[0]
+    finally:
+        pool.shutdown()
+
+
+# --------------------------------------------------------------------------------------------------
+# The tracking store: locked, or gone
+# --------------------------------------------------------------------------------------------------
+
+def test_locked_sqlite_store_makes_the_sweep_wait_not_fail(local_ray, tmp_path, capsys):
+    """Another program holds an exclusive lock on mlflow.db for 25 s (MLflow itself waits 20 s)."""
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, data=SLOW_DATA, trials={"model": "bottleneck", "epochs": 4}))
+    db = tmp_path / "mlflow.db"
+    held = []
+
+    def lock_after_first_epoch():
+        _wait_for(lambda: len(list((tmp_path / "runs" / "tiny").glob("t000*/checkpoint_*"))) >= 1, seconds=600)
+        con = sqlite3.connect(db, timeout=60, isolation_level=None)
+        con.execute("BEGIN EXCLUSIVE")
+        held.append(time.monotonic())
+        time.sleep(25)
+        con.execute("COMMIT")
+        con.close()
+        held.append(time.monotonic())
+
+    locker = threading.Thread(target=lock_after_first_epoch, daemon=True)
+    locker.start()
+    outcome = run_sweep(cfg, say=print, verbose=0)
+    locker.join(timeout=120)
+    assert len(held) == 2
+    assert "unavailable" in capsys.readouterr().err  # it said it was waiting
+    assert outcome.rows[0]["status"] == "finished"
+    client, runs = mlflow_runs(tmp_path)
+    (child,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert child.info.status == "FINISHED"
+    assert _epochs_logged(client, child) == [1, 2, 3, 4]
+
+
+def test_tracking_server_gone_mid_sweep_stops_clearly_and_records_nothing_false(local_ray, tmp_path):
+    port = _free_port()
+    store = tmp_path / "server.db"
+    server_cmd = ["mlflow", "server", "--backend-store-uri", f"sqlite:///{store}", "--host", "127.0.0.1", "--port", str(port),
+                  "--default-artifact-root", str(tmp_path / "artifacts"), "--workers", "1"]
+    server = subprocess.Popen(server_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(lambda: _healthy(uri), seconds=120)
+        cfg = from_dict(SweepConfig, sweep_dict(tmp_path, data=SLOW_DATA, trials={"model": "bottleneck", "epochs": 6},
+                                                tracking={"uri": uri, "experiment": "tests", "patience_s": 5}))
+
+        def stop_server_after_first_epoch():
+            _wait_for(lambda: len(list((tmp_path / "runs" / "tiny").glob("t000*/checkpoint_*"))) >= 1, seconds=600)
+            os.killpg(server.pid, signal.SIGKILL)
+
+        threading.Thread(target=stop_server_after_first_epoch, daemon=True).start()
+        with pytest.raises(UserError, match="did not answer for 5 s"):
+            run_sweep(cfg, say=lambda m: None, verbose=0)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store}")  # what the server had stored
+    runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert [r.info.status for r in runs if "mlflow.parentRunId" in r.data.tags] == ["RUNNING"]  # not FINISHED
+
+
+def _healthy(uri: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri + "/health", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input: every malformed sweep YAML and CLI call exits 2 with a message that names the problem
+# --------------------------------------------------------------------------------------------------
+
+BAD_SWEEPS = [
+    ({"nmae": "x"}, "Did you mean 'name'"),
+    ({"data": {"partcles": 4}}, "Did you mean 'particles'"),
+    ({"trials": {"hiden": 8}}, "Did you mean 'hidden'"),
+    ({"resources": {"cpus_per_trail": 1}}, "Did you mean 'cpus_per_trial'"),
+    ({"tracking": {"url": "sqlite:///m.db"}}, "Did you mean 'uri'"),
+    ({"trials": {"lr": "fast"}}, "lr"),
+    ({"data": {"sims": "many"}}, "sims"),
+    ({"data": {"dim": 2.5}}, "dim"),
+    ({"trials": {"epochs": [1, "two"]}}, "epochs"),
+    ({"data": {"sims": 0}}, "sims"),
+    ({"data": {"sims": -5}}, "sims"),
+    ({"data": {"particles": 1}}, "particles"),
+    ({"data": {"steps": 0}}, "steps"),
+    ({"data": {"dim": 4}}, "dim"),
+    ({"trials": {"epochs": 0}}, "epochs"),
+    ({"trials": {"batch_size": 0}}, "batch_size"),
+    ({"trials": {"hidden": -1}}, "hidden"),
+    ({"trials": {"lr": float("nan")}}, "lr"),
+    ({"trials": {"lr": -0.1}}, "lr"),
+    ({"data": {"dt": float("nan")}}, "dt"),
+    ({"data": {"prune_k": float("nan")}}, "prune_k"),
+    ({"data": {"prune_k": -1}}, "prune_k"),
+    ({"resources": {"cpus_per_trial": 0}}, "cpus_per_trial"),
+    ({"resources": {"gpus_per_trial": float("nan")}}, "gpus_per_trial"),
+    ({"tracking": {"patience_s": 0}}, "patience_s"),
+    ({"trials": {"model": []}}, "grid is empty"),
+    ({"data": {"system": []}}, "grid is empty"),
+    ({"data": {"system": "gravity"}}, "Unknown system 'gravity'"),
+    ({"trials": {"model": "transformer"}}, "Unknown model 'transformer'"),
+    ({"trials": {"l1_schedule": "cosine"}}, "cosine"),
+    ({"search": {"kind": "bayes"}}, "bayes"),
+    ({"scheduler": {"kind": "hyperband"}}, "hyperband"),
+    ({"name": "has space"}, "name must be"),
+    ({"data": {"particles": 100000, "sims": 100000}}, "memory"),
+    ({"data": {"sims": 10**12}}, "memory"),
+]
+
+
+@pytest.mark.parametrize("change, expected", BAD_SWEEPS, ids=[str(c) for c, _ in BAD_SWEEPS])
+def test_malformed_sweep_yaml_exits_2_with_the_problem_named(tmp_path, capsys, change, expected):
+    path = write_yaml(tmp_path / "bad.yaml", sweep_dict(tmp_path, **change))
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert expected.lower() in err.lower(), err
+    assert "Traceback" not in err and err.count("\n") <= 2  # one paragraph
+
+
+BAD_FILES = [
+    ("", "empty"),
+    ("name: [unclosed", "YAML"),
+    ("- just\n- a list\n", "mapping"),
+]
+
+
+@pytest.mark.parametrize("text, expected", BAD_FILES)
+def test_unreadable_sweep_files_exit_2(tmp_path, capsys, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert expected.lower() in err.lower() and "Traceback" not in err
+
+
+BAD_CALLS = [
+    (["sweep", "no/such/file.yaml"], "no/such/file.yaml"),
+    (["simulate", "--system", "gravity", "--out", "x"], "gravity"),
+    (["simulate", "--system", "spring", "--sims", "-3", "--out", "x"], "sims"),
+    (["simulate", "--system", "spring", "--sims", "ten", "--out", "x"], "invalid int"),
+    (["train", "--data", "no/such/data", "--out", "x"], "no/such/data"),
+    (["train", "--data", "d", "--model", "cnn", "--out", "x"], "cnn"),
+    (["distill"], "either trial folders or --run"),
+    (["distill", "no/such/trial"], "no/such/trial"),
+    (["distill", "t", "--backend", "eureqa"], "eureqa"),
+    (["report", "no-such-sweep", "--tracking-uri", "sqlite:///{tmp}/m.db"], "No sweep named"),
+    (["report", "x", "--tracking-uri", "http://127.0.0.1:9"], "cannot be reached"),
+    (["inspect", "no/such/data"], "no/such/data"),
+    (["nonsense"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", BAD_CALLS, ids=[" ".join(a) for a, _ in BAD_CALLS])
+def test_malformed_cli_calls_exit_2_with_the_problem_named(tmp_path, monkeypatch, capsys, argv, expected):
+    monkeypatch.chdir(tmp_path)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected.lower() in err.lower(), err
+    assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------------------------------
+# The config loader, property-based: any mapping either loads or fails as a UserError
+# --------------------------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
+                    st.text(max_size=12), st.lists(st.integers(-3, 3), max_size=3))
+_keys = st.sampled_from(["name", "storage", "data", "trials", "search", "scheduler", "resources", "tracking", "distill",
+                         "system", "dim", "sims", "epochs", "lr", "model", "prune_k", "kind", "trials_", "uri"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(top=st.dictionaries(_keys, st.one_of(_values, st.dictionaries(_keys, _values, max_size=4)), max_size=6))
+def test_config_loader_accepts_or_rejects_cleanly(top):
+    try:
+        cfg = from_dict(SweepConfig, top)
+    except UserError as exc:
+        assert str(exc).strip() and "\n" not in str(exc).strip()
+        return
+    assert isinstance(cfg, SweepConfig)
+    for sim in cfg.data_points():  # what loads is usable
+        assert sim.sims > 0 and sim.particles >= 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(epochs=st.one_of(st.integers(), st.floats(allow_nan=True), st.text(max_size=5)),
+       lr=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.none()))
+def test_trial_settings_are_range_checked(epochs, lr):
+    try:
+        from_dict(SweepConfig, {"trials": {"epochs": epochs, "lr": lr}})
+    except UserError:
+        return
+    assert isinstance(epochs, int) and epochs > 0
+    assert lr is not None and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Safety defaults
+# --------------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_checkpoints_are_loaded_without_unpickling_code():
+    for path in (ROOT / "raysym").glob("*.py"):
+        for line in path.read_text().splitlines():
+            if "torch.load(" in line:
+                assert "weights_only=True" in line, f"{path.name}: {line.strip()}"
+
+
+def test_cluster_yaml_binds_dashboards_to_localhost_and_holds_no_secrets():
+    text = (ROOT / "cluster.yaml").read_text()
+    assert "0.0.0.0" not in text
+    lowered = text.lower()
+    for secret in ("aws_secret_access_key", "aws_access_key_id", "password", "token:", "akia"):
+        assert secret not in lowered, secret
+    cluster = yaml.safe_load(text)
+    commands = " ".join(cluster["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in commands
