@@ -9,6 +9,7 @@ import os
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Join the Ray cluster at ``address`` ("auto" on a cluster node), or start a local one.
 
+    Without ``address`` a new local Ray starts even where a `ray start` cluster runs on this machine.
     A local Ray is quiet (no dashboard, Ray Data's own progress bars off: raysym prints its own)
     and, unless the user chose otherwise, runs without token authentication, which only matters
     for clusters reachable from other machines.
@@ -21,7 +22,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         try:
             ray.init(
-                address=address,
+                # "local": always a new local Ray, never a `ray start` cluster that happens to run on
+                # this machine (Ray's default would join it); pass --address auto for that.
+                address=address or "local",
                 num_cpus=num_cpus if address is None else None,
                 include_dashboard=False if address is None else None,
                 log_to_driver=False,

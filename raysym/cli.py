@@ -142,7 +142,7 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--config", metavar="YAML", help="read settings from a YAML file (flags override it)")
     p.add_argument("--data", help="dataset folder (made by raysym simulate)")
-    p.add_argument("--model", help=f"standard, bottleneck, l1 or kl (default {d.model})")
+    p.add_argument("--model", help=f"standard, bottleneck, l1, kl, wide or inverse (L1 edge-model variants), or hgn (the Hamiltonian GN) (default {d.model})")
     p.add_argument("--l1-schedule", dest="l1_schedule", help=f"constant, linear, triangle (default {d.l1_schedule}); 'shape' via --config")
     p.add_argument("--kl-prior", dest="kl_prior", help=f"gaussian or laplace (default {d.kl_prior})")
     p.add_argument("--epochs", type=int, help=f"passes over the training graphs (default {d.epochs})")

@@ -29,6 +29,11 @@ T = TypeVar("T")
 # Generic loading
 # --------------------------------------------------------------------------------------------------
 
+# The models trained with the L1 penalty on their messages and an L1 schedule (see raysym.model). Kept
+# here, not in raysym.model, so that configs, sweeps and reports can use it without importing torch.
+L1_MODELS = ("l1", "wide", "inverse", "hgn")  # hgn: the L1 penalty is on its energy terms
+
+
 def closest(name: str, choices: typing.Iterable[str]) -> str | None:
     """The valid name closest to ``name`` (for "did you mean" hints), or None."""
     matches = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
@@ -364,7 +369,7 @@ class DistillConfig:
 
 # Trial settings that only mean something for some models; dropped for the others so that, e.g., a
 # bottleneck model crossed with three L1 schedules is one trial, not three identical ones.
-_MODEL_ONLY = {"l1_schedule": "l1", "schedule_shape": "l1", "kl_prior": "kl", "kl_alpha": "kl"}
+_MODEL_ONLY = {"l1_schedule": L1_MODELS, "schedule_shape": L1_MODELS, "kl_prior": ("kl",), "kl_alpha": ("kl",)}
 _SWEEP_DATA_EXTRA = ("root", "prune_k")
 _NOT_IN_TRIALS = ("data", "prune_k")  # set by the data section
 
@@ -532,8 +537,8 @@ class SweepConfig:
         points, seen = [], set()
         for point in _product(self.trials):
             model = point.get("model", TrainConfig.model)
-            point = {k: v for k, v in point.items() if _MODEL_ONLY.get(k, model) == model}
-            if self.search.kind == "optuna" and model == "l1":
+            point = {k: v for k, v in point.items() if model in _MODEL_ONLY.get(k, (model,))}
+            if self.search.kind == "optuna" and model in L1_MODELS:
                 point["l1_schedule"] = "shape"
                 point.setdefault("schedule_shape", {})
             key = repr(sorted(point.items(), key=lambda kv: kv[0]))

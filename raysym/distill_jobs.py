@@ -97,12 +97,16 @@ def prepare(model, graphs, system: str, top: list[int], samples: int, seed: int)
     return data, score_graphs
 
 
-def jobs(data: TrialData, cfg: DistillConfig, workdir: Path) -> list[dict[str, Any]]:
-    """One job per top message component (edge) and per acceleration component (node)."""
+def jobs(data: TrialData, cfg: DistillConfig, workdir: Path, energy: bool = False) -> list[dict[str, Any]]:
+    """One job per top message component (edge) and per acceleration component (node). ``energy``
+    (the Hamiltonian GN): one edge job, the pair energy, and no node jobs (its accelerations come from
+    differentiating H, not from a node model)."""
     out = []
     for k, comp in enumerate(data.top):
         out.append(dict(kind="edge", index=k, component=comp, X=data.edge_X, y=data.messages[:, k],
                         names=edge_names(data.dim), cfg=dataclasses.asdict(cfg), workdir=str(workdir / f"edge{k}")))
+    if energy:
+        return out
     for d in range(data.dim):
         out.append(dict(kind="node", index=d, component=d, X=data.node_X, y=data.node_y[:, d],
                         names=node_names(data.dim), cfg=dataclasses.asdict(cfg), workdir=str(workdir / f"node{d}")))
@@ -174,6 +178,20 @@ def verdict(edge_eqs: list[str], graphs, system: str) -> dict[str, Any]:
     which = "force" if f >= a else "force/mass"
     return {"recovered": max(f, a) >= RECOVERED_R2, "which": which if max(f, a) >= RECOVERED_R2 else "none",
             "r2_force": f, "r2_accel": a}
+
+
+def energy_verdict(pair_eq: str, graphs, system: str) -> dict[str, Any]:
+    """Is the distilled pair energy (Hamiltonian GN) a linear transformation of the true pair potential
+    U(r') (a scale and a constant)? R² >= RECOVERED_R2 on the unseen edges of ``graphs`` means recovered."""
+    from raysym import physics
+
+    edge_X, _, _ = graph_edges(graphs, system)
+    names = edge_names(graphs.pos.shape[2])
+    col = {n: edge_X[:, i] for i, n in enumerate(names)}
+    potential = physics.get_law(system).potential(col["r"] + physics.SOFTENING, col["q1"], col["q2"], col["m1"], col["m2"])
+    value = distill.evaluate(pair_eq, edge_X, names)
+    r2 = r2_linear(value, potential[:, None])[0] if np.all(np.isfinite(value)) else 0.0
+    return {"recovered": r2 >= RECOVERED_R2, "which": "potential" if r2 >= RECOVERED_R2 else "none", "r2_potential": float(r2)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,9 +287,10 @@ def distill_trial(trial_dir: str | Path, cfg: DistillConfig, pool: DistillPool |
     tmp = trial_dir / f".{OUT}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        job_list = jobs(data_, cfg, tmp / "work")
+        energy = getattr(model, "model", "") == "hgn"
+        job_list = jobs(data_, cfg, tmp / "work", energy=energy)
         results = pool.map(job_list) if pool is not None else [run_job(j) for j in job_list]
-        summary = summarize(results, model, score_graphs, system, data_.dim)
+        summary = summarize(results, model, score_graphs, system, data_.dim, energy=energy)
         for res in results:
             if "front" in res:
                 front = distill.Front(res["names"], [distill.Formula(r["equation"], r["complexity"], r["loss"], r["score"]) for r in res["front"]], res["chosen"])
@@ -289,8 +308,9 @@ def distill_trial(trial_dir: str | Path, cfg: DistillConfig, pool: DistillPool |
     return summary
 
 
-def summarize(results: list[dict[str, Any]], model, score_graphs, system: str, dim: int) -> dict[str, Any]:
-    """Flat ``distill/...`` metrics plus the formulas, from the job results of one trial."""
+def summarize(results: list[dict[str, Any]], model, score_graphs, system: str, dim: int, energy: bool = False) -> dict[str, Any]:
+    """Flat ``distill/...`` metrics plus the formulas, from the job results of one trial. ``energy``:
+    the Hamiltonian GN's single pair-energy formula, judged against the true potential."""
     import torch
 
     from raysym.model import node_features
@@ -313,6 +333,12 @@ def summarize(results: list[dict[str, Any]], model, score_graphs, system: str, d
         "distill/complexity": int(sum(chosen[k]["complexity"] for k in chosen)),
         "distill/settings": next((r["settings"] for r in results if "settings" in r), {}),
     }
+    if energy:
+        if edge_eqs:
+            v = energy_verdict(edge_eqs[0], score_graphs, system)
+            out.update({"distill/recovered": int(v["recovered"]), "distill/recovered_as": v["which"],
+                        "distill/r2_potential": v["r2_potential"]})
+        return out  # no node model to compose with
     if len(edge_eqs) == dim:
         v = verdict(edge_eqs, score_graphs, system)
         out.update({"distill/recovered": int(v["recovered"]), "distill/recovered_as": v["which"],

@@ -49,6 +49,7 @@ class EdgeData:
     m_recv: np.ndarray
     m_send: np.ndarray
     force: np.ndarray
+    potential: np.ndarray | None = None  # (E,) the true pair potential U(r') of each edge
 
 
 @torch.no_grad()
@@ -75,6 +76,7 @@ def edge_data(model: GraphNetwork, graphs: Snapshots, system: str, batch: int = 
         logvar=np.concatenate(logvars).astype(np.float64) if logvars else None,
         dx=dx, r=np.sqrt((dx**2).sum(-1)), q_recv=q_recv, q_send=q_send, m_recv=m_recv, m_send=m_send,
         force=physics.pair_force(system, dx, q_recv, q_send, m_recv, m_send),
+        potential=physics.get_law(system).potential(np.sqrt((dx**2).sum(-1)) + physics.SOFTENING, q_recv, q_send, m_recv, m_send),
     )
 
 
@@ -107,10 +109,12 @@ class MessageAnalysis:
     r2_force_robust: float
     r2_accel_robust: float
     per_component: dict[str, list[float]] = field(default_factory=dict)
+    r2_potential: float | None = None  # energy models (hgn): R² of the pair energy on [U(r'), 1]
 
     def metrics(self) -> dict:
         """Flat, namespaced metrics (the names MLflow and metrics.json use)."""
-        return {
+        extra = {} if self.r2_potential is None else {"messages/r2_potential": self.r2_potential}
+        return extra | {
             "messages/r2_force": self.r2_force,
             "messages/r2_accel": self.r2_accel,
             "messages/r2_force_robust": self.r2_force_robust,
@@ -129,6 +133,13 @@ class MessageAnalysis:
 
 def analyze(edges: EdgeData, dim: int, kl_prior: str = "gaussian") -> MessageAnalysis:
     stds = edges.messages.std(axis=0)
+    if edges.messages.shape[1] == 1 and dim > 1:
+        # A scalar per edge is a pair energy (the Hamiltonian GN): compare it with the true potential;
+        # the force R² do not apply.
+        r2 = r2_linear(edges.messages[:, 0], edges.potential[:, None])[0] if edges.potential is not None else float("nan")
+        nan = float("nan")
+        return MessageAnalysis(stds=stds, top=[0], sparse=True, sparsity_ratio=float("inf"), r2_force=nan, r2_accel=nan,
+                               r2_force_robust=nan, r2_accel_robust=nan, r2_potential=float(r2))
     if edges.logvar is not None:
         mu = torch.from_numpy(edges.messages)
         kl = regularizers.kl_per_component(mu, torch.from_numpy(edges.logvar), kl_prior).mean(0).numpy()
@@ -183,7 +194,9 @@ def plot(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, target
     """Two PNGs: each top component against its least-squares fit on the force or on force / mass
     ("best": whichever has the higher R²), and the 15 largest component standard deviations.
     Returns the paths written."""
-    if target == "best":
+    if analysis.r2_potential is not None:
+        target = "potential"
+    elif target == "best":
         target = "force" if analysis.r2_force >= analysis.r2_accel else "accel"
     import matplotlib
 
@@ -192,8 +205,9 @@ def plot(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, target
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    features = edges.force / edges.m_recv[:, None] if target == "accel" else edges.force
-    label = "force / receiver mass" if target == "accel" else "force"
+    features = {"accel": lambda: edges.force / edges.m_recv[:, None], "force": lambda: edges.force,
+                "potential": lambda: edges.potential[:, None]}[target]()
+    label = {"accel": "force / receiver mass", "force": "force", "potential": "true pair potential U(r')"}[target]
     rng = np.random.default_rng(0)
     shown = rng.choice(len(features), size=min(5000, len(features)), replace=False)
     fig, axes = plt.subplots(1, len(analysis.top), figsize=(4.2 * len(analysis.top), 4), squeeze=False)
@@ -218,3 +232,26 @@ def plot(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, target
     stds = out_dir / "message_stds.png"
     _savefig(fig, stds)
     return [scatter, stds]
+
+
+def plot_stds_over_epochs(epochs: np.ndarray, stds: np.ndarray, dim: int, out_dir: str | Path, shown: int = 10) -> Path:
+    """``message_stds_by_epoch.png``: the std of the components that are largest at the end, one line
+    each over the epochs (the top dim bold), and the largest of all the others dashed, so sparsity can
+    be seen to emerge. epochs: (E,); stds: (E, message size)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = np.argsort(-stds[-1])
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for rank, k in enumerate(order[:shown]):
+        ax.plot(epochs, stds[:, k], lw=2.2 if rank < dim else 0.9, label=f"component {k}" if rank < dim else None)
+    if stds.shape[1] > shown:
+        ax.plot(epochs, stds[:, order[shown:]].max(axis=1), "k--", lw=1, label=f"largest of the other {stds.shape[1] - shown}")
+    ax.set(xlabel="epoch", ylabel="std over test edges", yscale="log", title=f"message stds over training ({shown} largest at the end)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(out_dir) / "message_stds_by_epoch.png"
+    _savefig(fig, path)
+    return path

@@ -14,6 +14,13 @@ Variants (``model``):
   kl          the edge model outputs 100 means and 100 log-variances; messages are sampled
               mu + sigma * eps in training and are the means at evaluation; KL penalty to a prior
 
+Two edge-model variants from a follow-up study, both with 100-dim messages and the L1 penalty (and its
+schedules), the node model unchanged:
+  wide        ("plus-minus") five hidden layers of 300, 450, 600, 450, 300 ReLU units instead of three
+              of ``hidden``: more capacity, widening then narrowing
+  inverse     one hidden layer X = W x + b, then two parallel linear maps of u = 1 / (1 + ReLU(X)) and
+              of u², summed: an inductive bias towards inverse powers of distance (1/r, 1/r² laws)
+
 Two forward paths share the same modules and give the same numbers (a test checks outputs and
 gradients): ``forward_pyg`` is the torch-geometric MessagePassing model on a batched edge list, and
 ``forward`` is a dense path on tensors of shape (batch, n, features) that evaluates all n (n-1) edges
@@ -28,7 +35,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-MODELS = ("standard", "bottleneck", "l1", "kl")
+from raysym.config import L1_MODELS  # noqa: F401 -- re-exported: the models regularised with L1
+
+MODELS = ("standard", "bottleneck", "l1", "kl", "wide", "inverse", "hgn")  # hgn: raysym.hgn
+WIDE_LAYERS = (300, 450, 600, 450, 300)
 
 
 def node_feature_size(dim: int) -> int:
@@ -45,15 +55,31 @@ def node_features(graphs) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.array(x, dtype=np.float32)), torch.from_numpy(np.array(graphs.acc, dtype=np.float32))
 
 
-def mlp(n_in: int, n_out: int, hidden: int, layers: int) -> nn.Sequential:
-    """``layers`` hidden layers of ``hidden`` ReLU units, then a linear output layer."""
+def mlp(n_in: int, n_out: int, hidden: int | tuple[int, ...], layers: int = 0) -> nn.Sequential:
+    """Hidden ReLU layers (``layers`` of ``hidden`` units, or the widths in a tuple ``hidden``), then a
+    linear output layer."""
+    widths = hidden if isinstance(hidden, tuple) else (hidden,) * layers
     mods: list[nn.Module] = []
     width = n_in
-    for _ in range(layers):
-        mods += [nn.Linear(width, hidden), nn.ReLU()]
-        width = hidden
+    for w in widths:
+        mods += [nn.Linear(width, w), nn.ReLU()]
+        width = w
     mods.append(nn.Linear(width, n_out))
     return nn.Sequential(*mods)
+
+
+class InverseEdgeModel(nn.Module):
+    """x (..., n_in) -> A u + B u², u = 1 / (1 + ReLU(W x + b)) of ``hidden`` units; (..., n_out)."""
+
+    def __init__(self, n_in: int, n_out: int, hidden: int):
+        super().__init__()
+        self.first = nn.Linear(n_in, hidden)
+        self.linear = nn.Linear(hidden, n_out)
+        self.square = nn.Linear(hidden, n_out, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = 1.0 / (1.0 + torch.relu(self.first(x)))
+        return self.linear(u) + self.square(u * u)
 
 
 @dataclass
@@ -63,12 +89,14 @@ class GNOutput:
     acc: predicted accelerations, (batch, n, dim) on the dense path or (nodes, dim) on the pyg path.
     messages: the messages that were summed, one row per edge, (edges, message size).
     mu, logvar: for the KL model, the edge model's means and log-variances (edges, 100); else None.
+    For the Hamiltonian GN (raysym.hgn) the messages are the per-edge pair energies, (edges, 1).
     """
 
     acc: torch.Tensor
     messages: torch.Tensor
     mu: torch.Tensor | None = None
     logvar: torch.Tensor | None = None
+    node_energies: torch.Tensor | None = None  # the Hamiltonian GN's self energies, (nodes, 1)
 
 
 class GraphNetwork(nn.Module):
@@ -76,13 +104,18 @@ class GraphNetwork(nn.Module):
 
     def __init__(self, model: str, dim: int, hidden: int = 300, layers: int = 3, msg_dim: int = 100):
         super().__init__()
-        if model not in MODELS:
+        if model not in MODELS or model == "hgn":  # hgn: build_model
             raise ValueError(f"unknown model {model!r}; known: {MODELS}")
         self.model, self.dim = model, dim
         self.msg_dim = dim if model == "bottleneck" else msg_dim
         features = node_feature_size(dim)
         edge_out = 2 * self.msg_dim if model == "kl" else self.msg_dim
-        self.edge_model = mlp(2 * features, edge_out, hidden, layers)
+        if model == "wide":
+            self.edge_model = mlp(2 * features, edge_out, WIDE_LAYERS)
+        elif model == "inverse":
+            self.edge_model = InverseEdgeModel(2 * features, edge_out, hidden)
+        else:
+            self.edge_model = mlp(2 * features, edge_out, hidden, layers)
         self.node_model = mlp(features + self.msg_dim, dim, hidden, layers)
         self._pyg = None  # built on first use: importing torch-geometric costs seconds per process
 
@@ -130,6 +163,15 @@ class GraphNetwork(nn.Module):
         if self._pyg is None:
             object.__setattr__(self, "_pyg", _message_passing_gn(self))  # not a submodule: no extra weights
         return self._pyg(x, edge_index, noise)
+
+
+def build_model(model: str, dim: int, hidden: int = 300, layers: int = 3, msg_dim: int = 100) -> nn.Module:
+    """The network a trial trains: a message-passing :class:`GraphNetwork`, or the Hamiltonian GN."""
+    if model == "hgn":
+        from raysym.hgn import HamiltonianGN
+
+        return HamiltonianGN(dim, hidden, layers)
+    return GraphNetwork(model, dim, hidden, layers, msg_dim)
 
 
 def _message_passing_gn(gn: GraphNetwork):

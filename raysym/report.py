@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from raysym import report_figures as figs
-from raysym.report_data import Published, Sweep, Trial, load_sweep, mean_std, message_sample, paper_model
+from raysym.report_data import Published, Sweep, Trial, load_sweep, mean_std, message_sample, paper_model, stds_by_epoch
 
 IGNORED_IN_ROWS = {"system", "dim", "model", "l1_schedule", "kl_prior", "seed", "prune_k"}
 EMPTY = "—"  # a cell the published source does not have
@@ -126,20 +126,24 @@ def published(pub: Published, source: str, metric: str, row: Row, table: str | N
 # --------------------------------------------------------------------------------------------------
 
 def test_mae_table(sweep: Sweep, pub: Published) -> Table:
-    rows = [r.lead() + [str(len(r.trials)), stat_cell(r, "test/mae"),
+    rows = [r.lead() + [str(len(r.trials)), stat_cell(r, "test/mae"), stat_cell(r, "test/acpcr"),
                         published(pub, "paper2020", "test_mae", r, model=paper_model(r.model)),
                         published(pub, "re2024", "test_mae", r)] for r in rows_of(sweep)]
-    return Table("Test MAE by system and model", lead_header(sweep) + ["trials", "raysym test MAE", "paper 2020 (Table 3)", "reproduction 2024 (Table 1)"], rows,
-                 "Mean absolute error of the predicted accelerations on unpruned test graphs, mean ± std over seeds. "
+    return Table("Test MAE by system and model", lead_header(sweep) + ["trials", "raysym test MAE", "ACPCR", "paper 2020 (Table 3)", "reproduction 2024 (Table 1)"], rows,
+                 "Mean absolute error of the predicted accelerations on unpruned test graphs, mean ± std over seeds; "
+                 "ACPCR: the fraction of predicted acceleration components within 0.02 of the truth. "
                  "The paper's L1 (a constant coefficient) is shown next to every L1 schedule. The paper's losses "
                  "come from its own data scales and training length; compare orders of magnitude and model rankings.")
 
 
 def r2_model_table(sweep: Sweep, pub: Published) -> Table:
-    rows = [r.lead() + [stat_cell(r, "messages/r2_force"), stat_cell(r, "messages/r2_accel"),
-                        published(pub, "paper2020", "r2_force", r, model=paper_model(r.model)),
-                        published(pub, "re2024", "r2_force", r, table="Table 3")] for r in rows_of(sweep)]
-    return Table("R² of the messages by model", lead_header(sweep) + ["R² vs force", "R² vs force/mass", "paper 2020", "reproduction 2024 (Table 3)"], rows,
+    energy = any("messages/r2_potential" in t.metrics for t in sweep.trials)  # a Hamiltonian GN ran
+    rows = [r.lead() + [stat_cell(r, "messages/r2_force"), stat_cell(r, "messages/r2_accel")]
+            + ([stat_cell(r, "messages/r2_potential") if r.model.startswith("hgn") else EMPTY] if energy else [])
+            + [published(pub, "paper2020", "r2_force", r, model=paper_model(r.model)),
+               published(pub, "re2024", "r2_force", r, table="Table 3")] for r in rows_of(sweep)]
+    header = ["R² vs force", "R² vs force/mass"] + (["R² pair energy vs U (hgn)"] if energy else []) + ["paper 2020", "reproduction 2024 (Table 3)"]
+    return Table("R² of the messages by model", lead_header(sweep) + header, rows,
                  "R² of the top message components as a linear transformation of the true pairwise force (and of the "
                  "force divided by the receiver's mass), averaged over components; raysym's definition is in DESIGN.md. "
                  "Neither publication gives its exact formula.")
@@ -318,6 +322,8 @@ def draw_figures(sweep: Sweep, folder: Path) -> list[tuple[str, Path | None]]:
         ("Top message components against their linear fit on the true force (first trial of each group)",
          figs.messages_vs_force(sweep, folder, lambda t: message_sample(sweep.uri, t))),
         ("The 15 largest message standard deviations, box plots across seeds", figs.message_stds(sweep, folder)),
+        ("Message standard deviations over the epochs (first trial of each group)",
+         figs.stds_over_epochs(sweep, folder, lambda t: stds_by_epoch(sweep.uri, t))),
         ("R² of the messages against the pruning factor k", figs.r2_vs_prune(sweep, folder)),
         (f"Optuna objective ({metric}) against each schedule-shape parameter", figs.optuna_shapes(sweep, folder, metric)),
     ]

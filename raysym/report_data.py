@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from raysym import track
+from raysym.config import L1_MODELS
 from raysym.errors import UserError
 
 # A progress bar per downloaded file would drown the report's own progress lines.
@@ -62,10 +63,11 @@ class Trial:
 
     @property
     def model(self) -> str:
-        """The model as the papers name it: standard, bottleneck, l1-<schedule>, kl."""
+        """The model as the papers name it: standard, bottleneck, l1-<schedule>, kl (and raysym's
+        L1-regularised edge variants: wide-<schedule>, inverse-<schedule>)."""
         model = self.setting("model", "?")
-        if model == "l1":
-            return f"l1-{self.setting('l1_schedule', 'linear')}"
+        if model in L1_MODELS:
+            return f"{model}-{self.setting('l1_schedule', 'linear')}"
         return model
 
     @property
@@ -244,6 +246,17 @@ def message_sample(uri: str, trial: Trial) -> dict[str, Any] | None:
         return {k: data[k] for k in data.files}
 
 
+def stds_by_epoch(uri: str, trial: Trial) -> dict[str, Any] | None:
+    """The trial's ``message_stds_by_epoch.json`` ({"epoch": [...], "stds": [[...], ...]}), or None."""
+    import mlflow
+
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=trial.run_id, artifact_path="message_stds_by_epoch.json", tracking_uri=uri)
+    except Exception:  # noqa: BLE001 -- trials from before raysym kept it
+        return None
+    return json.loads(Path(path).read_text())
+
+
 # --------------------------------------------------------------------------------------------------
 # Published numbers
 # --------------------------------------------------------------------------------------------------
@@ -275,7 +288,7 @@ class Published:
 def paper_model(model: str) -> str:
     """The original paper's name for a raysym model label. The paper had one L1 variant (a constant
     coefficient); every L1 schedule is shown next to it, and next to its own schedule's reproduction value."""
-    return "l1" if model.startswith("l1-") else model
+    return model.split("-")[0] if model.startswith(("l1-", "hgn-")) else model
 
 
 def mean_std(values: list[float]) -> tuple[float, float] | None:

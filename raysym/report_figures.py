@@ -40,6 +40,17 @@ def _groups(trials: list[Trial]) -> dict[str, list[Trial]]:
     return dict(groups)
 
 
+def _panels(count: int):
+    """(figure, axes) for ``count`` small panels, three to a row; the unused ones are hidden."""
+    plt = _plt()
+    cols = min(3, count)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.ravel()[count:]:
+        ax.axis("off")
+    return fig, axes.ravel()[:count]
+
+
 def _save(fig, path: Path) -> Path:
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=100)
@@ -134,12 +145,9 @@ def message_stds(sweep: Sweep, out: Path) -> Path | None:
     groups = {n: v for n, v in groups.items() if v}
     if not groups:
         return None
-    plt = _plt()
     shown = list(groups.items())[:MAX_PANELS]
-    cols = min(3, len(shown))
-    rows = -(-len(shown) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, (name, stds) in zip(axes.ravel(), shown):
+    fig, axes = _panels(len(shown))
+    for ax, (name, stds) in zip(axes, shown):
         width = max(len(s) for s in stds)
         columns = [[s[i] for s in stds if i < len(s)] for i in range(width)]
         ax.boxplot(columns, positions=range(1, width + 1))
@@ -147,10 +155,33 @@ def message_stds(sweep: Sweep, out: Path) -> Path | None:
         ax.set_title(f"{name} ({len(stds)} trial(s))", fontsize=8)
         ax.set_xlabel("rank of std", fontsize=8)
         ax.set_ylabel("std over test edges", fontsize=8)
-    for ax in axes.ravel()[len(shown):]:
-        ax.axis("off")
     fig.tight_layout()
     return _save(fig, out / "message_stds.png")
+
+
+def stds_over_epochs(sweep: Sweep, out: Path, stds_of: Callable[[Trial], dict | None]) -> Path | None:
+    """For the first finished trial of each group: its ten largest final message stds over the epochs,
+    and the largest of the other components dashed (from message_stds_by_epoch.json)."""
+    panels = []
+    for name, trials in list(_groups([t for t in sweep.trials if t.finished]).items())[:MAX_PANELS]:
+        data = stds_of(trials[0])
+        if data and data.get("stds"):
+            panels.append((name, trials[0].dim, np.asarray(data["epoch"]), np.asarray(data["stds"])))
+    if not panels:
+        return None
+    fig, axes = _panels(len(panels))
+    for ax, (name, dim, epochs, stds) in zip(axes, panels):
+        order = np.argsort(-stds[-1])
+        for rank, k in enumerate(order[:10]):
+            ax.plot(epochs, stds[:, k], lw=2 if rank < dim else 0.8)
+        if stds.shape[1] > 10:
+            ax.plot(epochs, stds[:, order[10:]].max(axis=1), "k--", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("message std", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out / "message_stds_by_epoch.png")
 
 
 def r2_vs_prune(sweep: Sweep, out: Path) -> Path | None:

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from raysym import track
 from raysym.sweep_tracking import Distiller, distill_verdicts, tracking_callback
-from raysym.config import SimulationConfig, SweepConfig, TrainConfig, from_dict
+from raysym.config import L1_MODELS, SimulationConfig, SweepConfig, TrainConfig, from_dict
 from raysym.errors import UserError
 
 RESULTS_CSV = "sweep_results.csv"
@@ -57,7 +57,7 @@ class TrialSpec:
     def label(self) -> str:
         t = self.train
         model = t.get("model", TrainConfig.model)
-        if model == "l1":
+        if model in L1_MODELS:
             model += "-" + t.get("l1_schedule", TrainConfig.l1_schedule)
         if model == "kl":
             model += "-" + t.get("kl_prior", TrainConfig.kl_prior)
@@ -459,7 +459,7 @@ def _row(result, specs: dict[str, TrialSpec], interrupted: set[str] = frozenset(
     sampled = {k.split(".", 1)[1]: round(v, 4) for k, v in config.items() if k.startswith("schedule_shape.")}
     train = spec.get("train", {})
     model = train.get("model", TrainConfig.model)
-    schedule = (train.get("l1_schedule", TrainConfig.l1_schedule) if model == "l1" else "-")
+    schedule = (train.get("l1_schedule", TrainConfig.l1_schedule) if model in L1_MODELS else "-")
     if sampled:
         schedule = "shape " + json.dumps(sampled)
     return {

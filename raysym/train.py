@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from raysym import regularizers
-from raysym.config import TrainConfig
-from raysym.model import GraphNetwork, node_features
+from raysym.config import L1_MODELS, TrainConfig
+from raysym.model import GraphNetwork, build_model, node_features
 from raysym.schedules import get_schedule
 from raysym.simulate import Snapshots
 
@@ -80,16 +80,42 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+ACPCR_TOL = 0.02  # the follow-up study's tolerance on each predicted acceleration component
+STD_GRAPHS = 1000  # test graphs whose message stds are followed epoch by epoch
+
+
 @torch.no_grad()
-def evaluate(model: GraphNetwork, x: torch.Tensor, y: torch.Tensor, device, batch: int = 4096) -> float:
-    """Mean absolute error of the accelerations over all nodes and components."""
+def evaluate(model: GraphNetwork, x: torch.Tensor, y: torch.Tensor, device, batch: int = 4096) -> tuple[float, float]:
+    """(mean absolute error, ACPCR) of the accelerations over all nodes and components. ACPCR (the
+    follow-up study's "acceleration components predicted correctly ratio"): the fraction of predicted
+    components within ACPCR_TOL of the truth."""
     model.eval()
-    total, count = 0.0, 0
+    total, close, count = 0.0, 0, 0
     for i in range(0, len(x), batch):
         xb, yb = x[i : i + batch].to(device), y[i : i + batch].to(device)
-        total += (model(xb).acc - yb).abs().sum().item()
+        error = (model(xb).acc - yb).abs()
+        total += error.sum().item()
+        close += int((error <= ACPCR_TOL).sum().item())
         count += yb.numel()
-    return total / max(count, 1)
+    return total / max(count, 1), close / max(count, 1)
+
+
+@torch.no_grad()
+def message_stds(model: GraphNetwork, x: torch.Tensor, device) -> np.ndarray:
+    """Std over every edge of the graphs x (G, n, features) of each message component (KL: of the
+    means), (message size,): what sparsity is judged on, followed over epochs."""
+    model.eval()
+    return model(x.to(device)).messages.std(dim=0, unbiased=False).cpu().numpy()
+
+
+def std_metrics(stds: np.ndarray, dim: int) -> dict[str, float]:
+    """Per-epoch metrics from the component stds: the five largest, and the sparsity ratio (the
+    dim-th largest over the next; absent for the bottleneck model, which has no other components)."""
+    ranked = np.sort(stds)[::-1]
+    out = {f"messages/std_{k + 1}": float(v) for k, v in enumerate(ranked[:5])}
+    if len(ranked) > dim and ranked[dim] > 0:
+        out["messages/sparsity_ratio_epoch"] = float(ranked[dim - 1] / ranked[dim])
+    return out
 
 
 def train(
@@ -119,7 +145,7 @@ def train(
     x_test, y_test = node_features(test_graphs)
     dim = y_train.shape[-1]
 
-    model = GraphNetwork(cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim).to(device)
+    model = build_model(cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
@@ -155,7 +181,7 @@ def train(
             xb, yb = x_train[idx], y_train[idx]
             xb = augment(xb, dim, cfg.augment, generator)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            alpha = schedule(step, total_steps) if cfg.model == "l1" else cfg.kl_alpha
+            alpha = schedule(step, total_steps) if cfg.model in L1_MODELS else cfg.kl_alpha
             loss, base, reg = batch_loss(model, cfg, xb, yb, alpha)
             if not torch.isfinite(loss):
                 reason = f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}"
@@ -168,19 +194,23 @@ def train(
             sums["loss"] += loss.item()
             sums["base"] += base.item()
             sums["reg"] += reg.item()
-        test_mae = evaluate(model, x_test, y_test, device)
+        test_mae, acpcr = evaluate(model, x_test, y_test, device)
+        stds = message_stds(model, x_test[:STD_GRAPHS], device)
         metrics = {
             "epoch": epoch,
             "train/loss": sums["loss"] / steps_per_epoch,
             "train/base_loss": sums["base"] / steps_per_epoch,
             "train/regularizer": sums["reg"] / steps_per_epoch,
-            "train/l1_coeff": alpha if cfg.model == "l1" else 0.0,
+            "train/l1_coeff": alpha if cfg.model in L1_MODELS else 0.0,
             "train/lr": scheduler.get_last_lr()[0],
             "test/mae": test_mae,
+            "test/acpcr": acpcr,
+            "test/acpcr_complement": 1.0 - acpcr,
+            **std_metrics(stds, dim),
         }
         if not math.isfinite(test_mae):
             return TrainResult("diverged", f"non-finite test MAE at epoch {epoch}", model, history, metrics, time.perf_counter() - start)
-        history.append(metrics)
+        history.append({**metrics, "message_stds": [float(v) for v in stds]})  # every component, for the figure
         if ckpt_path is not None:
             _save_checkpoint(ckpt_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -212,7 +242,9 @@ def batch_loss(model: GraphNetwork, cfg: TrainConfig, xb: torch.Tensor, yb: torc
     """
     out = model(xb)
     base = base_loss(out.acc, yb, cfg.loss)
-    if cfg.model == "l1":
+    if cfg.model == "hgn":  # the energy terms: mean |H_pair| over edges + mean |H_self| over nodes
+        reg = regularizers.l1(out.messages) + regularizers.l1(out.node_energies)
+    elif cfg.model in L1_MODELS:
         reg = regularizers.l1(out.messages)
     elif cfg.model == "kl":
         reg = regularizers.kl(out.mu, out.logvar, cfg.kl_prior)
@@ -263,6 +295,10 @@ def run_trial(
         metrics.update(analysis.metrics())
         messages.plot(edges, analysis, out_dir)
         messages.save_sample(edges, analysis, out_dir, seed=cfg.seed)
+    by_epoch = [(h["epoch"] + 1, h["message_stds"]) for h in result.history if "message_stds" in h]
+    if by_epoch:
+        _write_json(out_dir / "message_stds_by_epoch.json", {"epoch": [e for e, _ in by_epoch], "stds": [v for _, v in by_epoch]})
+        messages.plot_stds_over_epochs(np.array([e for e, _ in by_epoch]), np.array([v for _, v in by_epoch]), result.model.dim, out_dir)
     _write_json(out_dir / "metrics.json", metrics)
     return metrics
 
@@ -284,8 +320,12 @@ def load_trial(trial_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig,
     data = json.loads((trial_dir / CONFIG).read_text())
     cfg = from_dict(TrainConfig, data, where=str(trial_dir / CONFIG))
     state = torch.load(trial_dir / CHECKPOINT, map_location=device, weights_only=True)
-    dim = state["model"]["node_model.%d.bias" % (2 * cfg.layers)].shape[0]
-    model = GraphNetwork(cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim).to(device)
+    weights = state["model"]
+    if cfg.model == "hgn":  # the self-energy MLP reads [q, p, charge, mass]: 2 dim + 2 features
+        dim = (weights["self_energy.0.weight"].shape[1] - 2) // 2
+    else:  # the node model outputs the dim acceleration components
+        dim = weights["node_model.%d.bias" % (2 * cfg.layers)].shape[0]
+    model = build_model(cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim).to(device)
     model.load_state_dict(state["model"])
     model.eval()
     return cfg, model

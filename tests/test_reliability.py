@@ -27,12 +27,14 @@ SLOW_DATA = {"sims": 120, "test_sims": 10, "steps": 500, "stride": 5}
 
 
 def _processes(fragment: str):
+    """This test session's processes (descendants: the local Ray it started) whose command line
+    contains ``fragment``; never another program's Ray workers."""
     import psutil
 
     found = []
-    for p in psutil.process_iter(["cmdline"]):
+    for p in psutil.Process(os.getpid()).children(recursive=True):
         try:
-            if any(fragment in part for part in p.info["cmdline"] or []):
+            if any(fragment in part for part in p.cmdline()):
                 found.append(p)
         except psutil.Error:
             continue
@@ -81,15 +83,20 @@ def test_driver_killed_outright_then_resumed_runs_no_finished_trial_again(tmp_pa
     path = write_yaml(tmp_path / "s.yaml", cfg)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     cmd = [sys.executable, "-m", "raysym.cli", "sweep", str(path)]
-    first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def first_trial_done():
-        _, runs = mlflow_runs(tmp_path) if (tmp_path / "mlflow.db").exists() else (None, [])
+        if first.poll() is not None:  # it must still be running when it is killed
+            pytest.fail(f"the sweep ended by itself (exit {first.returncode}): {(tmp_path / 'first.log').read_text()[-3000:]}")
+        if not (tmp_path / "runs" / "kill9").exists():
+            return False  # not before the sweep created its MLflow store: two processes creating one race
+        _, runs = mlflow_runs(tmp_path)
         children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
         return any(r.info.status == "FINISHED" for r in children) and len(children) == 2
 
     try:
-        _wait_for(lambda: first.poll() is None and first_trial_done(), seconds=900)
+        _wait_for(first_trial_done, seconds=900)
         time.sleep(1.0)
         os.killpg(first.pid, signal.SIGKILL)  # the driver and the local Ray it started
         first.wait(timeout=60)

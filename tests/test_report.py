@@ -83,8 +83,10 @@ def test_report_tables_match_the_runs_metrics(seeded_sweep, tmp_path):
         values = [r.data.metrics["test/mae"] for r in by_model[model]]
         assert mae[label][3] == "2"  # trials in the row
         assert mae[label][4] == f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
-    assert mae["bottleneck"][5:] == ["0.046", "0.01361"]  # paper Table 3, reproduction Table 1 (spring-2)
-    assert mae["l1-linear"][5:] == ["0.045", "0.02092"]
+    acpcr = [r.data.metrics["test/acpcr"] for r in by_model["l1"]]
+    assert mae["l1-linear"][5] == f"{statistics.fmean(acpcr):.3f} ± {statistics.stdev(acpcr):.3f}"
+    assert mae["bottleneck"][6:] == ["0.046", "0.01361"]  # paper Table 3, reproduction Table 1 (spring-2)
+    assert mae["l1-linear"][6:] == ["0.045", "0.02092"]
 
     r2 = {row[1]: row for row in _table(report, "R² of the messages").rows}
     values = [r.data.metrics["messages/r2_force"] for r in by_model["l1"]]
@@ -108,10 +110,10 @@ def test_report_tables_match_the_runs_metrics(seeded_sweep, tmp_path):
 
     md = report.markdown.read_text()
     html = report.html.read_text()
-    for name in ("loss_curves.png", "l1_schedules.png", "messages_vs_force.png", "message_stds.png"):
+    for name in ("loss_curves.png", "l1_schedules.png", "messages_vs_force.png", "message_stds.png", "message_stds_by_epoch.png"):
         assert (report.markdown.parent / "figures" / name).stat().st_size > 1000
         assert f"figures/{name}" in md
-    assert html.count("data:image/png;base64,") == 4  # the HTML stands alone
+    assert html.count("data:image/png;base64,") == 5  # the HTML stands alone
     assert "Not drawn" in md and "pruning factor" in md  # one k, no Optuna: said, not silently dropped
 
 
@@ -200,3 +202,23 @@ def test_sweep_over_pruning_factors_gets_r2_against_k(local_ray, tmp_path):
     assert prune["none"][3] == f"{by_k['None']['messages/r2_force']:.3f}"
     assert prune["1.5"][5] == f"{by_k['1.5']['data/pruned_graphs']:.0f}" and prune["none"][5] == "0"
     assert (report.markdown.parent / "figures" / "r2_vs_prune.png").stat().st_size > 1000
+
+
+def test_edge_variants_and_the_hamiltonian_gn_run_through_sweep_and_report(local_ray, tmp_path):
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, name="variants", trials={"model": ["wide", "inverse", "hgn"], "epochs": 2, "hidden": 16},
+                                            distill={"backend": "operon", "setting": "fast", "samples": 200}))
+    outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
+    assert [r["status"] for r in outcome.rows] == ["finished"] * 3
+    report = make_report(cfg.tracking.uri, "variants", tmp_path / "rep", say=lambda m: None)
+    _, runs = mlflow_runs(tmp_path)
+    hgn = next(r for r in runs if r.data.params.get("model") == "hgn")
+    r2 = {row[1]: row for row in _table(report, "R² of the messages").rows}
+    assert set(r2) == {"hgn-linear", "inverse-linear", "wide-linear"}
+    assert _table(report, "R² of the messages").header[5] == "R² pair energy vs U (hgn)"
+    assert r2["hgn-linear"][5] == f"{hgn.data.metrics['messages/r2_potential']:.3f}"
+    assert r2["hgn-linear"][3] == "not recorded"  # no force R² for an energy
+    law = {row[1]: row for row in _table(report, "Law recovered").rows}
+    assert law["hgn-linear"][5].split(" ")[0] in ("yes", "no")
+    mae = {row[1]: row for row in _table(report, "Test MAE").rows}
+    assert mae["wide-linear"][4].replace(".", "").isdigit() and mae["wide-linear"][6] == "—"
+    assert mae["hgn-linear"][6] == "0.016"  # the paper's FlatHGN on 2D spring

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from raysym import messages, physics, simulate
-from raysym.config import SimulationConfig, TrainConfig
+from raysym.config import L1_MODELS, SimulationConfig, TrainConfig
 from raysym.model import MODELS
 from raysym.train import CHECKPOINT, run_trial, train
 
@@ -34,7 +34,7 @@ def test_every_variant_and_schedule_trains(graphs, model, schedule):
     assert result.status == "finished" and len(result.history) == 2
     last = result.history[-1]
     assert np.isfinite(last["test/mae"]) and np.isfinite(last["train/loss"])
-    if model in ("l1", "kl"):
+    if model in L1_MODELS + ("kl",):
         assert last["train/regularizer"] > 0
     else:
         assert last["train/regularizer"] == 0
@@ -127,3 +127,44 @@ def test_run_trial_writes_metrics_checkpoint_and_figures(tiny_spring, tmp_path):
     assert isinstance(on_disk["messages/sparse"], bool) and len(on_disk["messages/top_std"]) == 2
     for name in (CHECKPOINT, "messages_vs_force.png", "message_stds.png"):
         assert (tmp_path / "trial" / name).stat().st_size > 0
+
+
+def test_acpcr_counts_components_within_the_tolerance():
+    """A model whose predictions are the truth plus planted errors: 0.01 (inside 0.02), 0.03 (outside)."""
+    from raysym.train import ACPCR_TOL, evaluate
+
+    class Planted(torch.nn.Module):
+        def __init__(self, y, errors):
+            super().__init__()
+            self.y, self.errors, self.w = y, errors, torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            from raysym.model import GNOutput
+
+            graphs = x[:, 0, 0].long()  # each graph carries its own index
+            return GNOutput(acc=self.y[graphs] + self.errors[graphs], messages=torch.zeros(1, 1))
+
+    y = torch.randn(10, 4, 2)
+    errors = torch.zeros_like(y)
+    errors.view(-1)[:20] = 0.01  # within ACPCR_TOL
+    errors.view(-1)[20:50] = -0.03  # outside
+    x = torch.zeros(10, 4, 6)
+    x[:, :, 0] = torch.arange(10.0)[:, None]
+    mae, acpcr = evaluate(Planted(y, errors), x, y, "cpu", batch=3)
+    assert ACPCR_TOL == 0.02
+    assert acpcr == pytest.approx(50 / 80)  # 20 small errors + 30 exact, of 80 components
+    assert mae == pytest.approx((20 * 0.01 + 30 * 0.03) / 80)
+
+
+def test_message_stds_are_followed_every_epoch(tiny_spring, tmp_path):
+    _, data = tiny_spring
+    cfg = TrainConfig(data=str(data), model="l1", epochs=3, batch_size=32, hidden=16, prune_k=None)
+    seen = []
+    run_trial(cfg, tmp_path / "trial", callback=seen.append)
+    assert [sorted(k for k in m if k.startswith("messages/std_")) for m in seen] == [[f"messages/std_{k}" for k in range(1, 6)]] * 3
+    assert all(m["messages/std_1"] >= m["messages/std_5"] > 0 and 0 <= m["test/acpcr"] <= 1 for m in seen)
+    assert all(m["test/acpcr"] + m["test/acpcr_complement"] == pytest.approx(1) for m in seen)
+    by_epoch = json.loads((tmp_path / "trial" / "message_stds_by_epoch.json").read_text())
+    assert by_epoch["epoch"] == [1, 2, 3] and [len(s) for s in by_epoch["stds"]] == [100] * 3
+    assert max(by_epoch["stds"][-1]) == pytest.approx(seen[-1]["messages/std_1"])
+    assert (tmp_path / "trial" / "message_stds_by_epoch.png").stat().st_size > 1000
