@@ -123,10 +123,11 @@ def trial_memory(spec: TrialSpec) -> tuple[int, int]:
     test = sim.resolved_test_sims * per_sim if cfg.max_test_graphs is None else min(sim.resolved_test_sims * per_sim, cfg.max_test_graphs)
     graphs = 2 * (train + test) * row_bytes(sim.particles, sim.dim)  # Arrow arrays, then torch tensors
     edges = sim.particles * (sim.particles - 1)
-    width = max(cfg.hidden, cfg.msg_dim)
+    wide = cfg.model == "wide"  # five hidden layers, up to 600 units (raysym.model.WIDE_LAYERS)
+    width, layers = max(cfg.hidden, cfg.msg_dim, 600 if wide else 0), 5 if wide else cfg.layers
     # training: every layer's activations kept for the backward pass, and their gradients; evaluation
     # runs 4,096 graphs at a time without gradients
-    activations = max(cfg.batch_size * edges * width * 4 * (cfg.layers + 1) * 2, 4096 * edges * width * 4 * 2)
+    activations = max(cfg.batch_size * edges * width * 4 * (layers + 1) * 2, 4096 * edges * width * 4 * 2)
     return graphs + bytes_per_sim(sim), activations
 
 
@@ -348,8 +349,8 @@ def run_sweep(
     # experiment snapshots they trigger is noise for trials of this size.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if local:
-        # Save the experiment state after every step (Tune's default waits up to minutes), so that a
-        # driver killed outright (SIGKILL, a lost head node) resumes without re-running finished trials.
+        # Save the experiment state after every step (Tune's "auto" default spaces the saves out), so that
+        # a driver killed outright (SIGKILL, a lost head node) resumes without re-running finished trials.
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     r = cfg.resources
     fn = tune.with_resources(
