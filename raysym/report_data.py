@@ -161,8 +161,9 @@ def _sweep_config(uri: str, parent) -> dict[str, Any] | None:
         return None
 
 
-def _planned(config: dict[str, Any] | None) -> list[tuple[str, str, int]]:
-    """(key, label, number of trials) the sweep planned, from its resolved config."""
+def _planned(config: dict[str, Any] | None) -> list[Trial]:
+    """One ``NOT RUN`` Trial per trial the sweep planned, from its resolved config (planned once). Each
+    carries its settings as ``cfg.`` tags, so a trial that never ran lands in the right table row."""
     if config is None:
         return []
     from raysym.config import SweepConfig, from_dict
@@ -173,7 +174,13 @@ def _planned(config: dict[str, Any] | None) -> list[tuple[str, str, int]]:
     except (UserError, TypeError, ValueError):
         return []
     per_point = cfg.search.trials if cfg.search.kind == "optuna" else 1
-    return [(s.key, s.label(), per_point) for s in plan(cfg)]
+    planned = []
+    for spec in plan(cfg):
+        tags = {f"cfg.data.{k}": str(v) for k, v in spec.data.items()}
+        tags.update({f"cfg.{k}": str(v) for k, v in spec.train.items()})
+        tags["cfg.prune_k"] = str(spec.prune_k)
+        planned += [Trial(key=spec.key, label=spec.label(), status="NOT RUN", tags=dict(tags)) for _ in range(per_point)]
+    return planned
 
 
 def load_sweep(uri: str, sweep: str, experiment: str | None = None, *, histories: bool = True, threads: int = 8) -> Sweep:
@@ -201,25 +208,15 @@ def load_sweep(uri: str, sweep: str, experiment: str | None = None, *, histories
     seen: dict[str, int] = {}
     for t in trials:
         seen[t.key] = seen.get(t.key, 0) + 1
-    for key, label, expected in _planned(config):
-        for _ in range(expected - seen.get(key, 0)):
-            trials.append(Trial(key=key, label=label, status="NOT RUN", tags=_planned_tags(config, key)))
+    for missing in _planned(config):  # the planned trials beyond those recorded never started
+        if seen.get(missing.key, 0) > 0:
+            seen[missing.key] -= 1
+        else:
+            trials.append(missing)
     trials.sort(key=lambda t: (t.key, t.trial_id or "~"))
     if histories:
         _read_histories(client, [t for t in trials if t.run_id], threads)
     return Sweep(parent.data.tags[track.SWEEP_TAG], uri, parent.info.run_id, exp, parent.info.status, config, trials)
-
-
-def _planned_tags(config: dict[str, Any], key: str) -> dict[str, str]:
-    """The settings of a planned trial that never ran, as ``cfg.`` tags (so it lands in the right row)."""
-    from raysym.config import SweepConfig, from_dict
-    from raysym.sweep import plan
-
-    spec = next(s for s in plan(from_dict(SweepConfig, config)) if s.key == key)
-    tags = {f"cfg.data.{k}": str(v) for k, v in spec.data.items()}
-    tags.update({f"cfg.{k}": str(v) for k, v in spec.train.items()})
-    tags["cfg.prune_k"] = str(spec.prune_k)
-    return tags
 
 
 def _read_histories(client, trials: list[Trial], threads: int) -> None:
