@@ -201,11 +201,13 @@ def _add_sweep(sub) -> None:
             "Run the whole pipeline for a sweep YAML (see tune_configs/): make or reuse the shards each data "
             "setting needs, train one Graph Network per grid point (or per Optuna sample) on Ray Tune, and "
             "record every trial as a child run of one MLflow parent run. Prints a results table at the end "
-            "and writes it as sweep_results.csv next to Tune's results. On a laptop it starts a local Ray; on "
-            "a cluster made with `ray up cluster.yaml`, pass --address auto."
+            "and writes it as sweep_results.csv next to Tune's results. A YAML with a halos section instead of "
+            "data and trials sweeps node-level GNs on halo catalogs (tune_configs/halos.yaml). On a laptop it "
+            "starts a local Ray; on a cluster made with `ray up cluster.yaml`, pass --address auto."
         ),
         epilog="examples:\n  raysym sweep tune_configs/quickstart.yaml\n  raysym sweep tune_configs/paper_2d.yaml --dry-run\n"
         "  raysym sweep tune_configs/paper_2d.yaml --address auto --resume\n"
+        "  raysym sweep tune_configs/halos.yaml\n"
         "then: mlflow ui --backend-store-uri sqlite:///mlflow.db",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -310,9 +312,12 @@ def _add_halos(sub) -> None:
             "Read a halo catalog (Parquet or CSV with columns x, y, z, vx, vy, vz, mass and a target column) or "
             "make a synthetic one whose target is a known sum over neighbours of m_sender / (r + 1); link "
             "every pair within --radius (periodic with --box); train a node-level GN with L1 messages on "
-            "the target; distil the messages' leading direction on dx, dy, dz, r, m1, m2. Writes halos.json "
-            "and the Pareto front to --out. For synthetic catalogs it also says whether the true edge "
-            "function was recovered."
+            "the target; distil the edge function (the messages' leading direction on dx, dy, dz, r, m1, m2) "
+            "and the node function (the GN's output on the node's mass m and its summed edge values s). "
+            "--out becomes a trial folder (checkpoint, metrics, figures, distill/ with the Pareto fronts) with "
+            "halos.json summing it up. For synthetic catalogs it also says whether the true edge function was "
+            "recovered. To sweep settings, track in MLflow and report, use a sweep YAML with a halos section "
+            "(tune_configs/halos.yaml)."
         ),
         epilog="examples:\n  raysym halos --out runs/halos-synthetic\n"
         "  raysym halos --catalog my_halos.parquet --target delta --box 1000 --radius 50 --out runs/halos",
@@ -330,7 +335,7 @@ def _add_halos(sub) -> None:
     p.add_argument("--l1", type=float, help=f"L1 coefficient on the messages (default {d.l1})")
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     p.add_argument("--setting", default="thorough", help="symbolic regression: fast or thorough (default thorough)")
-    p.add_argument("--out", required=True, help="folder for halos.json and the Pareto front")
+    p.add_argument("--out", required=True, help="the trial folder to write (halos.json, distill/, ...)")
     p.set_defaults(func=_cmd_halos)
 
 
@@ -338,12 +343,13 @@ def _cmd_halos(args: argparse.Namespace) -> int:
     import json
 
     from raysym.config import DistillConfig, HaloConfig
-    from raysym.halos import run_halos
+    from raysym.halo_distill import run_halos
 
     cfg = _config_from(args, HaloConfig, "halo config")
     distill_cfg = from_dict(DistillConfig, {"setting": getattr(args, "setting", "thorough"), "seed": cfg.seed}, where="flags")
     summary = run_halos(cfg, distill_cfg, args.out, say=_say)
-    keys = ["points", "edges", "test/mae", "target_std", "distill/formula", "messages/r2_vs_true_edge", "distill/r2_vs_true_edge", "distill/recovered"]
+    keys = ["data/points", "data/edges", "data/target_std", "test/mae", "messages/r2_vs_true_edge", "distill/edge_formulas",
+            "distill/node_formulas", "distill/r2_vs_true_edge", "distill/recovered_as", "distill/test_mae", "distill/gn_test_mae"]
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2, default=float))
     return 0
 

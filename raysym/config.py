@@ -1,148 +1,25 @@
 """Typed configuration: one frozen dataclass per pipeline stage, loaded from YAML or from a dict.
 
-Loading is strict on purpose: an unknown key is an error that suggests the closest valid key, and a
-value of the wrong type is an error that names the field, the expected type and the value received.
-Each config's ``validate()`` then checks the values themselves (ranges, names, sizes) and raises
+Loading is strict on purpose (raysym.strict): an unknown key is an error that suggests the closest valid
+key, and a value of the wrong type is an error that names the field, the expected type and the value
+received. Each config's ``validate()`` then checks the values themselves (ranges, names, sizes) and raises
 :class:`~raysym.errors.UserError` with a message that says how to fix the problem.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
-import types
-import typing
-from pathlib import Path
-from typing import Any, TypeVar
-
-import yaml
+from typing import Any
 
 from raysym import physics
-from raysym.errors import UserError
 from raysym.schedules import ScheduleShape
-
-T = TypeVar("T")
-
-
-# --------------------------------------------------------------------------------------------------
-# Generic loading
-# --------------------------------------------------------------------------------------------------
+from raysym.strict import _coerce, _require, did_you_mean, from_dict, load_yaml  # noqa: F401 -- load_yaml: re-exported
 
 # The models trained with the L1 penalty on their messages and an L1 schedule (see raysym.model). Kept
 # here, not in raysym.model, so that configs, sweeps and reports can use it without importing torch.
 L1_MODELS = ("l1", "wide", "inverse", "hgn")  # hgn: the L1 penalty is on its energy terms
 
-
-def closest(name: str, choices: typing.Iterable[str]) -> str | None:
-    """The valid name closest to ``name`` (for "did you mean" hints), or None."""
-    matches = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
-    return matches[0] if matches else None
-
-
-def did_you_mean(name: str, choices: typing.Iterable[str]) -> str:
-    choices = list(choices)
-    guess = closest(name, choices)
-    hint = f" Did you mean '{guess}'?" if guess else ""
-    return f"{hint} Valid choices: {', '.join(sorted(choices))}."
-
-
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` and return it (ints are accepted for floats)."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except UserError as exc:
-                errors.append(str(exc))
-        raise UserError(f"{where} has the wrong type: expected {_type_name(tp)}, got {value!r}.")
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise UserError(f"{where} has the wrong type: expected a mapping, got {value!r}.")
-        key_tp, item_tp = args or (Any, Any)
-        return {_coerce(k, key_tp, f"{where} key"): _coerce(v, item_tp, f"{where}.{k}") for k, v in value.items()}
-    if origin is list:
-        if not isinstance(value, list):
-            raise UserError(f"{where} has the wrong type: expected a list, got {value!r}.")
-        (item_tp,) = args or (Any,)
-        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise UserError(f"{where} has the wrong type: expected a mapping, got {value!r}.")
-        return from_dict(tp, value, where=where)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise UserError(f"{where} has the wrong type: expected {_type_name(tp)}, got {value!r}.")
-
-
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
-    """Build dataclass ``cls`` from ``data``: unknown keys and wrong types raise UserError."""
-    if not isinstance(data, dict):
-        raise UserError(f"{where} must be a mapping of keys to values, got {data!r}.")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    kwargs = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise UserError(
-                f"{where} has an unknown key '{key}'.{did_you_mean(key, fields)} "
-                "Fix the spelling or remove the key."
-            )
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
-    obj = cls(**kwargs)
-    validate = getattr(obj, "validate", None)
-    if validate is not None:
-        validate()
-    return obj
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning unreadable or malformed files into UserError."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"Cannot read the config file {path}: {exc.strerror}. Check the path.") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = " ".join(str(exc).split())  # one line: YAML's messages span several
-        raise UserError(f"The config file {path} is not valid YAML ({where}). Fix the syntax.") from None
-    if data is None:
-        raise UserError(f"The config file {path} is empty. Start from one of tune_configs/*.yaml (e.g. quickstart.yaml).")
-    if not isinstance(data, dict):
-        raise UserError(f"The config file {path} must hold a mapping of keys to values, not {type(data).__name__}.")
-    return data
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise UserError(message)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -346,6 +223,8 @@ class HaloConfig:
     hidden: int = 128
     test_fraction: float = 0.2
     seed: int = 0
+    device: str = "auto"  # auto: cuda when available
+    report_every: int = 10  # epochs between progress reports and checkpoints
 
     def validate(self) -> None:
         _require(self.radius > 0 and math.isfinite(self.radius), f"radius must be a positive distance, got {self.radius}.")
@@ -356,6 +235,9 @@ class HaloConfig:
         _require(self.l1 >= 0 and math.isfinite(self.l1), f"l1 must be 0 or more, got {self.l1}.")
         _require(self.hidden > 0, f"hidden must be positive, got {self.hidden}.")
         _require(0 < self.test_fraction < 1, f"test_fraction must lie between 0 and 1, got {self.test_fraction}.")
+        _require(self.report_every > 0, f"report_every must be a positive number of epochs, got {self.report_every}.")
+        _require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                 f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'.")
 
     def synthetic_box(self) -> float:
         return self.box if self.box is not None else 20.0 * (self.points / 2000) ** (1 / 3)
@@ -528,12 +410,16 @@ class SweepConfig:
     scheduler: SchedulerConfig = dataclasses.field(default_factory=SchedulerConfig)
     tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
     distill: DistillConfig | None = None  # distil every finished trial (None: no distillation)
+    halos: dict[str, Any] = dataclasses.field(default_factory=dict)  # a halo-catalog sweep (see above)
 
     def validate(self) -> None:
         _require(
             bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name),
             f"name must be letters, digits, '-', '_' or '.', got '{self.name}' (it names folders and runs).",
         )
+        if self.halos:
+            self._validate_halos()
+            return
         data_keys = [f.name for f in dataclasses.fields(SimulationConfig)] + list(_SWEEP_DATA_EXTRA)
         for key in self.data:
             _require(key in data_keys, f"data has an unknown key '{key}'.{did_you_mean(key, data_keys)}")
@@ -546,6 +432,23 @@ class SweepConfig:
                 _require(value != [], f"{section}.{key} is an empty list, so the grid is empty. Give it at least one value.")
         self.data_points()  # builds (and so type-checks and validates) every point
         self.trial_points()
+
+    def _validate_halos(self) -> None:
+        _require(not self.data and not self.trials,
+                 "A sweep trains either on simulated N-body data (the data and trials sections) or on halo catalogs "
+                 f"(the halos section), not both; this one has halos and {' and '.join(k for k in ('data', 'trials') if getattr(self, k))}. "
+                 "Split it into two sweep YAMLs.")
+        _require(self.search.kind == "grid", "A halo sweep is a grid (search.kind: grid); the Optuna search explores "
+                 "the L1 schedule shapes of N-body trials. Give the halos settings as lists instead.")
+        keys = [f.name for f in dataclasses.fields(HaloConfig)]
+        for key, value in self.halos.items():
+            _require(key in keys, f"halos has an unknown key '{key}'.{did_you_mean(key, keys)}")
+            _require(value != [], f"halos.{key} is an empty list, so the grid is empty. Give it at least one value.")
+        self.halo_points()
+
+    def halo_points(self) -> list[HaloConfig]:
+        """One HaloConfig per point of the halos grid, in grid order."""
+        return [from_dict(HaloConfig, point, where="halos") for point in _product(self.halos)]
 
     def data_points(self) -> list[SimulationConfig]:
         """One SimulationConfig per point of the data grid (prune_k and root excluded)."""
@@ -585,6 +488,7 @@ class SweepConfig:
         """The settings that vary across the sweep (the MLflow params)."""
         keys = [k for k, v in self.data.items() if isinstance(v, list) and len(v) > 1 and k != "root"]
         keys += [k for k, v in self.trials.items() if isinstance(v, list) and len(v) > 1]
+        keys += [k for k, v in self.halos.items() if isinstance(v, list) and len(v) > 1]
         return keys + sorted(self.search.space) if self.search.kind == "optuna" else keys
 
 

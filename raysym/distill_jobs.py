@@ -272,9 +272,14 @@ def distill_trial(trial_dir: str | Path, cfg: DistillConfig, pool: DistillPool |
     fronts (CSV and Markdown), the chosen formulas, the composed model's MAE and the verdict, and return
     the summary (also ``distill/summary.json``). Without a pool, jobs run one after another here."""
     from raysym import shards
+    from raysym.halos import is_halo_trial
     from raysym.train import load_trial
 
     trial_dir = Path(trial_dir)
+    if is_halo_trial(trial_dir):  # a node-level GN on a halo catalog: its own jobs and verdict
+        from raysym.halo_distill import distill_halo_trial
+
+        return distill_halo_trial(trial_dir, cfg, pool)
     train_cfg, model = load_trial(trial_dir)
     metrics_path = trial_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
@@ -284,13 +289,24 @@ def distill_trial(trial_dir: str | Path, cfg: DistillConfig, pool: DistillPool |
     system = shards.read_manifest(train_cfg.data)["params"]["system"]
     data = shards.load_dataset(train_cfg.data, prune_k=None)
     data_, score_graphs = prepare(model, data.test, system, top, cfg.samples, cfg.seed)
+    energy = getattr(model, "model", "") == "hgn"
+
+    def summary_of(workdir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        job_list = jobs(data_, cfg, workdir, energy=energy)
+        results = pool.map(job_list) if pool is not None else [run_job(j) for j in job_list]
+        return results, summarize(results, model, score_graphs, system, data_.dim, energy=energy)
+
+    return write_outputs(trial_dir, summary_of)
+
+
+def write_outputs(trial_dir: Path, summary_of) -> dict[str, Any]:
+    """Run ``summary_of(workdir) -> (job results, summary)`` and write ``trial_dir/distill/``: each job's
+    front (CSV and Markdown) and summary.json, built under a temporary name and renamed, so an
+    interrupted distillation never leaves a half-written folder (nor removes the previous one)."""
     tmp = trial_dir / f".{OUT}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        energy = getattr(model, "model", "") == "hgn"
-        job_list = jobs(data_, cfg, tmp / "work", energy=energy)
-        results = pool.map(job_list) if pool is not None else [run_job(j) for j in job_list]
-        summary = summarize(results, model, score_graphs, system, data_.dim, energy=energy)
+        results, summary = summary_of(tmp / "work")
         for res in results:
             if "front" in res:
                 front = distill.Front(res["names"], [distill.Formula(r["equation"], r["complexity"], r["loss"], r["score"]) for r in res["front"]], res["chosen"])

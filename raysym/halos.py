@@ -3,12 +3,13 @@
 A catalog is a table of points (dark-matter halos) with positions x, y, z, velocities vx, vy, vz, a mass,
 and a node target (the paper: the overdensity delta of each halo). raysym builds one graph over the
 catalog with an edge from every point to every other point within a radius (both directions, periodic
-when the box size is given), trains a node-level Graph Network with L1 messages to predict the target,
-and distils the edge function.
+when the box size is given), and trains a node-level Graph Network with L1 messages to predict the
+target:
 
 catalog (Parquet or CSV)  ->  radius graph (scipy cKDTree)  ->  node-level GN (edge model on
 [dx, dy, dz, r, m_receiver, m_sender], messages summed at the receiver, node model on [m, summed])
-->  top message component  ->  symbolic regression (raysym.distill)  ->  verdict against the true edge term
+->  trial folder (checkpoint, metrics, a sample of messages)  ->  raysym.halo_distill (edge and node
+functions as formulas)
 
 The Quijote catalogs the paper used cannot be fetched here, so :func:`synthetic_catalog` makes catalogs
 whose target is a known function of the neighbours:
@@ -16,7 +17,8 @@ whose target is a known function of the neighbours:
     target_i = sum over j with |r_ij| < radius of  m_j / (|r_ij| + 1)
 
 so the edge function to recover is m_sender / (r + 1). A real catalog is read by :func:`read_catalog`
-from named columns (``target`` names the target column).
+from named columns (``target`` names the target column). ``raysym halos`` runs one trial; a sweep YAML
+with a ``halos`` section runs a grid of them on Ray Tune (raysym.sweep).
 """
 
 from __future__ import annotations
@@ -139,123 +141,233 @@ class NodeGN(nn.Module):
         return self.node_model(torch.cat([node_mass[:, None], summed], dim=1)).squeeze(1), messages
 
 
+
+# --------------------------------------------------------------------------------------------------
+# One catalog as one graph
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class HaloGraph:
+    """A catalog's radius graph: E edges, N nodes, and the seeded split of the nodes into train and test."""
+
+    catalog: Catalog
+    senders: np.ndarray  # (E,) int64
+    receivers: np.ndarray  # (E,) int64, sorted
+    edge_x: np.ndarray  # (E, 6) in EDGE_NAMES order
+    test: np.ndarray  # (N,) bool: held-out nodes
+    synthetic: bool  # the true edge function is known (edge_term)
+
+    def true_edge(self) -> np.ndarray | None:
+        """(E,) m_sender / (r + 1) for synthetic catalogs, None for real ones."""
+        return edge_term(self.edge_x[:, 3], self.edge_x[:, 5]) if self.synthetic else None
+
+
+def load_catalog(cfg) -> Catalog:
+    """The catalog a HaloConfig names: its file, or a synthetic one made from its seed."""
+    if cfg.catalog == "synthetic":
+        return synthetic_catalog(cfg.points, cfg.synthetic_box(), cfg.radius, cfg.seed)
+    return read_catalog(cfg.catalog, cfg.target, cfg.box)
+
+
+def build_graph(cfg, cat: Catalog | None = None) -> HaloGraph:
+    """The radius graph of a HaloConfig's catalog, with the train/test split drawn from its seed."""
+    cat = load_catalog(cfg) if cat is None else cat
+    senders, receivers = radius_graph(cat.pos, cfg.radius, cat.box)
+    if len(senders) == 0:
+        raise UserError(f"No two points of the catalog lie within radius {cfg.radius}. Raise the radius.")
+    test = np.random.default_rng(cfg.seed).random(len(cat)) < cfg.test_fraction
+    return HaloGraph(cat, senders, receivers, edge_inputs(cat, senders, receivers), test, cfg.catalog == "synthetic")
+
+
+def check_memory(graph: HaloGraph, cfg, memory: int | None = None) -> None:
+    """Refuse a graph whose full-batch training cannot fit in this machine's memory: every edge's
+    activations (three hidden layers and the message) and their gradients, in float32."""
+    import os
+
+    memory = memory or os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    layer_widths = 3 * cfg.hidden + 100
+    need = 2 * 4 * (len(graph.senders) + len(graph.catalog)) * layer_widths
+    if need > memory:
+        raise UserError(
+            f"Training on this catalog's graph ({len(graph.catalog):,} points, {len(graph.senders):,} edges within radius "
+            f"{cfg.radius:g}) would need about {need / 2**30:,.1f} GiB, more than this machine's {memory / 2**30:,.0f} GiB: "
+            "halo training is full batch. Lower radius or hidden, or cut the catalog into sub-volumes."
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+
 @dataclass
 class HaloResult:
+    status: str  # finished or diverged
     model: NodeGN
-    history: list[dict[str, float]]
-    test_mae: float
-    edge_x: np.ndarray  # (E, 6) every edge's inputs
+    history: list[dict]  # one entry per report (every cfg.report_every epochs and the last)
+    test_mae: float  # in the target's units
     messages: np.ndarray  # (E, msg_dim) after training
-    top: int  # the message component with the largest std
+    seconds: float
 
 
-def train_halos(cat: Catalog, radius: float, *, epochs: int = 300, lr: float = 3e-3, l1: float = 1e-2, hidden: int = 128,
-                test_fraction: float = 0.2, seed: int = 0) -> HaloResult:
-    """Train a NodeGN on one catalog graph: full-batch Adam on the training nodes' targets (MAE) plus
-    ``l1`` times the mean over edges of the summed |messages|; test MAE on held-out nodes."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    senders, receivers = radius_graph(cat.pos, radius, cat.box)
-    if len(senders) == 0:
-        raise UserError(f"No two points of the catalog lie within radius {radius}. Raise the radius.")
-    edge_x_np = edge_inputs(cat, senders, receivers)
-    # standardise the target so one learning rate suits any catalog
-    scale = float(np.std(cat.target)) or 1.0
-    edge_x = torch.tensor(edge_x_np, dtype=torch.float32)
-    recv = torch.from_numpy(receivers)
-    mass = torch.tensor(cat.mass, dtype=torch.float32)
-    y = torch.tensor(cat.target / scale, dtype=torch.float32)
-    test = torch.from_numpy(rng.random(len(cat)) < test_fraction)
-    model = NodeGN(hidden=hidden)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    # a cosine decay to lr / 100: full-batch Adam at a constant rate keeps oscillating around the minimum
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=lr / 100)
-    history = []
-    for epoch in range(epochs):
+def _tensors(graph: HaloGraph, device) -> tuple[torch.Tensor, ...]:
+    cat = graph.catalog
+    return (torch.tensor(graph.edge_x, dtype=torch.float32, device=device), torch.from_numpy(graph.receivers).to(device),
+            torch.tensor(cat.mass, dtype=torch.float32, device=device), torch.from_numpy(graph.test).to(device))
+
+
+def train_halos(graph: HaloGraph, cfg, *, out_dir: str | Path | None = None, callback=None, resume: bool = True) -> HaloResult:
+    """Train a NodeGN on one catalog graph: full-batch Adam on the training nodes' targets (MAE on the
+    target divided by its std, so one learning rate suits any catalog) plus ``cfg.l1`` times the mean
+    over edges of the summed |messages|; a cosine decay to lr / 100 (full-batch Adam at a constant rate
+    keeps oscillating around the minimum). Every ``cfg.report_every`` epochs (and at the last) the state
+    is saved to ``out_dir/checkpoint.pt`` and ``callback(metrics)`` is called; a run restarted with
+    ``resume`` continues from the checkpoint and ends with the same numbers. cfg: a HaloConfig."""
+    import time
+
+    from raysym.train import CHECKPOINT, _save_checkpoint, pick_device, std_metrics
+
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    edge_x, recv, mass, test = _tensors(graph, device)
+    scale = float(np.std(graph.catalog.target)) or 1.0
+    y = torch.tensor(graph.catalog.target / scale, dtype=torch.float32, device=device)
+    model = NodeGN(hidden=cfg.hidden).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.lr / 100)
+    history: list[dict] = []
+    first = 0
+    ckpt = Path(out_dir) / CHECKPOINT if out_dir is not None else None
+    if ckpt is not None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+    if ckpt is not None and resume and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, first = state["history"], state["epoch"] + 1
+    for epoch in range(first, cfg.epochs):
         model.train()
         pred, messages = model(edge_x, recv, mass)
         base = (pred[~test] - y[~test]).abs().mean()
-        loss = base + l1 * messages.abs().sum(1).mean()
+        l1 = messages.abs().sum(1).mean()
+        loss = base + cfg.l1 * l1
+        if not torch.isfinite(loss):
+            return HaloResult("diverged", model, history, float("nan"), messages.detach().cpu().numpy(), time.perf_counter() - start)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        if epoch % 25 == 0 or epoch == epochs - 1:
-            history.append({"epoch": epoch, "train/loss": loss.item(), "test/mae": (pred[test] - y[test]).abs().mean().item() * scale})
+        if (epoch + 1) % cfg.report_every and epoch != cfg.epochs - 1:
+            continue
+        model.eval()
+        with torch.no_grad():  # the model as it is after this epoch's step
+            pred, messages = model(edge_x, recv, mass)
+        stds = messages.std(0, unbiased=False).cpu().numpy()
+        metrics = {"epoch": epoch, "train/loss": loss.item(), "train/regularizer": l1.item(), "train/lr": scheduler.get_last_lr()[0],
+                   "train/mae": (pred[~test] - y[~test]).abs().mean().item() * scale,
+                   "test/mae": (pred[test] - y[test]).abs().mean().item() * scale, **std_metrics(stds, 1)}
+        history.append({**metrics, "message_stds": [float(v) for v in stds]})
+        if ckpt is not None:
+            _save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch})
+        if callback is not None:
+            callback(metrics)
     model.eval()
     with torch.no_grad():
         pred, messages = model(edge_x, recv, mass)
-    messages_np = messages.numpy().astype(np.float64)
-    return HaloResult(model, history, float((pred[test] - y[test]).abs().mean()) * scale, edge_x_np, messages_np,
-                      int(np.argmax(messages_np.std(0))))
+    return HaloResult("finished", model, history, float((pred[test] - y[test]).abs().mean()) * scale,
+                      messages.cpu().numpy().astype(np.float64), time.perf_counter() - start)
 
 
-def leading_direction(messages: np.ndarray) -> np.ndarray:
-    """The unit vector (msg_dim,) of the messages' first principal axis, signed so that the projection
-    grows with the largest component. On halo graphs the L1 messages do not concentrate in one
-    component, but they vary along one direction (the second singular value is a fifth of the first on
-    the synthetic catalogs), and that direction carries the edge function."""
+def leading_direction(messages: np.ndarray) -> tuple[np.ndarray, float]:
+    """(unit vector (msg_dim,) of the messages' first principal axis, the fraction of the messages'
+    variance along it). The axis is signed so that the projection grows with its largest entry. On halo
+    graphs the L1 messages do not concentrate in one component, but they vary along one direction (the
+    second singular value is a fifth of the first on the synthetic catalogs), and that direction carries
+    the edge function."""
     centred = messages - messages.mean(0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    axis = vt[0]
-    return axis if axis[np.argmax(np.abs(axis))] > 0 else -axis
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    axis = vt[0] if vt[0][np.argmax(np.abs(vt[0]))] > 0 else -vt[0]
+    total = float(np.sum(sv**2))
+    return axis, (float(sv[0] ** 2) / total if total > 0 else 0.0)
 
 
-def distill_halos(result: HaloResult, cfg, samples: int = 3000, seed: int = 0, workdir: Path | None = None) -> dict:
-    """Symbolic regression of the messages' leading direction on the edge inputs (dx, dy, dz, r, m1, m2),
-    and, for synthetic catalogs, the verdict: is the chosen formula a linear transformation of the true
-    edge term m2 / (r + 1) on every edge (R² >= 0.99)? ``cfg``: a DistillConfig."""
-    from raysym import distill
-    from raysym.distill_jobs import RECOVERED_R2
-    from raysym.messages import r2_linear
+# --------------------------------------------------------------------------------------------------
+# A halo trial folder (what `raysym halos` and a halo sweep's trials write)
+# --------------------------------------------------------------------------------------------------
 
-    rng = np.random.default_rng(seed)
-    rows = rng.choice(len(result.edge_x), size=min(samples, len(result.edge_x)), replace=False)
-    y = result.messages @ leading_direction(result.messages)
-    front = distill.fit(result.edge_x[rows], y[rows], EDGE_NAMES, cfg, workdir)
-    formula = front.formulas[front.chosen].equation
-    value = distill.evaluate(formula, result.edge_x, EDGE_NAMES)
-    true = edge_term(result.edge_x[:, 3], result.edge_x[:, 5])
-    r2_true = r2_linear(value, true[:, None])[0] if np.all(np.isfinite(value)) else 0.0
-    return {"formula": formula, "front": front, "r2_messages_vs_true": r2_linear(y, true[:, None])[0],
-            "r2_formula_vs_true": float(r2_true), "recovered": bool(r2_true >= RECOVERED_R2)}
+KIND = "halos"  # config.json's "kind": how raysym distill tells a halo trial from an N-body one
+SAMPLE = "halo_messages.npz"
 
 
-def run_halos(cfg, distill_cfg, out: str | Path, say=lambda m: None) -> dict:
-    """``raysym halos``: read (or make) the catalog, train, distil, and write ``out/halos.json`` (settings,
-    test MAE, the formula, R² against the messages and, for synthetic catalogs, the verdict against the
-    true edge term) and the Pareto front (``edge_front.csv`` / ``.md``). cfg: a HaloConfig."""
-    import dataclasses
+def is_halo_trial(trial_dir: str | Path) -> bool:
     import json
-    import time
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    synthetic = cfg.catalog == "synthetic"
-    if synthetic:
-        cat = synthetic_catalog(cfg.points, cfg.synthetic_box(), cfg.radius, cfg.seed)
-    else:
-        cat = read_catalog(cfg.catalog, cfg.target, cfg.box)
-    say(f"{len(cat):,} points; training the node-level GN for {cfg.epochs} epochs")
-    start = time.perf_counter()
-    result = train_halos(cat, cfg.radius, epochs=cfg.epochs, lr=cfg.lr, l1=cfg.l1, hidden=cfg.hidden,
-                         test_fraction=cfg.test_fraction, seed=cfg.seed)
-    trained = time.perf_counter() - start
-    say(f"test MAE {result.test_mae:.4g} (target std {np.std(cat.target):.4g}); distilling the edge function")
-    found = distill_halos(result, distill_cfg, samples=distill_cfg.samples, seed=cfg.seed)
-    summary = {
-        "config": dataclasses.asdict(cfg), "points": len(cat), "edges": len(result.edge_x),
-        "test/mae": result.test_mae, "target_std": float(np.std(cat.target)), "time/train_seconds": trained,
-        "history": result.history, "distill/formula": found["formula"], "distill/backend": found["front"].backend,
+    path = Path(trial_dir) / "config.json"
+    return path.exists() and json.loads(path.read_text()).get("kind") == KIND
+
+
+def run_halo_trial(cfg, out_dir: str | Path, *, callback=None, resume: bool = True) -> dict:
+    """Build the graph, train, analyse the messages, and write the trial folder: config.json,
+    checkpoint.pt, metrics.json, message_stds_by_epoch.json/.png and halo_messages.npz (a sample of edges:
+    inputs, the messages' leading projection, and the true edge term for synthetic catalogs). Returns
+    the metrics. cfg: a HaloConfig."""
+    import dataclasses
+
+    from raysym import messages as msgs
+    from raysym.train import _write_json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out_dir / "config.json", {"kind": KIND, "halos": dataclasses.asdict(cfg)})
+    graph = build_graph(cfg)
+    check_memory(graph, cfg)  # here, on the machine that trains
+    result = train_halos(graph, cfg, out_dir=out_dir, callback=callback, resume=resume)
+    n, e = len(graph.catalog), len(graph.senders)
+    metrics: dict = {
+        "status": result.status, "reason": "" if result.status == "finished" else "non-finite loss",
+        "data/points": n, "data/edges": e, "data/neighbours_per_point": e / n, "data/test_nodes": int(graph.test.sum()),
+        "data/target_std": float(np.std(graph.catalog.target)), "time/train_seconds": result.seconds,
+        **{k: v for k, v in (result.history[-1] if result.history else {}).items() if k not in ("epoch", "message_stds")},
+        "epochs_done": (result.history[-1]["epoch"] + 1) if result.history else 0,
     }
-    if synthetic:  # the true edge function is known only for synthetic catalogs
-        summary.update({"messages/r2_vs_true_edge": found["r2_messages_vs_true"], "distill/r2_vs_true_edge": found["r2_formula_vs_true"],
-                        "distill/recovered": found["recovered"]})
-    for name, text in (("halos.json", json.dumps(summary, indent=2, default=float) + "\n"), ("edge_front.md", found["front"].to_markdown() + "\n")):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / name)
-    tmp = out / ".edge_front.csv.tmp"
-    found["front"].to_csv(tmp)
-    tmp.replace(out / "edge_front.csv")
-    return summary
+    if result.status == "finished":
+        axis, fraction = leading_direction(result.messages)
+        projection = result.messages @ axis
+        stds = np.sort(result.messages.std(0))[::-1]
+        metrics.update({"test/mae": result.test_mae, "test/mae_over_std": result.test_mae / (metrics["data/target_std"] or 1.0),
+                        "messages/leading_variance": fraction, "messages/top_std": [float(stds[0])],
+                        "messages/stds_top15": [float(v) for v in stds[:15]]})
+        true = graph.true_edge()
+        if true is not None:
+            metrics["messages/r2_vs_true_edge"] = msgs.r2_linear(projection, true[:, None])[0]
+        rows = np.sort(np.random.default_rng(cfg.seed).choice(e, size=min(2000, e), replace=False))
+        sample = {"edge_x": graph.edge_x[rows], "projection": projection[rows]} | ({"true_edge": true[rows]} if true is not None else {})
+        tmp = out_dir / f".{SAMPLE}.tmp.npz"
+        np.savez_compressed(tmp, **sample)
+        tmp.replace(out_dir / SAMPLE)
+    if result.history:
+        epochs = np.array([h["epoch"] + 1 for h in result.history])
+        stds_by_epoch = np.array([h["message_stds"] for h in result.history])
+        _write_json(out_dir / "message_stds_by_epoch.json", {"epoch": epochs.tolist(), "stds": stds_by_epoch.tolist()})
+        msgs.plot_stds_over_epochs(epochs, stds_by_epoch, 1, out_dir)
+    _write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def load_halo_trial(trial_dir: str | Path):
+    """(HaloConfig, trained NodeGN in eval mode on the CPU) of a halo trial folder."""
+    import json
+
+    from raysym.config import HaloConfig, from_dict
+    from raysym.train import CHECKPOINT
+
+    trial_dir = Path(trial_dir)
+    cfg = from_dict(HaloConfig, json.loads((trial_dir / "config.json").read_text())["halos"], where=str(trial_dir / "config.json"))
+    if not (trial_dir / CHECKPOINT).exists():
+        raise UserError(f"{trial_dir} has no {CHECKPOINT}: the halo trial did not train. Run it again.")
+    model = NodeGN(hidden=cfg.hidden)
+    model.load_state_dict(torch.load(trial_dir / CHECKPOINT, map_location="cpu", weights_only=True)["model"])
+    model.eval()
+    return cfg, model

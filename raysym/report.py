@@ -17,10 +17,11 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from raysym import report_figures as figs
-from raysym.report_data import Published, Sweep, Trial, load_sweep, mean_std, message_sample, paper_model, stds_by_epoch
+from raysym.report_data import (Published, Sweep, Trial, halo_sample, load_sweep, mean_std, message_sample, paper_model,
+                                stds_by_epoch)
 
 IGNORED_IN_ROWS = {"system", "dim", "model", "l1_schedule", "kl_prior", "seed", "prune_k"}
 EMPTY = "—"  # a cell the published source does not have
@@ -167,9 +168,9 @@ def law_table(sweep: Sweep, pub: Published) -> Table:
         kinds = sorted({t.distill.get("distill/recovered_as", "") for t in distilled} - {"", "none"})
         if kinds:
             law += f" (as {', '.join(kinds)})"
-        formula = next((t.distill.get("distill/edge_formulas", "") for t in distilled), "")
+        formula = formulas(next((t.distill.get("distill/edge_formulas", "") for t in distilled), ""))
         ratio = "n/a (no other components)" if r.model == "bottleneck" else stat_cell(r, "messages/sparsity_ratio", 2)
-        rows.append(r.lead() + [count_cell(r, "messages/sparse"), ratio, law, _short(formula),
+        rows.append(r.lead() + [count_cell(r, "messages/sparse"), ratio, law, formula,
                                 published(pub, "paper2020", "law_recovered", r, model=paper_model(r.model)),
                                 published(pub, "re2024", "law_recovered", r)])
     return Table("Law recovered and sparsity reached", lead_header(sweep) + ["sparse", "sparsity ratio", "law recovered", "edge formulas (first trial)", "paper 2020", "reproduction 2024 (Tables 4-5)"], rows,
@@ -228,6 +229,17 @@ def _num(value: float | None) -> str:
 
 def _short(formula: str, width: int = 90) -> str:
     return formula if len(formula) <= width else formula[: width - 1] + "…"
+
+
+def formulas(tag: str) -> str:
+    """A distillation run's formulas tag (a list written as text) as "f1; f2", shortened."""
+    import ast
+
+    try:
+        found = ast.literal_eval(tag) if tag else []
+    except (ValueError, SyntaxError):
+        return _short(tag)
+    return _short("; ".join(found) if isinstance(found, list) else str(found))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -298,6 +310,10 @@ class ReportOutcome:
 
 def table_sections(sweep: Sweep, pub: Published) -> list[Section]:
     """Every table of the report, in sections (tables a sweep cannot fill, e.g. Optuna's, are left out)."""
+    if any(t.halo for t in sweep.trials):
+        from raysym.report_halos import halo_sections
+
+        return halo_sections(sweep)
     sections = [
         Section("Test error", tables=[test_mae_table(sweep, pub)]),
         Section("Messages against the true force", tables=[t for t in (r2_model_table(sweep, pub), r2_schedule_table(sweep, pub)) if t]),
@@ -316,6 +332,15 @@ def draw_figures(sweep: Sweep, folder: Path) -> list[tuple[str, Path | None]]:
     """Every figure of the report as (caption, PNG written in ``folder``, or None: nothing to draw)."""
     folder.mkdir(parents=True, exist_ok=True)
     metric = (sweep.config or {}).get("search", {}).get("metric", "messages/r2_best")
+    if any(t.halo for t in sweep.trials):
+        return [
+            ("Training loss and test MAE over the epochs, every trial", figs.loss_curves(sweep, folder)),
+            ("The messages' leading direction against the true edge term (first trial of each group)",
+             figs.halo_messages(sweep, folder, lambda t: halo_sample(sweep.uri, t))),
+            ("The 15 largest message standard deviations, box plots across seeds", figs.message_stds(sweep, folder)),
+            ("Message standard deviations over the epochs (first trial of each group)",
+             figs.stds_over_epochs(sweep, folder, lambda t: stds_by_epoch(sweep.uri, t))),
+        ]
     return [
         ("L1 coefficient at the end of each epoch, per schedule", figs.l1_schedules(sweep, folder)),
         ("Training loss and test MAE per epoch, every trial", figs.loss_curves(sweep, folder)),

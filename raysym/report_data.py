@@ -54,17 +54,26 @@ class Trial:
         return default
 
     @property
+    def halo(self) -> bool:
+        """A node-level GN on a halo catalog (a halos sweep), not an N-body trial."""
+        return self.setting("catalog") is not None
+
+    @property
     def system(self) -> str:
+        if self.halo:  # halos-synthetic, or halos-<catalog file name>
+            return "halos-" + Path(self.setting("catalog")).stem
         return self.setting("system", "?")
 
     @property
     def dim(self) -> int:
-        return int(float(self.setting("dim", 2)))
+        return 3 if self.halo else int(float(self.setting("dim", 2)))
 
     @property
     def model(self) -> str:
         """The model as the papers name it: standard, bottleneck, l1-<schedule>, kl (and raysym's
-        L1-regularised edge variants: wide-<schedule>, inverse-<schedule>)."""
+        L1-regularised edge variants: wide-<schedule>, inverse-<schedule>; nodegn on halo catalogs)."""
+        if self.halo:
+            return "nodegn"
         model = self.setting("model", "?")
         if model in L1_MODELS:
             return f"{model}-{self.setting('l1_schedule', 'linear')}"
@@ -238,6 +247,20 @@ def message_sample(uri: str, trial: Trial) -> dict[str, Any] | None:
     try:
         path = mlflow.artifacts.download_artifacts(run_id=trial.run_id, artifact_path="messages.npz", tracking_uri=uri)
     except Exception:  # noqa: BLE001 -- older trials have no sample; the figure says so
+        return None
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def halo_sample(uri: str, trial: Trial) -> dict[str, Any] | None:
+    """A halo trial's ``halo_messages.npz`` (edge inputs, the messages' leading projection and, for
+    synthetic catalogs, the true edge term on sampled edges), or None."""
+    import mlflow
+    import numpy as np
+
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=trial.run_id, artifact_path="halo_messages.npz", tracking_uri=uri)
+    except Exception:  # noqa: BLE001 -- a trial that did not finish has none
         return None
     with np.load(path) as data:
         return {k: data[k] for k in data.files}

@@ -29,6 +29,8 @@ def _plt():
 
 
 def group_name(t: Trial) -> str:
+    if t.halo:  # the label names the catalog, radius and L1 strength; seeds share it
+        return t.label
     k = "none" if t.prune_k is None else f"{t.prune_k:g}"
     return f"{t.system}-{t.dim}d {t.model} k={k}"
 
@@ -221,3 +223,36 @@ def optuna_shapes(sweep: Sweep, out: Path, metric: str) -> Path | None:
     fig.suptitle("objective against each schedule-shape parameter")
     fig.tight_layout()
     return _save(fig, out / "optuna_shapes.png")
+
+
+def halo_messages(sweep: Sweep, out: Path, sample_of: Callable[[Trial], dict | None]) -> Path | None:
+    """For the first finished halo trial of each group: the messages' leading projection against the
+    true edge term m2 / (r + 1) with its least-squares line (synthetic catalogs), or against the
+    distance r coloured by the sender's mass (real catalogs), from halo_messages.npz."""
+    from raysym.messages import r2_linear
+
+    panels = []
+    for name, trials in list(_groups([t for t in sweep.trials if t.finished and t.halo]).items())[:MAX_PANELS]:
+        sample = sample_of(trials[0])
+        if sample is not None:
+            panels.append((name, sample))
+    if not panels:
+        return None
+    fig, axes = _panels(len(panels))
+    for ax, (name, s) in zip(axes, panels):
+        y = s["projection"].astype(np.float64)
+        if "true_edge" in s:
+            r2, fitted = r2_linear(y, s["true_edge"][:, None].astype(np.float64))
+            order = np.argsort(s["true_edge"])
+            ax.scatter(s["true_edge"], y, s=2, alpha=0.3)
+            ax.plot(s["true_edge"][order], fitted[order], color="k", lw=0.8)
+            ax.set_xlabel("true edge term m2 / (r + 1)", fontsize=8)
+            ax.set_title(f"{name}\nR² {r2:.3f}", fontsize=8)
+        else:
+            points = ax.scatter(s["edge_x"][:, 3], y, c=s["edge_x"][:, 5], s=2, alpha=0.5)
+            fig.colorbar(points, ax=ax, label="m2")
+            ax.set_xlabel("distance r", fontsize=8)
+            ax.set_title(name, fontsize=8)
+        ax.set_ylabel("message . leading direction", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out / "halo_messages.png")

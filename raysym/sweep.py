@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from raysym import track
 from raysym.sweep_tracking import Distiller, distill_verdicts, tracking_callback
-from raysym.config import L1_MODELS, SimulationConfig, SweepConfig, TrainConfig, from_dict
+from raysym.config import L1_MODELS, HaloConfig, SimulationConfig, SweepConfig, TrainConfig, from_dict
 from raysym.errors import UserError
 
 RESULTS_CSV = "sweep_results.csv"
@@ -53,15 +53,27 @@ class TrialSpec:
     prune_k: float | None
     train: dict[str, Any]  # TrainConfig keywords without data and prune_k
     params: dict[str, Any]  # the swept settings of this trial (MLflow params)
+    kind: str = "nbody"  # or "halos": a node-level GN on a halo catalog (data: the graph, train: the rest)
 
     def label(self) -> str:
         t = self.train
+        if self.kind == "halos":
+            catalog = self.data["catalog"]
+            name = catalog if catalog == "synthetic" else Path(catalog).stem
+            return f"halos-{name} r={self.data['radius']:g} l1={t['l1']:g}"
         model = t.get("model", TrainConfig.model)
         if model in L1_MODELS:
             model += "-" + t.get("l1_schedule", TrainConfig.l1_schedule)
         if model == "kl":
             model += "-" + t.get("kl_prior", TrainConfig.kl_prior)
         return f"{self.data['system']}-{self.data.get('dim', 2)}d {model} k={self.prune_k}"
+
+    def reports(self) -> int:
+        """How many results the trial reports to Tune: one per epoch (halos: one per report_every
+        epochs, and the last), plus the final analysis."""
+        if self.kind == "halos":
+            return -(-self.train["epochs"] // self.train["report_every"]) + 1
+        return self.train.get("epochs", TrainConfig.epochs) + 1
 
 
 def dataset_dir(root: str, sim: SimulationConfig) -> str:
@@ -70,10 +82,24 @@ def dataset_dir(root: str, sim: SimulationConfig) -> str:
     return str(Path(root) / f"{sim.system}-{sim.dim}d-{digest}")
 
 
+# The HaloConfig keys that define a halo trial's graph (its "data"); the others are training settings.
+HALO_GRAPH_KEYS = ("catalog", "target", "box", "radius", "points")
+
+
 def plan(cfg: SweepConfig) -> list[TrialSpec]:
-    root = str(Path(cfg.data_root).expanduser().resolve())
     swept = cfg.swept_keys()
     specs = []
+    if cfg.halos:
+        for point in cfg.halo_points():
+            fields = dataclasses.asdict(point)
+            params = {key: fields[key] for key in swept}  # as the YAML wrote them
+            if point.catalog != "synthetic":  # trials run in their own folders: a relative path would break
+                fields["catalog"] = str(Path(point.catalog).expanduser().resolve())
+            data = {k: fields[k] for k in HALO_GRAPH_KEYS}
+            train = {k: v for k, v in fields.items() if k not in HALO_GRAPH_KEYS}
+            specs.append(TrialSpec(f"t{len(specs):03d}", data, data["catalog"], None, train, params, kind="halos"))
+        return specs
+    root = str(Path(cfg.data_root).expanduser().resolve())
     for sim in cfg.data_points():
         sim_fields = {f.name: getattr(sim, f.name) for f in dataclasses.fields(sim)}
         for k in cfg.prune_ks:
@@ -95,7 +121,7 @@ def describe_plan(cfg: SweepConfig, specs: list[TrialSpec]) -> str:
         epochs = s.train.get("epochs", TrainConfig.epochs)
         lines.append(f"  {s.key}  {s.label():<40} epochs={epochs}  {json.dumps(s.params) if s.params else ''}")
     datasets = sorted({s.data_dir for s in specs})
-    lines.append(f"datasets ({len(datasets)}): " + ", ".join(datasets))
+    lines.append(f"{'catalogs' if cfg.halos else 'datasets'} ({len(datasets)}): " + ", ".join(datasets))
     concurrent = r.max_concurrent_trials or "as many as fit"
     lines.append(
         f"resources per trial: {r.cpus_per_trial:g} CPU, {r.gpus_per_trial:g} GPU; concurrent trials: {concurrent}; "
@@ -135,6 +161,8 @@ def check_memory(specs: list[TrialSpec], memory: int | None = None) -> None:
     """Refuse a sweep whose trials cannot fit in this machine's memory (before any data is made)."""
     memory = memory or os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     for spec in specs:
+        if spec.kind == "halos":  # the graph's size is known only once the catalog is read (prepare_data)
+            continue
         graphs, activations = trial_memory(spec)
         if graphs + activations > memory:
             raise UserError(
@@ -159,6 +187,15 @@ def prepare_data(specs: list[TrialSpec], say: Callable[[str], None], address: st
 
     done = set()
     for s in specs:
+        if s.kind == "halos":  # read (or make) each catalog now, so a bad file stops the sweep before Tune
+            from raysym.halos import build_graph, check_memory
+
+            cfg = halo_config(dataclasses.asdict(s))
+            graph = build_graph(cfg)
+            if address is None:  # on a cluster the trials run on other machines
+                check_memory(graph, cfg)
+            say(f"catalog {s.data_dir}: {len(graph.catalog):,} points, {len(graph.senders):,} edges within radius {s.data['radius']:g}")
+            continue
         if s.data_dir in done:
             continue
         done.add(s.data_dir)
@@ -182,6 +219,18 @@ def train_config(spec: dict[str, Any], config: dict[str, Any]) -> TrainConfig:
     return from_dict(TrainConfig, {**train, "data": spec["data_dir"], "prune_k": spec["prune_k"]}, where="trial")
 
 
+def halo_config(spec: dict[str, Any]) -> HaloConfig:
+    """The HaloConfig of a halo trial's spec."""
+    return from_dict(HaloConfig, {**spec["data"], **spec["train"]}, where="trial")
+
+
+def trial_settings(spec: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's resolved training settings (TrainConfig or HaloConfig fields) as a dict, for MLflow."""
+    if spec.get("kind") == "halos":
+        return {k: v for k, v in dataclasses.asdict(halo_config(spec)).items() if k not in HALO_GRAPH_KEYS}
+    return dataclasses.asdict(train_config(spec, config))
+
+
 def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
     """Ray Tune function trainable: restore the last checkpoint if any, train, report every epoch.
 
@@ -190,9 +239,14 @@ def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
     """
     from ray import tune
 
+    from raysym.halos import run_halo_trial
     from raysym.train import CHECKPOINT, run_trial
 
-    cfg = train_config(specs[config["key"]], config)
+    spec = specs[config["key"]]
+    if spec["kind"] == "halos":
+        cfg, run = halo_config(spec), run_halo_trial
+    else:
+        cfg, run = train_config(spec, config), run_trial
     work = Path(tune.get_context().get_trial_dir()) / "work"
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = tune.get_checkpoint()
@@ -210,7 +264,7 @@ def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
             Path(inject["marker"]).write_text(tune.get_context().get_trial_id())
             raise RuntimeError(f"fault injected by {INJECT_ENV} after epoch {epoch}")
 
-    metrics = run_trial(cfg, work, callback=report, resume=True)
+    metrics = run(cfg, work, callback=report, resume=True)
     # The final report carries the message analysis and every file of the trial as its checkpoint.
     final = {k: v for k, v in metrics.items() if not isinstance(v, list)}
     for key in ("messages/top_std", "messages/stds_top15"):  # lists: MLflow tags
@@ -364,10 +418,9 @@ def run_sweep(
         if cfg.scheduler.kind == "asha":
             from ray.tune.schedulers import ASHAScheduler
 
-            epochs = max(s.train.get("epochs", TrainConfig.epochs) for s in specs)
             scheduler = ASHAScheduler(
                 metric="test/mae", mode="min",  # per epoch; the search's own metric comes at the end
-                time_attr="training_iteration", max_t=epochs + 1,  # + 1: the final analysis report
+                time_attr="training_iteration", max_t=max(s.reports() for s in specs),
                 grace_period=cfg.scheduler.grace_period, reduction_factor=cfg.scheduler.reduction_factor,
             )
         optuna = cfg.search.kind == "optuna"
@@ -463,9 +516,13 @@ def _row(result, specs: dict[str, TrialSpec], interrupted: set[str] = frozenset(
     schedule = (train.get("l1_schedule", TrainConfig.l1_schedule) if model in L1_MODELS else "-")
     if sampled:
         schedule = "shape " + json.dumps(sampled)
+    data = spec.get("data", {})
+    system = f"{data.get('system')}-{data.get('dim')}d"
+    if spec.get("kind") == "halos":
+        system, model, schedule = "halos-" + Path(data["catalog"]).stem, "nodegn", f"l1={train['l1']:g}"
     return {
         "trial": spec.get("key", "?") + (f"-{m.get('trial_id', '')}" if sampled else ""),
-        "system": f"{spec.get('data', {}).get('system')}-{spec.get('data', {}).get('dim')}d",
+        "system": system,
         "model": model,
         "schedule": schedule,
         "prune_k": spec.get("prune_k"),
@@ -475,6 +532,7 @@ def _row(result, specs: dict[str, TrialSpec], interrupted: set[str] = frozenset(
         "r2_force": m.get("messages/r2_force"),
         "r2_accel": m.get("messages/r2_accel"),
         "sparse": m.get("messages/sparse"),
+        "r2_edge": m.get("messages/r2_vs_true_edge"),
         "reason": m.get("reason") or (str(result.error).splitlines()[0] if result.error else ""),
         "trial_id": m.get("trial_id"),
     }
@@ -488,6 +546,8 @@ def _fmt(value: Any) -> str:
 
 def results_table(rows: list[dict[str, Any]]) -> str:
     cols = ["trial", "system", "model", "schedule", "prune_k", "status", "epochs", "test_mae", "r2_force", "r2_accel", "sparse"]
+    if any(r.get("r2_edge") is not None for r in rows):  # halo trials: R² of the messages vs the true edge term
+        cols = [c for c in cols if c not in ("prune_k", "r2_force", "r2_accel", "sparse")] + ["r2_edge"]
     if any("law" in r for r in rows):
         cols.append("law")  # the distillation verdict: force, force/mass, none
     cells = [[_fmt(r[c]) for c in cols] for r in sorted(rows, key=lambda r: r["trial"])]

@@ -25,20 +25,21 @@ def tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[
                       distiller: Distiller | None = None):
     from ray import tune
 
-    from raysym.sweep import train_config  # the trial's resolved settings, for tags and the config artifact
+    from raysym.sweep import trial_settings  # the trial's resolved settings, for tags and the config artifact
 
     class MLflowCallback(tune.Callback):
         """Mirror Tune trials into MLflow child runs of the sweep's parent run."""
 
         def __init__(self):
             self.runs: dict[str, str] = {}
+            self.per_epoch: dict[str, set[str]] = {}  # trial id -> the metric keys of its per-epoch results
 
         def _run(self, trial) -> str:
             if trial.trial_id not in self.runs:
                 spec = specs[trial.config["key"]]
                 sampled = {k: v for k, v in trial.config.items() if k.startswith("schedule_shape.")}
                 params = {**spec.params, **sampled}
-                settings = dataclasses.asdict(train_config(dataclasses.asdict(spec), trial.config))
+                settings = trial_settings(dataclasses.asdict(spec), trial.config)
                 tags = {f"cfg.{k}": v for k, v in settings.items() if k not in params}
                 tags.update({f"cfg.data.{k}": v for k, v in spec.data.items() if k not in params})
                 tags.update({"raysym.trial_key": spec.key, "raysym.label": spec.label(), "data.dir": spec.data_dir})
@@ -52,8 +53,11 @@ def tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             keys = [k for k in result if "/" in k or k in ("status", "reason", "epochs_done")]
-            if result.get("done_training"):  # the per-epoch values are logged already
-                keys = [k for k in keys if not k.startswith(("train/", "test/"))]
+            seen = self.per_epoch.setdefault(trial.trial_id, set())
+            if result.get("done_training"):  # the per-epoch curves are logged already; the rest is new
+                keys = [k for k in keys if k not in seen or not k.startswith(("train/", "test/"))]
+            else:
+                seen.update(keys)
             tracker.log_metrics(self._run(trial), {k: result[k] for k in keys}, step=int(result.get("epoch", 0)))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -64,7 +68,7 @@ def tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[
                     tracker.log_artifacts(run_id, folder)
             spec = specs[trial.config["key"]]
             resolved = {
-                "train": dataclasses.asdict(train_config(dataclasses.asdict(spec), trial.config)),
+                "train": trial_settings(dataclasses.asdict(spec), trial.config),
                 "data": spec.data,
                 "tune_config": trial.config,
             }
@@ -98,8 +102,8 @@ class Distiller:
     """Distils finished trials while the sweep goes on, and records each as an MLflow child run.
 
     A finished trial's files are copied to ``<experiment>/distill/<key>_<trial id>`` and distilled there
-    by a background thread on the shared actor pool (created on first use, so its actors take no CPUs
-    from the first trials). MLflow is written only from Tune's loop (``log_done``, called every step)
+    by a background thread on the shared actor pool (created on first use and stopped whenever nothing
+    is left to distil, so idle actors never hold CPUs that waiting trials need). MLflow is written only from Tune's loop (``log_done``, called every step)
     and at the end (``finish``), never from the background threads, so the tracking store keeps a
     single writer.
     """
@@ -148,6 +152,17 @@ class Distiller:
     def log_done(self) -> None:
         for trial_id in [t for t, (f, _, _) in self.pending.items() if f.done()]:
             self._log(trial_id, *self.pending.pop(trial_id))
+        if not self.pending:
+            self._release_pool()
+
+    def _release_pool(self) -> None:
+        """Stop the actors while nothing is left to distil: idle actors keep their CPUs, and trials still
+        waiting for CPUs would wait for ever (4 trials and 2 actors on a 2-CPU machine did). The next
+        finished trial starts a new pool (a few seconds)."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
 
     def _log(self, trial_id: str, future, key: str, run_id: str) -> None:
         try:
@@ -161,9 +176,7 @@ class Distiller:
         for trial_id in list(self.pending):
             self._log(trial_id, *self.pending.pop(trial_id))
         self.executor.shutdown(wait=True)
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        self._release_pool()
 
 
 def log_distillation(tracker: track.MLflowTracker, cfg, run_id: str, trial_id: str, key: str,
