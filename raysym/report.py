@@ -213,14 +213,22 @@ def optuna_table(sweep: Sweep, top: int = 5) -> Table | None:
                  f"The {len(best)} best of {len(scored)} finished Optuna trials.")
 
 
-def trials_table(sweep: Sweep) -> Table:
-    rows = []
-    for t in sweep.trials:
-        m = t.metrics
-        law = t.distill.get("distill/recovered_as", EMPTY) if t.distill else EMPTY
-        rows.append([t.key, t.label, t.seed, t.status.lower(), _num(m.get("test/mae")), _num(m.get("messages/r2_force")),
-                     {1.0: "yes", 0.0: "no"}.get(m.get("messages/sparse"), EMPTY), law, t.run_id or EMPTY])
-    return Table("Every trial", ["key", "trial", "seed", "status", "test MAE", "R² vs force", "sparse", "law", "MLflow run"], rows)
+def _law(t: Trial) -> str:
+    return t.distill.get("distill/recovered_as", EMPTY) if t.distill else EMPTY
+
+
+# The per-trial columns after key, trial, seed and status: (header, cell of a trial).
+TRIAL_COLUMNS: list[tuple[str, Callable[[Trial], str]]] = [
+    ("test MAE", lambda t: _num(t.metrics.get("test/mae"))),
+    ("R² vs force", lambda t: _num(t.metrics.get("messages/r2_force"))),
+    ("sparse", lambda t: {1.0: "yes", 0.0: "no"}.get(t.metrics.get("messages/sparse"), EMPTY)),
+    ("law", _law),
+]
+
+
+def trials_table(sweep: Sweep, columns: list[tuple[str, Callable[[Trial], str]]] = TRIAL_COLUMNS) -> Table:
+    rows = [[t.key, t.label, t.seed, t.status.lower()] + [cell(t) for _, cell in columns] + [t.run_id or EMPTY] for t in sweep.trials]
+    return Table("Every trial", ["key", "trial", "seed", "status"] + [h for h, _ in columns] + ["MLflow run"], rows)
 
 
 def _num(value: float | None) -> str:
@@ -332,26 +340,24 @@ def draw_figures(sweep: Sweep, folder: Path) -> list[tuple[str, Path | None]]:
     """Every figure of the report as (caption, PNG written in ``folder``, or None: nothing to draw)."""
     folder.mkdir(parents=True, exist_ok=True)
     metric = (sweep.config or {}).get("search", {}).get("metric", "messages/r2_best")
+    drawers = {  # called only for the figures a sweep's kind shows
+        "l1": lambda: ("L1 coefficient at the end of each epoch, per schedule", figs.l1_schedules(sweep, folder)),
+        "loss": lambda: ("Training loss and test MAE per epoch, every trial", figs.loss_curves(sweep, folder)),
+        "force": lambda: ("Top message components against their linear fit on the true force (first trial of each group)",
+                          figs.messages_vs_force(sweep, folder, lambda t: message_sample(sweep.uri, t))),
+        "halo": lambda: ("The messages' leading direction against the true edge term (first trial of each group)",
+                         figs.halo_messages(sweep, folder, lambda t: halo_sample(sweep.uri, t))),
+        "stds": lambda: ("The 15 largest message standard deviations, box plots across seeds", figs.message_stds(sweep, folder)),
+        "stds_epochs": lambda: ("Message standard deviations over the epochs (first trial of each group)",
+                                figs.stds_over_epochs(sweep, folder, lambda t: stds_by_epoch(sweep.uri, t))),
+        "prune": lambda: ("R² of the messages against the pruning factor k", figs.r2_vs_prune(sweep, folder)),
+        "optuna": lambda: (f"Optuna objective ({metric}) against each schedule-shape parameter", figs.optuna_shapes(sweep, folder, metric)),
+    }
     if any(t.halo for t in sweep.trials):
-        return [
-            ("Training loss and test MAE over the epochs, every trial", figs.loss_curves(sweep, folder)),
-            ("The messages' leading direction against the true edge term (first trial of each group)",
-             figs.halo_messages(sweep, folder, lambda t: halo_sample(sweep.uri, t))),
-            ("The 15 largest message standard deviations, box plots across seeds", figs.message_stds(sweep, folder)),
-            ("Message standard deviations over the epochs (first trial of each group)",
-             figs.stds_over_epochs(sweep, folder, lambda t: stds_by_epoch(sweep.uri, t))),
-        ]
-    return [
-        ("L1 coefficient at the end of each epoch, per schedule", figs.l1_schedules(sweep, folder)),
-        ("Training loss and test MAE per epoch, every trial", figs.loss_curves(sweep, folder)),
-        ("Top message components against their linear fit on the true force (first trial of each group)",
-         figs.messages_vs_force(sweep, folder, lambda t: message_sample(sweep.uri, t))),
-        ("The 15 largest message standard deviations, box plots across seeds", figs.message_stds(sweep, folder)),
-        ("Message standard deviations over the epochs (first trial of each group)",
-         figs.stds_over_epochs(sweep, folder, lambda t: stds_by_epoch(sweep.uri, t))),
-        ("R² of the messages against the pruning factor k", figs.r2_vs_prune(sweep, folder)),
-        (f"Optuna objective ({metric}) against each schedule-shape parameter", figs.optuna_shapes(sweep, folder, metric)),
-    ]
+        order = ["loss", "halo", "stds", "stds_epochs"]
+    else:
+        order = ["l1", "loss", "force", "stds", "stds_epochs", "prune", "optuna"]
+    return [drawers[name]() for name in order]
 
 
 def build_sections(sweep: Sweep, pub: Published, out: Path, say: Callable[[str], None] = lambda m: None) -> list[Section]:
