@@ -190,6 +190,11 @@ def prepare_data(specs: list[TrialSpec], say: Callable[[str], None], address: st
         if s.kind == "halos":  # read (or make) each catalog now, so a bad file stops the sweep before Tune
             from raysym.halos import build_graph, check_memory
 
+            seed = s.train["seed"] if s.data["catalog"] == "synthetic" else None  # a synthetic catalog is made from it
+            graph_key = json.dumps([s.data, s.train["hidden"], seed], sort_keys=True)
+            if graph_key in done:  # the same graph (and model width) as an earlier point
+                continue
+            done.add(graph_key)
             cfg = halo_config(dataclasses.asdict(s))
             graph = build_graph(cfg)
             if address is None:  # on a cluster the trials run on other machines
