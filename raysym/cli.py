@@ -181,7 +181,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _say(f"epoch {m['epoch'] + 1}/{cfg.epochs}: train loss {m['train/loss']:.4g}, test MAE {m['test/mae']:.4g}")
 
     metrics = run_trial(cfg, args.out, callback=progress, resume=given.get("resume", True))
-    keys = ["status", "test/mae", "messages/r2_force", "messages/r2_accel", "messages/r2_potential", "messages/sparse", "time/train_seconds"]
+    keys = ["status", "test/mae", "messages/r2_force", "messages/r2_accel", "messages/r2_pair_force", "messages/r2_potential", "messages/sparse", "time/train_seconds"]
     print(json.dumps({k: metrics[k] for k in keys if k in metrics}, indent=2))
     if metrics["status"] != "finished":
         _say(f"raysym train: the trial {metrics['status']}: {metrics['reason']}")
@@ -290,9 +290,9 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     for trial, summary in zip(names, summaries):
         print(f"\n{trial}:")
         for k in ("distill/backend", "distill/edge_formulas", "distill/node_formulas", "distill/recovered_as",
-                  "distill/r2_force", "distill/r2_accel", "distill/test_mae", "distill/gn_test_mae", "distill/errors"):
+                  "distill/r2_force", "distill/r2_accel", "distill/r2_pair_force", "distill/r2_pair_force_robust", "distill/test_mae", "distill/gn_test_mae", "distill/errors"):
             if k in summary:
-                print(f"  {k.split('/', 1)[1]:<14} {summary[k]}")
+                print(f"  {k.split('/', 1)[1]:<20} {summary[k]}")
         failed += bool(summary.get("distill/errors"))
     return 1 if failed else 0
 
@@ -330,9 +330,11 @@ def _add_halos(sub) -> None:
     p.add_argument("--box", type=float, help="periodic box size of the catalog (default: none; synthetic: about 9 neighbours per point)")
     p.add_argument("--radius", type=float, help=f"link points closer than this (default {d.radius})")
     p.add_argument("--points", type=int, help=f"points of a synthetic catalog (default {d.points})")
-    p.add_argument("--epochs", type=int, help=f"full-batch training steps (default {d.epochs})")
+    p.add_argument("--epochs", type=int, help=f"passes over the training nodes (default {d.epochs})")
+    p.add_argument("--batch-nodes", type=int, help="training nodes (with their incoming edges) per step; default: all (one full-batch step per epoch)")
     p.add_argument("--lr", type=float, help=f"Adam's learning rate, decayed to 1%% by a cosine (default {d.lr})")
     p.add_argument("--l1", type=float, help=f"L1 coefficient on the messages (default {d.l1})")
+    p.add_argument("--msg-dim", type=int, help=f"message size; 1 is a bottleneck (default {d.msg_dim})")
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     p.add_argument("--setting", default="thorough", help="symbolic regression: fast or thorough (default thorough)")
     p.add_argument("--out", required=True, help="the trial folder to write (halos.json, distill/, ...)")

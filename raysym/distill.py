@@ -135,26 +135,31 @@ def evaluate(equation: str, X: np.ndarray, names: list[str]) -> np.ndarray:
 
 def build_front(candidates: list[str], X: np.ndarray, y: np.ndarray, names: list[str], loss_factor: float) -> Front:
     """Score candidates on (X, y), keep the Pareto front, choose by the shared rule."""
-    scored: dict[int, Formula] = {}
+    scored: list[Formula] = []
     for equation in candidates:
         try:
             expr = parse(equation, names)
         except ValueError:
             continue
         pred = evaluate(str(expr), X, names)
-        loss = float(np.mean((pred - y) ** 2))
-        if not math.isfinite(loss):
-            continue
-        c = complexity(expr)
-        if c not in scored or loss < scored[c].loss:
-            scored[c] = Formula(str(expr), c, loss)
+        scored.append(Formula(str(expr), complexity(expr), float(np.mean((pred - y) ** 2))))
+    return pareto_front(scored, names, LOSS_FLOOR * max(float(np.var(y)), 1e-300), loss_factor)
+
+
+def pareto_front(scored: list[Formula], names: list[str], floor: float, loss_factor: float) -> Front:
+    """The Pareto front of formulas with their losses (the best at each complexity, then only those that
+    beat every simpler one), their scores (losses floored at ``floor``) and the chosen one. Formulas
+    with a non-finite loss are dropped; raises ValueError when none is left."""
+    best: dict[int, Formula] = {}
+    for f in scored:
+        if math.isfinite(f.loss) and (f.complexity not in best or f.loss < best[f.complexity].loss):
+            best[f.complexity] = Formula(f.equation, f.complexity, f.loss)
     front: list[Formula] = []
-    for c in sorted(scored):
-        if not front or scored[c].loss < front[-1].loss:
-            front.append(scored[c])
+    for c in sorted(best):
+        if not front or best[c].loss < front[-1].loss:
+            front.append(best[c])
     if not front:
         raise ValueError("the backend proposed no equation that evaluates to finite values")
-    floor = LOSS_FLOOR * max(float(np.var(y)), 1e-300)
     for prev, cur in zip(front, front[1:]):
         gain = math.log(max(prev.loss, floor)) - math.log(max(cur.loss, floor))
         cur.score = gain / (cur.complexity - prev.complexity)

@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from raysym import distill
 from raysym.config import DistillConfig
 from raysym.distill_jobs import RECOVERED_R2, run_job, write_outputs
-from raysym.halos import EDGE_NAMES, build_graph, leading_direction, load_halo_trial, run_halo_trial
+from raysym.halos import EDGE_NAMES, GraphTensors, build_graph, leading_direction, load_halo_trial, run_halo_trial
 from raysym.messages import r2_linear
 
 NODE_NAMES = ["m", "s"]
@@ -110,12 +109,10 @@ def distill_halo_trial(trial_dir: str | Path, cfg: DistillConfig, pool=None) -> 
     if not metrics_path.exists() or json.loads(metrics_path.read_text()).get("status") != "finished":
         raise UserError(f"{trial_dir} is a halo trial that did not finish training (see its metrics.json). Train it again first.")
     graph = build_graph(halo_cfg)
-    with torch.no_grad():
-        scaled, messages = model(torch.tensor(graph.edge_x, dtype=torch.float32), torch.from_numpy(graph.receivers),
-                                 torch.tensor(graph.catalog.mass, dtype=torch.float32))
+    scaled, messages = GraphTensors(graph, "cpu").evaluate(model, halo_cfg.batch_nodes)  # as in training
     # the GN predicts the target divided by its std (raysym.halos.train_halos)
     prediction = scaled.numpy().astype(np.float64) * (float(np.std(graph.catalog.target)) or 1.0)
-    messages = messages.numpy().astype(np.float64)
+    messages = messages.numpy()  # float32: (E, msg_dim) can be large
 
     def summary_of(workdir: Path):
         job_list = halo_jobs(graph, messages, prediction, cfg, workdir)

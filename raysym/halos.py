@@ -179,19 +179,30 @@ def build_graph(cfg, cat: Catalog | None = None) -> HaloGraph:
     return HaloGraph(cat, senders, receivers, edge_inputs(cat, senders, receivers), test, cfg.catalog == "synthetic")
 
 
+def in_degrees(graph: HaloGraph) -> np.ndarray:
+    """Incoming edges per node, (N,)."""
+    return np.bincount(graph.receivers, minlength=len(graph.catalog))
+
+
 def check_memory(graph: HaloGraph, cfg, memory: int | None = None) -> None:
-    """Refuse a graph whose full-batch training cannot fit in this machine's memory: every edge's
-    activations (three hidden layers and the message) and their gradients, in float32."""
+    """Refuse a graph whose training cannot fit in this machine's memory: the activations (three hidden
+    layers and the message) and their gradients of every edge in one step, in float32 (all edges in
+    full batch; at most those of the ``batch_nodes`` best-connected nodes in mini-batches), plus the
+    edge inputs and the messages of every edge kept for the analysis."""
     import os
 
     memory = memory or os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    layer_widths = 3 * cfg.hidden + 100
-    need = 2 * 4 * (len(graph.senders) + len(graph.catalog)) * layer_widths
+    layer_widths = 3 * cfg.hidden + cfg.msg_dim
+    edges, nodes = len(graph.senders), len(graph.catalog)
+    if cfg.batch_nodes is not None and cfg.batch_nodes < nodes:
+        edges, nodes = int(np.sort(in_degrees(graph))[-cfg.batch_nodes:].sum()), cfg.batch_nodes
+    need = 2 * 4 * (edges + nodes) * layer_widths + 4 * len(graph.senders) * (cfg.msg_dim + len(EDGE_NAMES))
     if need > memory:
+        how = "full batch" if cfg.batch_nodes is None else f"in batches of {cfg.batch_nodes:,} nodes"
         raise UserError(
             f"Training on this catalog's graph ({len(graph.catalog):,} points, {len(graph.senders):,} edges within radius "
-            f"{cfg.radius:g}) would need about {need / 2**30:,.1f} GiB, more than this machine's {memory / 2**30:,.0f} GiB: "
-            "halo training is full batch. Lower radius or hidden, or cut the catalog into sub-volumes."
+            f"{cfg.radius:g}) {how} would need about {need / 2**30:,.1f} GiB, more than this machine's {memory / 2**30:,.0f} GiB. "
+            "Set batch_nodes (or a smaller one), lower radius or hidden, or cut the catalog into sub-volumes."
         )
 
 
@@ -205,22 +216,71 @@ class HaloResult:
     model: NodeGN
     history: list[dict]  # one entry per report (every cfg.report_every epochs and the last)
     test_mae: float  # in the target's units
-    messages: np.ndarray  # (E, msg_dim) after training
+    messages: np.ndarray  # (E, msg_dim) float32, after training
     seconds: float
 
 
-def _tensors(graph: HaloGraph, device) -> tuple[torch.Tensor, ...]:
-    cat = graph.catalog
-    return (torch.tensor(graph.edge_x, dtype=torch.float32, device=device), torch.from_numpy(graph.receivers).to(device),
-            torch.tensor(cat.mass, dtype=torch.float32, device=device), torch.from_numpy(graph.test).to(device))
+class GraphTensors:
+    """A HaloGraph on the training device, with what mini-batches need: ``first[i]:first[i + 1]`` are the
+    edges into node i (edges are sorted by receiver)."""
+
+    def __init__(self, graph: HaloGraph, device):
+        self.edge_x = torch.tensor(graph.edge_x, dtype=torch.float32, device=device)
+        self.receivers = torch.from_numpy(graph.receivers).to(device)
+        self.mass = torch.tensor(graph.catalog.mass, dtype=torch.float32, device=device)
+        self.first = np.concatenate([[0], np.cumsum(in_degrees(graph))])
+        self.device = device
+
+    def forward(self, model: NodeGN, nodes: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prediction (len(nodes),), messages of their incoming edges (edges, msg_dim)) for the node
+        indices ``nodes``, or for every node and edge when None. A node's prediction reads only its own
+        incoming edges, so the batched prediction is the full-batch one."""
+        if nodes is None:
+            return model(self.edge_x, self.receivers, self.mass)
+        counts = self.first[nodes + 1] - self.first[nodes]
+        # the edge ids of each node's run, concatenated: start of the run + position within it
+        edges = np.repeat(self.first[nodes], counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        local = torch.from_numpy(np.repeat(np.arange(len(nodes)), counts)).to(self.device)
+        rows = torch.from_numpy(edges).to(self.device)
+        return model(self.edge_x[rows], local, self.mass[torch.from_numpy(nodes).to(self.device)])
+
+    @torch.no_grad()
+    def evaluate(self, model: NodeGN, batch_nodes: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prediction (N,), messages (E, msg_dim)) of every node and edge, ``batch_nodes`` at a time;
+        the messages come back on the CPU."""
+        if batch_nodes is None:
+            pred, messages = self.forward(model)
+            return pred, messages.cpu()
+        n = len(self.mass)
+        pred = torch.empty(n, device=self.device)
+        messages = torch.empty(len(self.edge_x), model.msg_dim)  # filled in place: no second copy
+        for i in range(0, n, batch_nodes):
+            j = min(i + batch_nodes, n)
+            pred[i:j], part = self.forward(model, np.arange(i, j))
+            messages[self.first[i] : self.first[j]] = part.cpu()  # nodes i..j-1 own edges first[i]..first[j]-1
+        return pred, messages
+
+
+def message_stds(messages: torch.Tensor, chunk: int = 100_000) -> np.ndarray:
+    """Per-component standard deviation of messages (E, msg_dim), from float64 sums over chunks of edges
+    (torch's std would allocate a second (E, msg_dim) tensor)."""
+    total, squares = np.zeros(messages.shape[1]), np.zeros(messages.shape[1])
+    for i in range(0, len(messages), chunk):
+        part = messages[i : i + chunk].double()
+        total += part.sum(0).cpu().numpy()
+        squares += (part**2).sum(0).cpu().numpy()
+    mean = total / len(messages)
+    return np.sqrt(np.clip(squares / len(messages) - mean**2, 0, None))
 
 
 def train_halos(graph: HaloGraph, cfg, *, out_dir: str | Path | None = None, callback=None, resume: bool = True) -> HaloResult:
-    """Train a NodeGN on one catalog graph: full-batch Adam on the training nodes' targets (MAE on the
-    target divided by its std, so one learning rate suits any catalog) plus ``cfg.l1`` times the mean
-    over edges of the summed |messages|; a cosine decay to lr / 100 (full-batch Adam at a constant rate
-    keeps oscillating around the minimum). Every ``cfg.report_every`` epochs (and at the last) the state
-    is saved to ``out_dir/checkpoint.pt`` and ``callback(metrics)`` is called; a run restarted with
+    """Train a NodeGN on one catalog graph with Adam on the training nodes' targets (MAE on the target
+    divided by its std, so one learning rate suits any catalog) plus ``cfg.l1`` times the mean over edges
+    of the summed |messages|, and a cosine decay to lr / 100 over the epochs (full-batch Adam at a
+    constant rate keeps oscillating around the minimum). An epoch is one full-batch step, or with
+    ``cfg.batch_nodes`` one step per batch of that many training nodes (with their incoming edges), in
+    an order drawn from (seed, epoch). Every ``cfg.report_every`` epochs (and at the last) the state is
+    saved to ``out_dir/checkpoint.pt`` and ``callback(metrics)`` is called; a run restarted with
     ``resume`` continues from the checkpoint and ends with the same numbers. cfg: a HaloConfig."""
     import time
 
@@ -229,13 +289,16 @@ def train_halos(graph: HaloGraph, cfg, *, out_dir: str | Path | None = None, cal
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
-    edge_x, recv, mass, test = _tensors(graph, device)
+    tensors = GraphTensors(graph, device)
+    test = torch.from_numpy(graph.test).to(device)
+    train_nodes = np.flatnonzero(~graph.test)
     scale = float(np.std(graph.catalog.target)) or 1.0
     y = torch.tensor(graph.catalog.target / scale, dtype=torch.float32, device=device)
-    model = NodeGN(hidden=cfg.hidden).to(device)
+    model = NodeGN(hidden=cfg.hidden, msg_dim=cfg.msg_dim).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.lr / 100)
     history: list[dict] = []
+    evaluated = None  # (prediction, messages) of the model as it is now, once computed
     first = 0
     ckpt = Path(out_dir) / CHECKPOINT if out_dir is not None else None
     if ckpt is not None:
@@ -248,24 +311,33 @@ def train_halos(graph: HaloGraph, cfg, *, out_dir: str | Path | None = None, cal
         history, first = state["history"], state["epoch"] + 1
     for epoch in range(first, cfg.epochs):
         model.train()
-        pred, messages = model(edge_x, recv, mass)
-        base = (pred[~test] - y[~test]).abs().mean()
-        l1 = messages.abs().sum(1).mean()
-        loss = base + cfg.l1 * l1
-        if not torch.isfinite(loss):
-            return HaloResult("diverged", model, history, float("nan"), messages.detach().cpu().numpy(), time.perf_counter() - start)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if cfg.batch_nodes is None:
+            batches = [None]
+        else:
+            order = np.random.default_rng([cfg.seed, epoch]).permutation(train_nodes)
+            batches = [np.sort(order[i : i + cfg.batch_nodes]) for i in range(0, len(order), cfg.batch_nodes)]
+        losses, l1s = [], []
+        for nodes in batches:
+            pred, messages = tensors.forward(model, nodes)
+            base = (pred[~test] - y[~test]).abs().mean() if nodes is None else (pred - y[torch.from_numpy(nodes).to(device)]).abs().mean()
+            l1 = messages.abs().sum(1).mean()
+            loss = base + cfg.l1 * l1
+            if not torch.isfinite(loss):
+                return HaloResult("diverged", model, history, float("nan"), messages.detach().cpu().numpy(), time.perf_counter() - start)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            l1s.append(l1.item())
         scheduler.step()
         if (epoch + 1) % cfg.report_every and epoch != cfg.epochs - 1:
             continue
         model.eval()
-        with torch.no_grad():  # the model as it is after this epoch's step
-            pred, messages = model(edge_x, recv, mass)
-        stds = messages.std(0, unbiased=False).cpu().numpy()
-        metrics = {"epoch": epoch, "train/loss": loss.item(), "train/regularizer": l1.item(), "train/lr": scheduler.get_last_lr()[0],
-                   "train/mae": (pred[~test] - y[~test]).abs().mean().item() * scale,
+        evaluated = None  # the last one's messages can go before this one's are made
+        evaluated = pred, messages = tensors.evaluate(model, cfg.batch_nodes)  # the model after this epoch
+        stds = message_stds(messages)
+        metrics = {"epoch": epoch, "train/loss": float(np.mean(losses)), "train/regularizer": float(np.mean(l1s)),
+                   "train/lr": scheduler.get_last_lr()[0], "train/mae": (pred[~test] - y[~test]).abs().mean().item() * scale,
                    "test/mae": (pred[test] - y[test]).abs().mean().item() * scale, **std_metrics(stds, 1)}
         history.append({**metrics, "message_stds": [float(v) for v in stds]})
         if ckpt is not None:
@@ -274,10 +346,9 @@ def train_halos(graph: HaloGraph, cfg, *, out_dir: str | Path | None = None, cal
         if callback is not None:
             callback(metrics)
     model.eval()
-    with torch.no_grad():
-        pred, messages = model(edge_x, recv, mass)
+    pred, messages = evaluated if evaluated is not None else tensors.evaluate(model, cfg.batch_nodes)  # the last epoch reported
     return HaloResult("finished", model, history, float((pred[test] - y[test]).abs().mean()) * scale,
-                      messages.cpu().numpy().astype(np.float64), time.perf_counter() - start)
+                      messages.numpy(), time.perf_counter() - start)
 
 
 def leading_direction(messages: np.ndarray) -> tuple[np.ndarray, float]:
@@ -286,11 +357,18 @@ def leading_direction(messages: np.ndarray) -> tuple[np.ndarray, float]:
     graphs the L1 messages do not concentrate in one component, but they vary along one direction (the
     second singular value is a fifth of the first on the synthetic catalogs), and that direction carries
     the edge function."""
-    centred = messages - messages.mean(0)
-    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
-    axis = vt[0] if vt[0][np.argmax(np.abs(vt[0]))] > 0 else -vt[0]
-    total = float(np.sum(sv**2))
-    return axis, (float(sv[0] ** 2) / total if total > 0 else 0.0)
+    # The (msg_dim, msg_dim) covariance, accumulated in float64 a chunk of edges at a time: a graph's
+    # messages can be millions of rows, too many to copy or decompose whole.
+    mean = messages.mean(0, dtype=np.float64)
+    cov = np.zeros((messages.shape[1], messages.shape[1]))
+    for i in range(0, len(messages), 100_000):
+        chunk = messages[i : i + 100_000].astype(np.float64) - mean
+        cov += chunk.T @ chunk
+    variances, vectors = np.linalg.eigh(cov)  # ascending
+    lead = vectors[:, -1]
+    axis = lead if lead[np.argmax(np.abs(lead))] > 0 else -lead
+    total = float(np.clip(variances, 0, None).sum())
+    return axis, (float(variances[-1]) / total if total > 0 else 0.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -367,7 +445,7 @@ def load_halo_trial(trial_dir: str | Path):
     cfg = from_dict(HaloConfig, json.loads((trial_dir / "config.json").read_text())["halos"], where=str(trial_dir / "config.json"))
     if not (trial_dir / CHECKPOINT).exists():
         raise UserError(f"{trial_dir} has no {CHECKPOINT}: the halo trial did not train. Run it again.")
-    model = NodeGN(hidden=cfg.hidden)
+    model = NodeGN(hidden=cfg.hidden, msg_dim=cfg.msg_dim)
     model.load_state_dict(torch.load(trial_dir / CHECKPOINT, map_location="cpu", weights_only=True)["model"])
     model.eval()
     return cfg, model

@@ -16,6 +16,11 @@ Its regulariser is the L1 penalty, with the L1 schedules, on the energy terms: t
 penalty was taken over the wrong axis of the energy tensor.) The "messages" a trial analyses and
 distils are the per-edge pair energies (edges, 1): the paper recovered H_pair ~ q1 q2 / r for charge.
 Edges are the same complete directed graph as the GN's, so each unordered pair enters H twice.
+
+Only the positions' gradient of H is trained, so the pair energy is fixed only up to terms that do not
+depend on positions (a constant, c q1 q2, functions of the momenta or masses): a trained pair energy is
+often q1 q2 (1/r - c), which is the same law. :meth:`HamiltonianGN.pair_forces` gives what is fixed,
+the force each pair's two energies exert on the receiver; raysym judges the pair energy by it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from raysym.model import GNOutput, complete_edges, node_feature_size
+from raysym.model import GNOutput, complete_edges, node_feature_size, reverse_edges
 
 
 def softplus_mlp(n_in: int, hidden: int, layers: int) -> nn.Sequential:
@@ -55,6 +60,21 @@ class HamiltonianGN(nn.Module):
         recv, send = complete_edges(x.shape[1], x.device)
         pair = self.pair_energy(torch.cat([x[:, recv], x[:, send]], dim=-1)).squeeze(-1)
         return pair, self.self_energy(x).squeeze(-1)
+
+    def pair_forces(self, x: torch.Tensor) -> torch.Tensor:
+        """The force on each edge's receiver from the pair energies of that pair (the edge and its reverse),
+        -d(H_pair(r, s) + H_pair(s, r)) / d q_r, shape (batch, edges, dim), for x (batch, n, 2 dim + 2) =
+        [pos, vel, charge, mass]. Unlike the energies, it does not depend on the unfixed offsets."""
+        dim = self.dim
+        state = torch.cat([x[..., :dim], x[..., dim : 2 * dim] * x[..., -1:], x[..., 2 * dim :]], dim=-1)
+        recv, send = complete_edges(x.shape[1], x.device)
+        with torch.enable_grad():
+            pairs = torch.cat([state[:, recv], state[:, send]], dim=-1).detach().requires_grad_(True)
+            grad = torch.autograd.grad(self.pair_energy(pairs).sum(), pairs)[0]  # each energy reads its own row
+        features = state.shape[-1]
+        d_receiver, d_sender = grad[..., :dim], grad[..., features : features + dim]
+        reverse = torch.from_numpy(reverse_edges(x.shape[1])).to(x.device)
+        return -(d_receiver + d_sender[:, reverse])
 
     def hamiltonian(self, q: torch.Tensor, p: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         """H of each graph, (batch,)."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -209,6 +210,13 @@ def complete_edges(n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         send = torch.tensor([j for i in range(n) for j in range(n) if j != i], dtype=torch.long)
         _EDGE_CACHE[key] = (recv.to(device), send.to(device))
     return _EDGE_CACHE[key]
+
+
+def reverse_edges(n: int) -> np.ndarray:
+    """For each edge of :func:`complete_edges` (receiver r, sender s), the index of the edge (s, r)."""
+    recv, send = (t.numpy() for t in complete_edges(n, "cpu"))
+    index = {(int(a), int(b)): e for e, (a, b) in enumerate(zip(recv, send))}
+    return np.array([index[(int(b), int(a))] for a, b in zip(recv, send)])
 
 
 def batched_edge_index(batch: int, n: int, device=None) -> torch.Tensor:

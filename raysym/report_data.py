@@ -37,7 +37,7 @@ class Trial:
 
     key: str  # t000, t001, ... (the sweep's grid point)
     label: str
-    status: str  # FINISHED, FAILED, KILLED, RUNNING, or NOT RUN
+    status: str  # FINISHED, FAILED, KILLED, RUNNING, STOPPED EARLY (by ASHA), or NOT RUN
     run_id: str | None = None
     trial_id: str | None = None
     params: dict[str, str] = field(default_factory=dict)
@@ -208,7 +208,8 @@ def load_sweep(uri: str, sweep: str, experiment: str | None = None, *, histories
             distills[r.data.tags[track.PARENT_TAG]] = dict(r.data.tags)
     trials = [
         Trial(key=r.data.tags.get("raysym.trial_key", "?"), label=r.data.tags.get("raysym.label", r.info.run_name),
-              status=r.info.status, run_id=r.info.run_id, trial_id=r.data.tags[track.TRIAL_TAG],
+              status="STOPPED EARLY" if track.STOPPED_TAG in r.data.tags else r.info.status,
+              run_id=r.info.run_id, trial_id=r.data.tags[track.TRIAL_TAG],
               params=dict(r.data.params), tags=dict(r.data.tags), metrics=dict(r.data.metrics),
               distill=distills.get(r.info.run_id, {}))
         for r in runs

@@ -68,12 +68,8 @@ class TrialSpec:
             model += "-" + t.get("kl_prior", TrainConfig.kl_prior)
         return f"{self.data['system']}-{self.data.get('dim', 2)}d {model} k={self.prune_k}"
 
-    def reports(self) -> int:
-        """How many results the trial reports to Tune: one per epoch (halos: one per report_every
-        epochs, and the last), plus the final analysis."""
-        if self.kind == "halos":
-            return -(-self.train["epochs"] // self.train["report_every"]) + 1
-        return self.train.get("epochs", TrainConfig.epochs) + 1
+    def epochs(self) -> int:
+        return self.train.get("epochs", HaloConfig.epochs if self.kind == "halos" else TrainConfig.epochs)
 
 
 def dataset_dir(root: str, sim: SimulationConfig) -> str:
@@ -423,9 +419,12 @@ def run_sweep(
         if cfg.scheduler.kind == "asha":
             from ray.tune.schedulers import ASHAScheduler
 
+            # Time is the epoch each result reports (halo trials report every report_every epochs), so
+            # grace_period counts epochs for both kinds. max_t lies past the last epoch: ASHA stops any
+            # trial that reaches max_t, and the final result (the message analysis) repeats the last epoch.
             scheduler = ASHAScheduler(
                 metric="test/mae", mode="min",  # per epoch; the search's own metric comes at the end
-                time_attr="training_iteration", max_t=max(s.reports() for s in specs),
+                time_attr="epoch", max_t=max(s.epochs() for s in specs) + 1,
                 grace_period=cfg.scheduler.grace_period, reduction_factor=cfg.scheduler.reduction_factor,
             )
         optuna = cfg.search.kind == "optuna"

@@ -77,7 +77,11 @@ def tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[
                 tracker.log_artifacts(run_id, tmp)
             diverged = result.get("status") == "diverged"
             finished = result.get("done_training") and not diverged
-            tracker.end_run(run_id, "FINISHED" if finished else "FAILED")
+            if not result.get("done_training"):  # a trial returns only after its final result: the scheduler stopped it
+                tracker.set_tags(run_id, {track.STOPPED_TAG: f"by the ASHA scheduler after epoch {result.get('epoch', '?')}: its test MAE lagged"})
+                tracker.end_run(run_id, "KILLED")
+            else:
+                tracker.end_run(run_id, "FINISHED" if finished else "FAILED")
             if distiller is not None and finished and trial.checkpoint is not None:
                 with trial.checkpoint.as_directory() as folder:
                     distiller.submit(spec.key, trial.trial_id, folder, run_id)

@@ -26,6 +26,7 @@ from raysym.errors import UserError
 TRIAL_TAG = "raysym.trial_id"
 SWEEP_TAG = "raysym.sweep"
 PARENT_TAG = "mlflow.parentRunId"
+STOPPED_TAG = "raysym.stopped_early"  # why a scheduler stopped a trial (its run ends KILLED)
 
 
 class Tracker(Protocol):

@@ -73,7 +73,7 @@ def test_halo_plan_resolves_catalog_paths_and_swept_params(tmp_path, monkeypatch
     assert [s.params for s in specs] == [{"catalog": c, "l1": l1} for c in ("synthetic", "cats/my.parquet") for l1 in (0.01, 0.1)]
     assert specs[2].data["catalog"] == str(tmp_path / "cats" / "my.parquet")  # trials run in their own folders
     assert specs[0].label() == "halos-synthetic r=2 l1=0.01" and specs[3].label() == "halos-my r=2 l1=0.1"
-    assert specs[0].reports() == 3  # epochs 10 and 20, and the final analysis
+    assert specs[0].epochs() == 20  # ASHA's time axis: the epochs, for halo trials as for N-body ones
 
 
 def test_a_bad_catalog_stops_the_sweep_before_any_trial(local_ray, tmp_path, capsys):
@@ -92,19 +92,75 @@ def test_a_graph_too_large_for_memory_is_refused():
     cfg = HaloConfig(points=200, box=9.0)
     graph = build_graph(cfg)
     check_memory(graph, cfg)  # fits easily
-    with pytest.raises(UserError, match="full batch. Lower radius"):
-        check_memory(graph, cfg, memory=10**6)
+    with pytest.raises(UserError, match="full batch would need .* Set batch_nodes"):
+        check_memory(graph, cfg, memory=3 * 10**6)  # about 8.6 MB needed
+    # in batches of 10 nodes the step's activations are a tenth (1.4 MB with the stored messages)
+    check_memory(graph, HaloConfig(points=200, box=9.0, batch_nodes=10), memory=3 * 10**6)
+    with pytest.raises(UserError, match="in batches of 10 nodes"):
+        check_memory(graph, HaloConfig(points=200, box=9.0, batch_nodes=10), memory=10**6)
+
+
+def test_batched_forward_is_the_full_batch_forward():
+    """A node's prediction reads only its incoming edges, so predicting any set of nodes with just their
+    edges gives the full-batch numbers, and the batched evaluation returns every edge's message in
+    full-batch order."""
+    import torch
+
+    from raysym.halos import NodeGN, GraphTensors
+
+    torch.manual_seed(0)
+    graph = build_graph(HaloConfig(points=300, box=9.0))
+    tensors, model = GraphTensors(graph, "cpu"), NodeGN(hidden=16).eval()
+    with torch.no_grad():
+        pred, messages = tensors.forward(model)
+        nodes = np.array([0, 7, 8, 150, 299])
+        some, some_messages = tensors.forward(model, nodes)
+    torch.testing.assert_close(some, pred[nodes], rtol=1e-5, atol=1e-6)
+    edges = np.flatnonzero(np.isin(graph.receivers, nodes))
+    torch.testing.assert_close(some_messages, messages[edges])
+    batched_pred, batched_messages = tensors.evaluate(model, batch_nodes=64)
+    torch.testing.assert_close(batched_pred, pred, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(batched_messages, messages)
+
+
+def test_mini_batch_training_learns_the_target():
+    import torch
+
+    torch.set_num_threads(1)
+    cfg = HaloConfig(points=400, epochs=40, hidden=32, batch_nodes=64, device="cpu")
+    graph = build_graph(cfg)
+    result = train_halos(graph, cfg)
+    first, last = result.history[0]["test/mae"], result.history[-1]["test/mae"]
+    assert last < 0.3 * first and last < 0.25 * np.std(graph.catalog.target), (first, last)
+
+
+def test_a_bottleneck_halo_trial_trains_and_is_distilled(tmp_path):
+    """msg_dim 1: one number per edge, which is its own leading direction; the trial folder is rebuilt
+    with that message size for distillation."""
+    import json
+
+    from raysym.config import DistillConfig
+    from raysym.distill_jobs import distill_trial
+
+    cfg = HaloConfig(points=300, box=9.0, epochs=30, hidden=32, msg_dim=1, l1=0.0, device="cpu")
+    metrics = run_halo_trial(cfg, tmp_path / "trial")
+    assert metrics["status"] == "finished" and metrics["messages/leading_variance"] == pytest.approx(1.0)
+    assert len(metrics["messages/stds_top15"]) == 1
+    summary = distill_trial(tmp_path / "trial", DistillConfig(backend="operon", setting="fast", samples=300))
+    assert summary["distill/edge_formulas"] and summary["distill/node_formulas"] and not summary["distill/errors"]
+    assert json.loads((tmp_path / "trial" / "config.json").read_text())["halos"]["msg_dim"] == 1
 
 
 # --------------------------------------------------------------------------------------------------
 # Training: checkpoints and resume
 # --------------------------------------------------------------------------------------------------
 
-def test_halo_training_resumed_from_a_checkpoint_ends_with_the_same_numbers(tmp_path):
+@pytest.mark.parametrize("batch_nodes", [None, 50])
+def test_halo_training_resumed_from_a_checkpoint_ends_with_the_same_numbers(tmp_path, batch_nodes):
     import torch
 
     torch.set_num_threads(1)
-    cfg = HaloConfig(points=200, box=9.0, epochs=30, hidden=32, report_every=10, device="cpu")
+    cfg = HaloConfig(points=200, box=9.0, epochs=30, hidden=32, report_every=10, device="cpu", batch_nodes=batch_nodes)
     graph = build_graph(cfg)
     whole = train_halos(graph, cfg, out_dir=tmp_path / "a")
 
@@ -185,6 +241,16 @@ def test_halo_sweep_runs_into_mlflow_distillation_and_the_report(local_ray, tmp_
     assert "unknown (real catalog)" in text and "n/a (real catalog)" in text and "not recorded" not in text
     assert (tmp_path / "report" / "figures" / "halo_messages.png").is_file()
     assert "halo_messages.png" in text and "data:image/png;base64" in report.html.read_text()
+
+
+def test_asha_counts_epochs_for_halo_trials_too(local_ray, tmp_path):
+    """Halo trials report every report_every epochs; ASHA's grace period is in epochs all the same: with
+    grace_period 10 the rung is the report of epoch 10, where lr 1e-9 lags lr 3e-3 and is stopped."""
+    cfg = from_dict(SweepConfig, {**halo_sweep(tmp_path, lr=[3e-3, 1e-9]),
+                                  "scheduler": {"kind": "asha", "grace_period": 10, "reduction_factor": 2},
+                                  "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 1}})
+    outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
+    assert [(r["status"], r["epochs"]) for r in outcome.rows] == [("finished", 20), ("stopped early", 10)]
 
 
 def test_crashed_halo_trial_is_retried_and_distilled_afterwards_from_mlflow(local_ray, tmp_path, monkeypatch, capsys):

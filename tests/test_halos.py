@@ -112,3 +112,19 @@ def test_raysym_halos_command_writes_its_summary(tmp_path, capsys):
     assert "radius must be a positive distance" in capsys.readouterr().err
     assert main(["halos", "--catalog", str(tmp_path / "none.parquet"), "--out", str(out)]) == 2
     assert "cannot be read" in capsys.readouterr().err
+
+
+def test_leading_direction_is_the_first_principal_axis():
+    """Chunked float64 covariance + eigh (what raysym uses: messages can be millions of rows) against an
+    SVD of the whole centred matrix, over more rows than one chunk."""
+    from raysym.halos import leading_direction
+
+    rng = np.random.default_rng(0)
+    messages = (rng.normal(size=(250_000, 5)) @ rng.normal(size=(5, 100)) + 0.1 * rng.normal(size=(250_000, 100)) + 3).astype(np.float32)
+    axis, fraction = leading_direction(messages)
+    centred = messages.astype(np.float64) - messages.astype(np.float64).mean(0)
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    want = vt[0] * np.sign(vt[0][np.argmax(np.abs(vt[0]))])
+    np.testing.assert_allclose(axis, want, atol=1e-10)
+    assert fraction == pytest.approx(sv[0] ** 2 / np.sum(sv**2), rel=1e-10)
+    assert axis[np.argmax(np.abs(axis))] > 0  # signed: the projection grows with the largest entry

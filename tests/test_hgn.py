@@ -66,6 +66,128 @@ def test_true_hamiltonian_reproduces_the_simulators_accelerations(system, dim):
     np.testing.assert_allclose(H, physics.total_energy(system, pos, vel, charge, mass), rtol=1e-10)
 
 
+class WithOffsets(nn.Module):
+    """A pair energy plus terms training cannot see (none depends on positions): c q1 q2, a function of
+    the momenta and masses, and a constant."""
+
+    def __init__(self, pair: nn.Module, dim: int):
+        super().__init__()
+        self.pair, self.dim = pair, dim
+
+    def forward(self, pair):
+        d, f = self.dim, 2 * self.dim + 2
+        ci, cj, mj = pair[..., 2 * d], pair[..., f + 2 * d], pair[..., f + 2 * d + 1]
+        pi = pair[..., d : 2 * d]
+        return self.pair(pair) + (0.3 * ci * cj + (pi**2).sum(-1) * mj - 2.0)[..., None]
+
+
+@pytest.mark.parametrize("system", ["spring", "charge", "r1", "r2"])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_pair_forces_of_the_true_pair_energy_are_the_simulators_pair_forces(system, dim):
+    """HamiltonianGN.pair_forces (the force on each receiver from the pair's two energies) is the true
+    pair force, with or without terms that do not depend on positions, which change the energies."""
+    from raysym.model import complete_edges
+
+    pos, vel, charge, mass = _state(dim, batch=4)
+    x = torch.from_numpy(np.concatenate([pos, vel, charge[..., None], mass[..., None]], axis=-1))
+    recv, send = (t.numpy() for t in complete_edges(4, "cpu"))
+    dx = pos[:, send] - pos[:, recv]
+    want = physics.pair_force(system, dx.reshape(-1, dim), charge[:, recv].ravel(), charge[:, send].ravel(),
+                              mass[:, recv].ravel(), mass[:, send].ravel()).reshape(4, -1, dim)
+    for pair in (TruePairEnergy(system, dim), WithOffsets(TruePairEnergy(system, dim), dim)):
+        hgn = HamiltonianGN(dim, hidden=8, layers=1).double().eval()
+        hgn.pair_energy = pair
+        np.testing.assert_allclose(hgn.pair_forces(x).numpy(), want, rtol=1e-10, atol=1e-12)
+
+
+def test_pair_force_r2_sees_the_law_through_offsets_that_fool_the_potential_r2():
+    """analyze(): a pair energy that is the true potential plus c q1 q2 (same dynamics) scores R² 1 on
+    the implied pair force, while its R² against U(r') is far below 1; a wrong law scores low on both."""
+    from raysym.messages import edge_data, analyze
+    from raysym.simulate import Snapshots
+
+    dim, g = 2, 200
+    pos, vel, charge, mass = _state(dim, batch=g, seed=3)
+    acc = physics.accelerations("charge", pos, vel, charge, mass)
+    graphs = Snapshots(pos=pos.astype(np.float32), vel=vel.astype(np.float32), acc=acc.astype(np.float32),
+                       charge=charge.astype(np.float32), mass=mass.astype(np.float32),
+                       sim=np.arange(g), step=np.zeros(g, np.int64), t=np.zeros(g))
+    scores = {}
+    for name, pair in [("offsets", WithOffsets(TruePairEnergy("charge", dim), dim)), ("wrong", TruePairEnergy("spring", dim))]:
+        hgn = HamiltonianGN(dim, hidden=8, layers=1)
+        hgn.pair_energy = pair  # the self-energy MLP stays: edge_data reads the device off its weights
+        scores[name] = analyze(edge_data(hgn, graphs, "charge"), dim).metrics()
+    assert scores["offsets"]["messages/r2_pair_force"] > 0.999  # float32 inputs: not exactly 1
+    assert scores["offsets"]["messages/r2_potential"] < 0.9
+    assert scores["wrong"]["messages/r2_pair_force"] < 0.1 and scores["wrong"]["messages/r2_pair_force_robust"] < 0.5
+
+
+@pytest.mark.parametrize("equation, recovered", [
+    ("0.5*q1*q2/(r + 0.01)", True),                      # the law, halved: each pair is two edges
+    ("0.5*q1*q2/(r + 0.01) - 0.19*q1*q2 + m2 - 3", True),  # plus terms without positions in them
+    ("0.5*q1*q2/(r + 0.3)", False),                      # a softened imitation
+    ("0.5*(r + 0.01 - 1)**2", False),                    # another law
+])
+def test_energy_verdict_judges_the_pair_force_of_the_formula(equation, recovered):
+    from types import SimpleNamespace
+
+    from raysym.distill_jobs import energy_verdict
+
+    pos, vel, charge, mass = _state(2, batch=300, seed=4)
+    v = energy_verdict(equation, SimpleNamespace(pos=pos, charge=charge, mass=mass), "charge")
+    assert v["recovered"] is recovered and v["which"] == ("potential" if recovered else "none")
+    if recovered:
+        assert v["r2_pair_force"] == pytest.approx(1.0, abs=1e-9)
+    if "m2" in equation:
+        assert v["r2_potential"] < 0.9  # the old, offset-blind judgement would have said "not recovered"
+
+
+HALF_POTENTIALS = [("spring", "0.5*(r + 0.01 - 1)**2"), ("charge", "0.5*q1*q2/(r + 0.01)"),
+                   ("r1", "0.5*m1*m2*log(r + 0.01)"), ("r2", "-0.5*m1*m2/(r + 0.01)")]
+
+
+def _edge_rows(dim, system, seed=5):
+    from types import SimpleNamespace
+
+    from raysym.distill_jobs import graph_edges
+
+    pos, vel, charge, mass = _state(dim, batch=50, seed=seed)
+    return graph_edges(SimpleNamespace(pos=pos, charge=charge, mass=mass), system)[:2]
+
+
+@pytest.mark.parametrize("system, half_potential", HALF_POTENTIALS)
+@pytest.mark.parametrize("dim", [2, 3])
+def test_formula_pair_forces_of_the_true_potential_are_the_simulators_pair_forces(system, half_potential, dim):
+    """A pair-energy formula's implied force on the receiver (its gradient on the edge minus that on the
+    reverse edge, built from the row itself) is the true pair force for the halved true potential."""
+    from raysym.distill_jobs import formula_pair_forces
+
+    edge_X, force = _edge_rows(dim, system)
+    np.testing.assert_allclose(formula_pair_forces(half_potential, edge_X, dim), force, rtol=1e-9, atol=1e-12)
+
+
+def test_the_pair_energy_formula_is_chosen_by_its_pair_force_not_by_the_offsets_it_fits():
+    """The GN's pair energy carries offsets without positions in them (here 0.3 q1 q2 + 0.1 m1). A formula
+    that models them has the smaller energy loss, so the energy's rule picks it; on the implied pair
+    force both are exact, so the force front keeps only the simpler one: the law."""
+    from raysym import distill
+    from raysym.distill_jobs import TrialData, choose_by_force, edge_names
+
+    dim = 2
+    edge_X, force = _edge_rows(dim, "charge")
+    names = edge_names(dim)
+    law, with_offsets = "0.5*q1*q2/(r + 0.01)", "0.5*q1*q2/(r + 0.01) + 0.3*q1*q2 + 0.1*m1"
+    energy = distill.evaluate(with_offsets, edge_X, names)  # what the GN's pair energy would be
+    energy_front = distill.build_front([law, with_offsets], edge_X, energy, names, loss_factor=1.5)
+    assert energy_front.best.equation == distill.parse(with_offsets, names).__str__()
+    data = TrialData(dim, [0], edge_X, energy[:, None], np.zeros((1, 3 * dim + 2)), np.zeros((1, dim)), pair_force=force)
+    result = {"kind": "edge", "index": 0, "names": names, "front": energy_front.rows(), "chosen": energy_front.chosen}
+    chosen = choose_by_force(result, data, loss_factor=1.5)
+    assert [r["equation"] for r in chosen["front"]] == [str(distill.parse(law, names))]
+    assert chosen["front"][chosen["chosen"]]["loss"] < 1e-20
+    assert chosen["energy_front"] == result["front"] and chosen["energy_chosen"] == result["chosen"]
+
+
 def test_autograd_forces_match_finite_differences():
     torch.manual_seed(0)
     dim = 2
@@ -164,19 +286,22 @@ def test_hgn_trial_is_analysed_and_distilled_against_the_true_potential(tiny_spr
     cfg = TrainConfig(data=str(data), model="hgn", epochs=2, batch_size=32, hidden=16, layers=2, prune_k=None)
     metrics = run_trial(cfg, tmp_path / "trial")
     assert -1.0 <= metrics["messages/r2_potential"] <= 1.0
+    assert metrics["messages/r2_pair_force"] <= 1.0 and metrics["messages/r2_pair_force_robust"] <= 1.0
     assert metrics["messages/top_components"] == [0]
     summary = distill_trial(tmp_path / "trial", DistillConfig(backend="operon", setting="fast", samples=300))
     assert summary["distill/node_formulas"] == [] and len(summary["distill/edge_formulas"]) == 1
     assert summary["distill/recovered_as"] in ("potential", "none") and summary["distill/test_mae"] > 0
-    assert 0.0 <= summary["distill/r2_potential"] <= 1.0 or summary["distill/r2_potential"] < 0
+    assert summary["distill/r2_potential"] <= 1.0 and summary["distill/r2_pair_force"] <= 1.0
+    assert summary["distill/recovered"] == int(summary["distill/r2_pair_force"] >= 0.99)
     on_disk = json.loads((tmp_path / "trial" / "distill" / "summary.json").read_text())
     assert on_disk["distill/recovered_as"] == summary["distill/recovered_as"]
+    # the formula is chosen on the pair-force front; the energy's own front is kept beside it
+    chosen = [line for line in (tmp_path / "trial" / "distill" / "edge0_front.md").read_text().splitlines() if "(chosen)" in line]
+    assert len(chosen) == 1 and f"`{summary['distill/edge_formulas'][0]}`" in chosen[0]
+    assert (tmp_path / "trial" / "distill" / "edge0_energy_front.csv").is_file()
 
 
-@pytest.mark.parametrize("system, half_potential", [
-    ("spring", "0.5*(r + 0.01 - 1)**2"), ("charge", "0.5*q1*q2/(r + 0.01)"),
-    ("r1", "0.5*m1*m2*log(r + 0.01)"), ("r2", "-0.5*m1*m2/(r + 0.01)"),
-])
+@pytest.mark.parametrize("system, half_potential", HALF_POTENTIALS)
 @pytest.mark.parametrize("dim", [2, 3])
 def test_composed_hgn_model_with_the_true_potential_gives_the_simulators_accelerations(system, half_potential, dim):
     """The HGN's symbolic model (a pair-energy formula summed over directed edges, differentiated by

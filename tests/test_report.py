@@ -214,8 +214,10 @@ def test_edge_variants_and_the_hamiltonian_gn_run_through_sweep_and_report(local
     hgn = next(r for r in runs if r.data.params.get("model") == "hgn")
     r2 = {row[1]: row for row in _table(report, "R² of the messages").rows}
     assert set(r2) == {"hgn-linear", "inverse-linear", "wide-linear"}
-    assert _table(report, "R² of the messages").header[5] == "R² pair energy vs U (hgn)"
-    assert r2["hgn-linear"][5] == f"{hgn.data.metrics['messages/r2_potential']:.3f}"
+    assert _table(report, "R² of the messages").header[5:8] == ["R² pair force (hgn)", "robust", "R² pair energy vs U (hgn)"]
+    for column, key in zip((5, 6, 7), ("r2_pair_force", "r2_pair_force_robust", "r2_potential")):
+        assert r2["hgn-linear"][column] == f"{hgn.data.metrics['messages/' + key]:.3f}"
+    assert r2["wide-linear"][5] == "—"
     assert r2["hgn-linear"][3] == "not recorded"  # no force R² for an energy
     law = {row[1]: row for row in _table(report, "Law recovered").rows}
     assert law["hgn-linear"][5].split(" ")[0] in ("yes", "no")

@@ -342,6 +342,33 @@ def test_diverged_trial_is_marked_failed_and_the_sweep_goes_on(local_ray, tmp_pa
     assert by_lr["0.001"].info.status == "FINISHED"
 
 
+def test_asha_stops_a_lagging_trial_and_mlflow_and_the_report_say_so(local_ray, tmp_path):
+    """Two trials one after the other: lr 3e-3, then lr 1e-9 (the untrained network's MAE). At the rung of
+    epoch 2 the second lags the first, so ASHA stops it: its run ends KILLED with the reason, its curves
+    stop at epoch 2, it is not distilled, and the report counts it as stopped early."""
+    from raysym.report import make_report
+
+    cfg = from_dict(SweepConfig, sweep_dict(
+        tmp_path, name="asha", trials={"model": "bottleneck", "lr": [3e-3, 1e-9], "epochs": 4},
+        scheduler={"kind": "asha", "grace_period": 2, "reduction_factor": 2},
+        resources={"cpus_per_trial": 1, "max_concurrent_trials": 1},
+        distill={"backend": "operon", "setting": "fast", "samples": 200}))
+    outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
+    assert [r["status"] for r in outcome.rows] == ["finished", "stopped early"]
+    client, runs = mlflow_runs(tmp_path)
+    trials = {float(r.data.params["lr"]): r for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags}
+    good, bad = trials[3e-3], trials[1e-9]
+    assert good.info.status == "FINISHED" and "raysym.stopped_early" not in good.data.tags
+    assert bad.info.status == "KILLED" and "after epoch 2" in bad.data.tags["raysym.stopped_early"]
+    assert [m.step for m in client.get_metric_history(bad.info.run_id, "test/mae")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(good.info.run_id, "test/mae")] == [1, 2, 3, 4]
+    distilled = {r.data.tags["mlflow.parentRunId"] for r in runs if "raysym.distill_of" in r.data.tags}
+    assert distilled == {good.info.run_id}
+    report = make_report(cfg.tracking.uri, "asha", tmp_path / "report", say=lambda m: None)
+    text = report.markdown.read_text()
+    assert "stopped early" in text, text
+
+
 def test_optuna_search_runs_and_a_second_run_continues_the_study(local_ray, tmp_path):
     import optuna
 
