@@ -265,6 +265,9 @@ def _add_distill(sub) -> None:
     p.add_argument("--backend", default=d.backend, help="auto (pysr where Julia is found, else operon), operon or pysr (default auto)")
     p.add_argument("--setting", default=d.setting, help="fast (seconds per fit) or thorough (about a minute) (default thorough)")
     p.add_argument("--samples", type=int, default=d.samples, help=f"edges and nodes per job (default {d.samples})")
+    p.add_argument("--fit-range", default=d.fit_range, help="fit on every test graph of the fitting half (all), or only "
+                   "on those within the trial's pruning bounds, where the GN was trained (train); formulas are scored "
+                   f"on all (default {d.fit_range})")
     p.add_argument("--workers", type=int, default=None, help="Ray actors fitting in parallel (default: one per CPU)")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
     p.add_argument("--address", help="Ray cluster to join; default: a local Ray")
@@ -275,7 +278,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from raysym.config import DistillConfig
     from raysym.distill_jobs import run_trials
 
-    cfg = from_dict(DistillConfig, {"backend": args.backend, "setting": args.setting, "samples": args.samples, "seed": args.seed}, where="flags")
+    cfg = from_dict(DistillConfig, {"backend": args.backend, "setting": args.setting, "samples": args.samples,
+                                    "fit_range": args.fit_range, "seed": args.seed}, where="flags")
     if bool(args.trials) == bool(args.run):
         raise UserError("Give either trial folders or --run RUN_ID (one or more), not both and not neither.")
     if args.run:

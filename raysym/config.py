@@ -253,7 +253,9 @@ class DistillConfig:
     """Symbolic distillation of a trained GN's messages (raysym.distill, raysym.distill_jobs).
 
     ``backend``: auto (pysr where Julia is found, else operon), operon or pysr. ``setting``: fast (tests,
-    smoke runs) or thorough. ``samples`` test edges (and nodes) are drawn per job. A formula is chosen
+    smoke runs) or thorough. ``samples`` test edges (and nodes) are drawn per job, from every test graph
+    of the fitting half (``fit_range: all``) or only from those inside the trial's pruning bounds, where
+    the GN was trained (``train``); formulas are scored on every unseen test graph either way. A formula is chosen
     by the highest score among those within ``loss_factor`` of the best loss.
     """
 
@@ -265,6 +267,7 @@ class DistillConfig:
     timeout_s: float | None = None
     loss_factor: float = 1.5
     samples: int = 5000
+    fit_range: str = "all"  # all: fit on every test graph of the fitting half; train: only those within the pruning bounds
     threads: int = 1  # per job (operon's n_threads, Julia's threads)
     seed: int = 0
 
@@ -279,6 +282,7 @@ class DistillConfig:
         _require(self.max_size is None or self.max_size >= 3, f"max_size must be at least 3, got {self.max_size}.")
         _require(self.loss_factor >= 1, f"loss_factor must be at least 1, got {self.loss_factor}.")
         _require(self.samples >= 10, f"samples must be at least 10, got {self.samples}.")
+        _require(self.fit_range in ("train", "all"), f"fit_range must be 'train' (the pruning bounds the GN was trained in) or 'all', got '{self.fit_range}'.")
         _require(self.threads >= 1, f"threads must be at least 1, got {self.threads}.")
         _require(self.timeout_s is None or self.timeout_s > 0, f"timeout_s must be positive, got {self.timeout_s}.")
 

@@ -2,7 +2,8 @@
 pool of Ray actors that runs the jobs of many trials in parallel.
 
 For a trained GN and its test graphs (split in two by a seeded permutation: fitting graphs and unseen
-scoring graphs):
+scoring graphs; with ``fit_range: train`` only the fitting graphs within the trial's pruning bounds are
+used, the range the GN was trained on, while every scoring graph counts):
 
 * edge jobs, one per top message component k: inputs on fitting edges dx, dy, (dz), r, m1, m2, q1, q2
   (1 = the receiver, 2 = the sender, dx = x_sender - x_receiver, r = |dx|) -> message component k;
@@ -69,8 +70,11 @@ def _edge_matrix(edges) -> np.ndarray:
     return np.column_stack([edges.dx, edges.r, edges.m_recv, edges.m_send, edges.q_recv, edges.q_send])
 
 
-def prepare(model, graphs, system: str, top: list[int], samples: int, seed: int):
-    """(TrialData on fitting graphs, scoring graphs) for a trained model; top: the message components."""
+def prepare(model, graphs, system: str, top: list[int], samples: int, seed: int, fit_bounds: tuple[float, float] | None = None):
+    """(TrialData on fitting graphs, scoring graphs) for a trained model; top: the message components.
+    ``fit_bounds`` (lo, hi): fit only on graphs whose acceleration components all lie within them (the
+    trial's pruning bounds, where the GN was trained; outside it extrapolates). Scoring graphs are kept
+    whole either way."""
     import torch
 
     from raysym.messages import edge_data
@@ -83,7 +87,12 @@ def prepare(model, graphs, system: str, top: list[int], samples: int, seed: int)
     if half < 2:
         raise UserError(f"Distillation needs at least 4 test graphs, this trial has {len(graphs)}. Simulate more test data.")
     pick = lambda idx: Snapshots(**{f: getattr(graphs, f)[np.sort(idx)] for f in Snapshots.__dataclass_fields__})  # noqa: E731
-    fit_graphs, score_graphs = pick(order[:half]), pick(order[half:])
+    fit_rows = order[:half]
+    if fit_bounds is not None:
+        acc = graphs.acc[fit_rows].reshape(len(fit_rows), -1)
+        inside = fit_rows[(acc.min(1) >= fit_bounds[0]) & (acc.max(1) <= fit_bounds[1])]
+        fit_rows = inside if len(inside) >= 2 else fit_rows  # too few inside: fit on all rather than fail
+    fit_graphs, score_graphs = pick(fit_rows), pick(order[half:])
     dim = graphs.pos.shape[-1]
     edges = edge_data(model, fit_graphs, system)
     edge_rows = rng.choice(len(edges.r), size=min(samples, len(edges.r)), replace=False)
@@ -95,7 +104,7 @@ def prepare(model, graphs, system: str, top: list[int], samples: int, seed: int)
         out = model(x.to(next(model.parameters()).device))
     n = x.shape[1]
     summed = out.messages.reshape(len(x), n, n - 1, -1).sum(2)[..., top].cpu().numpy()
-    node_X = np.concatenate([summed, x.numpy()], axis=-1).reshape(-1, 2 * dim + 2 + dim).astype(np.float64)
+    node_X = np.concatenate([summed, x.numpy()], axis=-1).reshape(len(x) * n, -1).astype(np.float64)  # (nodes, len(top) + features)
     node_y = out.acc.cpu().numpy().reshape(-1, dim).astype(np.float64)
     node_rows = rng.choice(len(node_X), size=min(samples, len(node_X)), replace=False)
     pair_force = edges.pair_force[edge_rows] if edges.pair_force is not None else None
@@ -373,7 +382,10 @@ def distill_trial(trial_dir: str | Path, cfg: DistillConfig, pool: DistillPool |
         raise UserError(f"{trial_dir} has no message analysis (messages/top_components in metrics.json): the trial did not finish. Train it to the end first.")
     system = shards.read_manifest(train_cfg.data)["params"]["system"]
     data = shards.load_dataset(train_cfg.data, prune_k=None)
-    data_, score_graphs = prepare(model, data.test, system, top, cfg.samples, cfg.seed)
+    bounds = None
+    if cfg.fit_range == "train" and train_cfg.prune_k is not None:
+        bounds = shards.prune_bounds(data.manifest, train_cfg.prune_k)
+    data_, score_graphs = prepare(model, data.test, system, top, cfg.samples, cfg.seed, fit_bounds=bounds)
     energy = getattr(model, "model", "") == "hgn"
 
     def summary_of(workdir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:

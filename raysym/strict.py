@@ -47,14 +47,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        members = [arg for arg in args if arg is not type(None)]
+        if len(members) == 1:  # X | None: X's own error says more (e.g. an unknown key inside a section)
+            return _coerce(value, members[0], where)
+        for arg in members:
             try:
                 return _coerce(value, arg, where)
-            except UserError as exc:
-                errors.append(str(exc))
+            except UserError:
+                pass
         raise UserError(f"{where} has the wrong type: expected {_type_name(tp)}, got {value!r}.")
     if origin is dict:
         if not isinstance(value, dict):

@@ -233,3 +233,33 @@ def test_distill_refuses_unfinished_trials_and_bad_backends(tmp_path, capsys):
     assert "not a finished training trial" in capsys.readouterr().err
     assert main(["distill", str(tmp_path), "--backend", "gplearn"]) == 2
     assert "Unknown distillation backend" in capsys.readouterr().err
+
+
+def test_formulas_are_fitted_in_the_training_range_and_scored_everywhere():
+    """prepare(fit_bounds=...): the fitting half keeps only graphs whose accelerations lie within the
+    bounds (the trial's pruning bounds); the scoring half is untouched."""
+    from raysym import physics
+    from raysym.distill_jobs import prepare
+    from raysym.model import build_model
+    from raysym.simulate import Snapshots
+
+    rng = np.random.default_rng(0)
+    g, n, dim = 40, 4, 2
+    pos, vel = rng.normal(size=(g, n, dim)), rng.normal(size=(g, n, dim))
+    charge, mass = np.ones((g, n)), np.exp(rng.normal(size=(g, n)))
+    acc = physics.accelerations("spring", pos, vel, charge, mass)
+    graphs = Snapshots(pos=pos.astype(np.float32), vel=vel.astype(np.float32), acc=acc.astype(np.float32),
+                       charge=charge.astype(np.float32), mass=mass.astype(np.float32),
+                       sim=np.arange(g), step=np.zeros(g, np.int64), t=np.zeros(g))
+    bounds = (float(np.quantile(acc.reshape(g, -1).min(1), 0.5)), float(np.quantile(acc.reshape(g, -1).max(1), 0.5)))
+    inside = {int(s) for s in graphs.sim[(acc.reshape(g, -1).min(1) >= bounds[0]) & (acc.reshape(g, -1).max(1) <= bounds[1])]}
+    model = build_model("bottleneck", dim, hidden=8, layers=1)
+    everything, score_all = prepare(model, graphs, "spring", [0, 1], samples=10_000, seed=0)
+    fitted, score = prepare(model, graphs, "spring", [0, 1], samples=10_000, seed=0, fit_bounds=bounds)
+    np.testing.assert_array_equal(score.sim, score_all.sim)  # the same unseen scoring graphs
+    assert len(everything.edge_X) == (g // 2) * n * (n - 1)
+    fit_sims = sorted(set(range(g)) - set(score.sim.tolist()))
+    kept = [s for s in fit_sims if s in inside]
+    assert 2 <= len(kept) < len(fit_sims)
+    assert len(fitted.edge_X) == len(kept) * n * (n - 1)
+    assert fitted.node_X.shape[0] == len(kept) * n

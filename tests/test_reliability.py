@@ -265,6 +265,8 @@ BAD_SWEEPS = [
     ({"name": "has space"}, "name must be"),
     ({"data": {"particles": 100000, "sims": 100000}}, "memory"),
     ({"data": {"sims": 10**12}}, "memory"),
+    ({"distill": {"fit_range": "pruned"}}, "fit_range must be"),
+    ({"distill": {"fit_ragne": "all"}}, "Did you mean 'fit_range'"),
 ]
 
 
@@ -303,6 +305,9 @@ BAD_CALLS = [
     (["distill"], "either trial folders or --run"),
     (["distill", "no/such/trial"], "no/such/trial"),
     (["distill", "t", "--backend", "eureqa"], "eureqa"),
+    (["distill", "t", "--fit-range", "outside"], "fit_range must be"),
+    (["halos", "--batch-nodes", "0", "--out", "x"], "batch_nodes must be"),
+    (["halos", "--msg-dim", "-1", "--out", "x"], "msg_dim must be"),
     (["report", "no-such-sweep", "--tracking-uri", "sqlite:///{tmp}/m.db"], "No sweep named"),
     (["report", "x", "--tracking-uri", "http://127.0.0.1:9"], "cannot be reached"),
     (["inspect", "no/such/data"], "no/such/data"),
