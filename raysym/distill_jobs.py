@@ -196,8 +196,10 @@ def energy_gradient(pair_eq: str, edge_X: np.ndarray, dim: int) -> np.ndarray:
     return np.stack([np.broadcast_to(np.asarray(c, dtype=np.float64), (len(edge_X),)) for c in columns], -1)
 
 
-def reversed_edges(edge_X: np.ndarray, dim: int) -> np.ndarray:
-    """The rows of the reverse edges (sender and receiver swapped): -dx, the same r, m1 <-> m2, q1 <-> q2."""
+def reverse_edge_rows(edge_X: np.ndarray, dim: int) -> np.ndarray:
+    """The rows of the reverse edges (sender and receiver swapped): -dx, the same r, m1 <-> m2, q1 <-> q2.
+    Built from each row alone, so sampled edges need no graph (raysym.model.reverse_edges indexes them
+    within a complete graph instead)."""
     out = edge_X.copy()
     out[:, :dim] *= -1
     m1, m2, q1, q2 = dim + 1, dim + 2, dim + 3, dim + 4
@@ -208,7 +210,7 @@ def reversed_edges(edge_X: np.ndarray, dim: int) -> np.ndarray:
 def formula_pair_forces(pair_eq: str, edge_X: np.ndarray, dim: int) -> np.ndarray:
     """The force on each edge's receiver from the pair-energy formula on that edge and on its reverse,
     (E, dim): -dH/dq_receiver = grad f(edge) - grad f(reverse edge)."""
-    return energy_gradient(pair_eq, edge_X, dim) - energy_gradient(pair_eq, reversed_edges(edge_X, dim), dim)
+    return energy_gradient(pair_eq, edge_X, dim) - energy_gradient(pair_eq, reverse_edge_rows(edge_X, dim), dim)
 
 
 def energy_accelerations(pair_eq: str, graphs, system: str) -> np.ndarray:
