@@ -140,14 +140,22 @@ def _add_train(sub) -> None:
         description=(
             "Train the Graph Network of Cranmer et al. 2020 on a dataset made by `raysym simulate`, then "
             "measure on held-out test graphs whether its messages became the pairwise forces (sparsity, R² "
-            "against force and force/mass). Writes metrics.json, checkpoint.pt (training resumes from it "
-            "when run again with the same --out) and two figures. Defaults are the paper-faithful settings."
+            "against force and force/mass: in distribution, i.e. on test graphs inside the training set's pruning bounds, "
+            "on every test edge, and by a trimmed robust fit). Each epoch prints the in-distribution R². Writes metrics.json, "
+            "checkpoint.pt (training resumes from it when run again with the same --out) and figures. Defaults are the "
+            "paper-faithful settings; --model newtonian --hidden 128 --lr 3e-3 reaches R² 0.999 on spring in about a minute on 2 cores."
         ),
         argument_default=argparse.SUPPRESS,
     )
     p.add_argument("--config", metavar="YAML", help="read settings from a YAML file (flags override it)")
     p.add_argument("--data", help="dataset folder (made by raysym simulate)")
-    p.add_argument("--model", help=f"standard, bottleneck, l1, kl, wide or inverse (L1 edge-model variants), or hgn (the Hamiltonian GN) (default {d.model})")
+    p.add_argument("--model", help="the paper's standard, bottleneck, l1 or kl; wide or inverse (L1 edge-model variants); hgn (the "
+                   "Hamiltonian GN); or newtonian (a = sum of messages / m built in: its messages are the pair force, the fast "
+                   f"path to a law) (default {d.model})")
+    p.add_argument("--newtonian-messages", dest="newtonian_messages", help="newtonian model: bottleneck (dim components, the force; "
+                   f"default), l1 or kl (--msg-dim components with that penalty) (default {d.newtonian_messages})")
+    p.add_argument("--node-term", dest="node_term", action=argparse.BooleanOptionalAction,
+                   help="newtonian model: add a small MLP g(v, q, m) for forces that are not pairwise, such as damping (default: on for damped data only)")
     p.add_argument("--l1-schedule", dest="l1_schedule", help=f"constant, linear, triangle (default {d.l1_schedule}); 'shape' via --config")
     p.add_argument("--kl-prior", dest="kl_prior", help=f"gaussian or laplace (default {d.kl_prior})")
     p.add_argument("--epochs", type=int, help=f"passes over the training graphs (default {d.epochs})")
@@ -160,6 +168,9 @@ def _add_train(sub) -> None:
     p.add_argument("--no-prune", dest="prune_k", action="store_const", const=None, help="train on every graph")
     p.add_argument("--max-train-graphs", dest="max_train_graphs", type=int, help="random subset of training graphs (default all)")
     p.add_argument("--max-test-graphs", dest="max_test_graphs", type=int, help="random subset of test graphs (default all)")
+    p.add_argument("--warmup-fraction", dest="warmup_fraction", type=float, help=f"share of the steps OneCycle spends raising the learning rate (default {d.warmup_fraction})")
+    p.add_argument("--stop-r2", dest="stop_r2", type=float, help="stop after the first epoch whose in-distribution R² of the messages "
+                   "(against force or force/mass) reaches this, e.g. 0.999 (default: train every epoch)")
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     p.add_argument("--device", help="auto, cpu or cuda (default auto: the GPU when there is one)")
     p.add_argument("--out", required=True, help="trial folder for metrics.json, checkpoint.pt and figures")
@@ -178,10 +189,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _say(f"raysym train: {cfg.model} model on {cfg.data}, {cfg.epochs} epochs, batch {cfg.batch_size} -> {args.out}")
 
     def progress(m: dict) -> None:
-        _say(f"epoch {m['epoch'] + 1}/{cfg.epochs}: train loss {m['train/loss']:.4g}, test MAE {m['test/mae']:.4g}")
+        r2 = next((f", in-distribution R² {name} {m[key]:.4f}" for key, name in (
+            ("messages/r2_force_epoch", "vs force"), ("messages/r2_pair_force_epoch", "of the pair force")) if key in m), "")
+        _say(f"epoch {m['epoch'] + 1}/{cfg.epochs}: train loss {m['train/loss']:.4g}, test MAE {m['test/mae']:.4g}{r2}")
 
     metrics = run_trial(cfg, args.out, callback=progress, resume=given.get("resume", True))
-    keys = ["status", "test/mae", "messages/r2_force", "messages/r2_accel", "messages/r2_pair_force", "messages/r2_potential", "messages/sparse", "time/train_seconds"]
+    keys = ["status", "reason", "test/mae", "messages/r2_force", "messages/r2_accel", "messages/r2_force_all", "messages/r2_accel_all",
+            "messages/r2_force_robust", "messages/r2_accel_robust", "messages/in_range_fraction", "messages/r2_pair_force",
+            "messages/r2_pair_force_all", "messages/r2_pair_force_robust", "messages/r2_potential", "messages/sparse",
+            "messages/sparsity_ratio", "time/train_seconds"]
     print(json.dumps({k: metrics[k] for k in keys if k in metrics}, indent=2))
     if metrics["status"] != "finished":
         _say(f"raysym train: the trial {metrics['status']}: {metrics['reason']}")
@@ -265,9 +281,9 @@ def _add_distill(sub) -> None:
     p.add_argument("--backend", default=d.backend, help="auto (pysr where Julia is found, else operon), operon or pysr (default auto)")
     p.add_argument("--setting", default=d.setting, help="fast (seconds per fit) or thorough (about a minute) (default thorough)")
     p.add_argument("--samples", type=int, default=d.samples, help=f"edges and nodes per job (default {d.samples})")
-    p.add_argument("--fit-range", default=d.fit_range, help="fit on every test graph of the fitting half (all), or only "
-                   "on those within the trial's pruning bounds, where the GN was trained (train); formulas are scored "
-                   f"on all (default {d.fit_range})")
+    p.add_argument("--fit-range", default=d.fit_range, help="fit only on test graphs within the trial's pruning bounds, where "
+                   "the GN was trained (train), or on every test graph of the fitting half (all); the verdict is decided on "
+                   f"unseen graphs within the bounds either way, with the all-edges R² beside it (default {d.fit_range})")
     p.add_argument("--workers", type=int, default=None, help="Ray actors fitting in parallel (default: one per CPU)")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
     p.add_argument("--address", help="Ray cluster to join; default: a local Ray")
@@ -294,7 +310,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     for trial, summary in zip(names, summaries):
         print(f"\n{trial}:")
         for k in ("distill/backend", "distill/edge_formulas", "distill/node_formulas", "distill/recovered_as",
-                  "distill/r2_force", "distill/r2_accel", "distill/r2_pair_force", "distill/r2_pair_force_robust", "distill/test_mae", "distill/gn_test_mae", "distill/errors"):
+                  "distill/r2_force", "distill/r2_force_all", "distill/r2_accel", "distill/r2_accel_all", "distill/r2_pair_force", "distill/r2_pair_force_all", "distill/r2_pair_force_robust", "distill/test_mae", "distill/gn_test_mae", "distill/test_mae_in_range", "distill/gn_test_mae_in_range", "distill/errors"):
             if k in summary:
                 print(f"  {k.split('/', 1)[1]:<20} {summary[k]}")
         failed += bool(summary.get("distill/errors"))

@@ -6,10 +6,11 @@ that is shared, so the two backends' results compare:
 * each candidate is parsed with sympy and scored on the data by raysym itself: loss = mean squared
   error, complexity = number of nodes of the sympy expression tree (operators, variables, constants);
 * the Pareto front keeps, for each complexity, the lowest loss, and only candidates that beat every
-  simpler one;
-* selection (PySR's "best" rule): among the formulas whose loss is within ``loss_factor`` of the best
-  loss, the one with the highest score, score = -d log(loss) / d complexity against the next simpler
-  formula of the front. Losses are floored at 1e-10 x var(y) first, so float round-off between two
+  simpler one by at least 1% of the loss;
+* selection (PySR's "best" rule, widened): among the formulas whose loss is within ``loss_factor`` of
+  the best loss (DistillConfig, default 10) or that explain 99% of the target's variance, the one with
+  the highest score, score = -d log(loss) / d complexity against the next simpler formula of the front
+  (the paper's criterion). Losses are floored at 1e-10 x var(y) first, so float round-off between two
   exact formulas cannot pass for a gain.
 
 Backends:
@@ -34,6 +35,9 @@ from raysym.config import DistillConfig
 from raysym.errors import UserError
 
 LOSS_FLOOR = 1e-10  # relative to var(y)
+# A formula that fits no more than 1% better than a shorter one is the same fit with more nodes; on the
+# front it would make the next formula's score look like a jump it is not.
+MIN_GAIN = 0.01
 
 OPERON_PRESETS = {
     # ~1 s per fit: for tests and smoke runs
@@ -115,6 +119,15 @@ def parse(equation: str, names: list[str]):
         raise ValueError(f"cannot parse equation {equation!r}: {exc}") from None
 
 
+def readable(equation: str, names: list[str], digits: int = 4) -> str:
+    """The equation as plain text with every constant rounded to ``digits`` significant digits, for
+    tables and logs (the stored equation keeps full precision)."""
+    import sympy
+
+    expr = parse(equation, names)
+    return str(expr.xreplace({c: sympy.Float(c, digits) for c in expr.atoms(sympy.Float)}))
+
+
 def complexity(expr) -> int:
     """Nodes of the expression tree: operators, variables and constants each count 1."""
     import sympy
@@ -143,34 +156,40 @@ def build_front(candidates: list[str], X: np.ndarray, y: np.ndarray, names: list
             continue
         pred = evaluate(str(expr), X, names)
         scored.append(Formula(str(expr), complexity(expr), float(np.mean((pred - y) ** 2))))
-    return pareto_front(scored, names, LOSS_FLOOR * max(float(np.var(y)), 1e-300), loss_factor)
+    return pareto_front(scored, names, float(np.var(y)), loss_factor)
 
 
-def pareto_front(scored: list[Formula], names: list[str], floor: float, loss_factor: float) -> Front:
+def pareto_front(scored: list[Formula], names: list[str], variance: float, loss_factor: float) -> Front:
     """The Pareto front of formulas with their losses (the best at each complexity, then only those that
-    beat every simpler one), their scores (losses floored at ``floor``) and the chosen one. Formulas
-    with a non-finite loss are dropped; raises ValueError when none is left."""
+    beat every simpler one), their scores (losses floored at LOSS_FLOOR x ``variance``, the target's) and
+    the chosen one. Formulas with a non-finite loss are dropped; raises ValueError when none is left."""
+    floor = LOSS_FLOOR * max(variance, 1e-300)
     best: dict[int, Formula] = {}
     for f in scored:
         if math.isfinite(f.loss) and (f.complexity not in best or f.loss < best[f.complexity].loss):
             best[f.complexity] = Formula(f.equation, f.complexity, f.loss)
     front: list[Formula] = []
-    for c in sorted(best):
-        if not front or best[c].loss < front[-1].loss:
+    for c in sorted(best):  # a longer formula enters only if it fits better than every shorter one by 1%
+        if not front or best[c].loss < (1 - MIN_GAIN) * front[-1].loss:
             front.append(best[c])
     if not front:
         raise ValueError("the backend proposed no equation that evaluates to finite values")
     for prev, cur in zip(front, front[1:]):
         gain = math.log(max(prev.loss, floor)) - math.log(max(cur.loss, floor))
         cur.score = gain / (cur.complexity - prev.complexity)
-    return Front(names, front, select(front, loss_factor))
+    return Front(names, front, select(front, loss_factor, variance))
 
 
-def select(front: list[Formula], loss_factor: float) -> int:
-    """Index of the highest-scoring formula among those with loss <= loss_factor x the best loss
-    (the simplest of them on ties; the simplest formula of the front has score 0)."""
+GOOD_FIT_R2 = 0.99  # a formula that explains this share of the target's variance is always eligible
+
+
+def select(front: list[Formula], loss_factor: float, variance: float | None = None) -> int:
+    """Index of the highest-scoring formula among the eligible ones (the simplest of them on ties; the
+    simplest formula of the front has score 0). Eligible: loss <= loss_factor x the best loss, or, when the
+    target's ``variance`` is given, loss <= (1 - GOOD_FIT_R2) x variance (the formula explains 99% of it)."""
     best = min(f.loss for f in front)
-    eligible = [i for i, f in enumerate(front) if f.loss <= loss_factor * best]
+    good = (1 - GOOD_FIT_R2) * variance if variance is not None else 0.0
+    eligible = [i for i, f in enumerate(front) if f.loss <= loss_factor * best or f.loss <= good]
     return max(eligible, key=lambda i: (front[i].score, -front[i].complexity))
 
 

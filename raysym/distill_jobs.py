@@ -12,9 +12,16 @@ used, the range the GN was trained on, while every scoring graph counts):
   predicted acceleration component (the node model is distilled, as in the paper);
 * the composed symbolic model: edge formulas on every edge, summed over senders, node formulas; its
   MAE on the scoring graphs against the true accelerations, next to the GN's MAE on the same graphs;
-* the verdict: the edge formulas evaluated on scoring edges, each fitted by least squares to
+* the verdict: the edge formulas evaluated on the scoring edges of graphs inside the trial's pruning
+  bounds (in distribution: where the GN was trained), each fitted by least squares to
   [F_x, F_y, (F_z), 1] and to [F / m_receiver, 1]; R² (mean over components) >= 0.99 for either means the
-  law is recovered, and the verdict says which.
+  law is recovered, and the verdict says which. The same R² on every scoring edge (``..._all``,
+  extrapolation included) is reported beside it and decides nothing.
+
+The Newtonian GN (``model: newtonian``) has no node MLP to distil: its accelerations are the summed
+messages (through its linear readout when messages have more than dim components) over the receiver's
+mass, so its composed model is the edge formulas summed and divided by m, plus, when the model has a
+non-pairwise term g(v, q, m), node jobs that distil g from vx, vy, (vz), q, m.
 
 The Hamiltonian GN (``model: hgn``) has one edge job, its pair energy, judged by the pair force it implies
 against the true one (:func:`energy_verdict`); its composed model is the formula's H, differentiated
@@ -52,6 +59,11 @@ def node_names(dim: int) -> list[str]:
     return [f"s{k + 1}" for k in range(dim)] + ["x", "y", "z"][:dim] + ["vx", "vy", "vz"][:dim] + ["q", "m"]
 
 
+def node_term_names(dim: int) -> list[str]:
+    """The inputs of the Newtonian GN's non-pairwise term g(v, q, m)."""
+    return ["vx", "vy", "vz"][:dim] + ["q", "m"]
+
+
 @dataclasses.dataclass
 class TrialData:
     """What the jobs of one trial need, as plain arrays (so it travels to Ray actors cheaply)."""
@@ -61,8 +73,9 @@ class TrialData:
     edge_X: np.ndarray  # (E, len(edge_names)) fitting edges
     messages: np.ndarray  # (E, dim) top components on those edges
     node_X: np.ndarray  # (N, len(node_names)) fitting nodes
-    node_y: np.ndarray  # (N, dim) the GN's predicted accelerations there
+    node_y: np.ndarray  # (N, dim) the GN's predicted accelerations there (newtonian: its term g)
     pair_force: np.ndarray | None = None  # (E, dim) energy models: the force the GN's pair energies imply
+    node_names: list[str] | None = None  # the node jobs' inputs; None: no node jobs
 
 
 def _edge_matrix(edges) -> np.ndarray:
@@ -98,33 +111,43 @@ def prepare(model, graphs, system: str, top: list[int], samples: int, seed: int,
     edge_rows = rng.choice(len(edges.r), size=min(samples, len(edges.r)), replace=False)
     edge_X = _edge_matrix(edges)[edge_rows]
     messages = edges.messages[edge_rows][:, top]
-    # Node job: the GN's own summed messages and predictions at each node of the fitting graphs.
     x, _ = node_features(fit_graphs)
+    kind = getattr(model, "model", "")
     with torch.no_grad():
-        out = model(x.to(next(model.parameters()).device))
-    n = x.shape[1]
-    summed = out.messages.reshape(len(x), n, n - 1, -1).sum(2)[..., top].cpu().numpy()
-    node_X = np.concatenate([summed, x.numpy()], axis=-1).reshape(len(x) * n, -1).astype(np.float64)  # (nodes, len(top) + features)
-    node_y = out.acc.cpu().numpy().reshape(-1, dim).astype(np.float64)
+        if kind == "newtonian":  # node jobs: its non-pairwise term g(v, q, m), if it has one
+            node_X = x[..., dim:].reshape(-1, dim + 2).numpy().astype(np.float64)
+            term = model.node_term
+            node_y = term(x[..., dim:].to(next(model.parameters()).device)).cpu().numpy().reshape(-1, dim) if term is not None else None
+            names = node_term_names(dim) if term is not None else None
+        else:  # node jobs: the GN's own summed messages and predictions at each node of the fitting graphs
+            out = model(x.to(next(model.parameters()).device))
+            n = x.shape[1]
+            summed = out.messages.reshape(len(x), n, n - 1, -1).sum(2)[..., top].cpu().numpy()
+            node_X = np.concatenate([summed, x.numpy()], axis=-1).reshape(len(x) * n, -1).astype(np.float64)  # (nodes, len(top) + features)
+            node_y = out.acc.cpu().numpy().reshape(-1, dim)
+            names = None if kind == "hgn" else node_names(dim)  # hgn: accelerations come from differentiating H
     node_rows = rng.choice(len(node_X), size=min(samples, len(node_X)), replace=False)
+    node_y = np.zeros((len(node_X), dim)) if node_y is None else node_y.astype(np.float64)
     pair_force = edges.pair_force[edge_rows] if edges.pair_force is not None else None
-    data = TrialData(dim, list(top), edge_X.astype(np.float64), messages.astype(np.float64), node_X[node_rows], node_y[node_rows], pair_force)
+    data = TrialData(dim, list(top), edge_X.astype(np.float64), messages.astype(np.float64), node_X[node_rows], node_y[node_rows],
+                     pair_force, names)
     return data, score_graphs
 
 
-def jobs(data: TrialData, cfg: DistillConfig, workdir: Path, energy: bool = False) -> list[dict[str, Any]]:
-    """One job per top message component (edge) and per acceleration component (node). ``energy``
-    (the Hamiltonian GN): one edge job, the pair energy, and no node jobs (its accelerations come from
-    differentiating H, not from a node model)."""
+def jobs(data: TrialData, cfg: DistillConfig, workdir: Path) -> list[dict[str, Any]]:
+    """One job per top message component (edge) and, where the model has a node function to distil
+    (``data.node_names``), one per acceleration component (node). The Hamiltonian GN has one edge job,
+    its pair energy, and no node jobs (its accelerations come from differentiating H); the Newtonian GN
+    has node jobs only for its non-pairwise term."""
     out = []
     for k, comp in enumerate(data.top):
         out.append(dict(kind="edge", index=k, component=comp, X=data.edge_X, y=data.messages[:, k],
                         names=edge_names(data.dim), cfg=dataclasses.asdict(cfg), workdir=str(workdir / f"edge{k}")))
-    if energy:
+    if data.node_names is None:
         return out
     for d in range(data.dim):
         out.append(dict(kind="node", index=d, component=d, X=data.node_X, y=data.node_y[:, d],
-                        names=node_names(data.dim), cfg=dataclasses.asdict(cfg), workdir=str(workdir / f"node{d}")))
+                        names=list(data.node_names), cfg=dataclasses.asdict(cfg), workdir=str(workdir / f"node{d}")))
     return out
 
 
@@ -177,6 +200,21 @@ def composed_accelerations(edge_eqs: list[str], node_eqs: list[str], graphs, sys
     x, _ = node_features(graphs)
     node_X = np.concatenate([messages.sum(2), x.numpy().astype(np.float64)], -1).reshape(g * n, -1)
     return np.column_stack([distill.evaluate(eq, node_X, node_names(dim)) for eq in node_eqs]).reshape(g, n, dim)
+
+
+def newtonian_accelerations(edge_eqs: list[str], node_eqs: list[str], readout: np.ndarray, graphs, system: str) -> np.ndarray:
+    """Accelerations (G, n, dim) of the Newtonian GN's symbolic model: edge formulas summed over senders,
+    mapped by ``readout`` (dim, len(edge_eqs)): the model's readout columns of the distilled components,
+    the identity for dim-component messages), divided by the receiver's mass, plus the node formulas of
+    g(v, q, m) when there are any."""
+    g, n, dim = graphs.pos.shape
+    edge_X, _, _ = graph_edges(graphs, system)
+    summed = np.column_stack([distill.evaluate(eq, edge_X, edge_names(dim)) for eq in edge_eqs]).reshape(g, n, n - 1, -1).sum(2)
+    acc = (summed @ readout.T) / graphs.mass.astype(np.float64)[..., None]
+    if node_eqs:
+        node_X = np.concatenate([graphs.vel, graphs.charge[..., None], graphs.mass[..., None]], -1).astype(np.float64).reshape(g * n, -1)
+        acc = acc + np.column_stack([distill.evaluate(eq, node_X, node_term_names(dim)) for eq in node_eqs]).reshape(g, n, dim)
+    return acc
 
 
 def energy_gradient(pair_eq: str, edge_X: np.ndarray, dim: int) -> np.ndarray:
@@ -241,51 +279,62 @@ def force_front(front_rows: list[dict[str, Any]], names: list[str], data: TrialD
         with np.errstate(all="ignore"):
             implied = formula_pair_forces(row["equation"], data.edge_X, data.dim)
         scored.append(distill.Formula(row["equation"], row["complexity"], float(np.mean((implied - data.pair_force) ** 2))))
-    floor = distill.LOSS_FLOOR * max(float(np.var(data.pair_force)), 1e-300)
-    return distill.pareto_front(scored, names, floor, loss_factor)
+    return distill.pareto_front(scored, names, float(np.var(data.pair_force)), loss_factor)
 
 
-def verdict(edge_eqs: list[str], graphs, system: str) -> dict[str, Any]:
-    """Is each edge formula a linear transformation of the true force (or force / receiver mass)?"""
+def verdict(edge_eqs: list[str], graphs, system: str, bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Is each edge formula a linear transformation of the true force (or force / receiver mass)?
+
+    Decided in distribution: on the edges of the graphs inside ``bounds`` (the trial's pruning bounds;
+    every graph when None). ``r2_force_all`` and ``r2_accel_all``, on every edge, are reported beside it.
+    A formula that is not finite on some edge scores 0 there (no law blows up)."""
+    from raysym.messages import graphs_in_range
+
     edge_X, force, m_recv = graph_edges(graphs, system)
+    n = graphs.pos.shape[1]
+    inside = np.repeat(graphs_in_range(graphs, bounds), n * (n - 1))
     names = edge_names(graphs.pos.shape[2])
-    r2_force, r2_accel = [], []
+    scores: dict[str, list[float]] = {"r2_force": [], "r2_accel": [], "r2_force_all": [], "r2_accel_all": []}
     for eq in edge_eqs:
         value = distill.evaluate(eq, edge_X, names)
-        finite = bool(np.all(np.isfinite(value)))  # a formula that blows up on some edge is no law
-        r2_force.append(r2_linear(value, force)[0] if finite else 0.0)
-        r2_accel.append(r2_linear(value, force / m_recv[:, None])[0] if finite else 0.0)
-    f, a = float(np.mean(r2_force)), float(np.mean(r2_accel))
-    which = "force" if f >= a else "force/mass"
-    return {"recovered": max(f, a) >= RECOVERED_R2, "which": which if max(f, a) >= RECOVERED_R2 else "none",
-            "r2_force": f, "r2_accel": a}
+        for name, target in (("force", force), ("accel", force / m_recv[:, None])):
+            for suffix, rows in (("", inside), ("_all", slice(None))):
+                v = value[rows]
+                scores[f"r2_{name}{suffix}"].append(r2_linear(v, target[rows])[0] if np.all(np.isfinite(v)) else 0.0)
+    out = {k: float(np.mean(v)) for k, v in scores.items()}
+    f, a = out["r2_force"], out["r2_accel"]
+    recovered = bool(max(f, a) >= RECOVERED_R2)
+    return {"recovered": recovered, "which": ("force" if f >= a else "force/mass") if recovered else "none",
+            "in_range_graphs": int(inside.sum()) // (n * (n - 1)), **out}
 
 
-def energy_verdict(pair_eq: str, graphs, system: str) -> dict[str, Any]:
+def energy_verdict(pair_eq: str, graphs, system: str, bounds: tuple[float, float] | None = None) -> dict[str, Any]:
     """Is the distilled pair energy (Hamiltonian GN) the true pair potential U(r')? Training fixes the
     energy only up to terms without positions in them (c q1 q2, constants, ...), so it is judged by what
-    is fixed: the pair force it implies (:func:`formula_pair_forces`) against the true pair force on the
-    unseen edges of ``graphs`` (all of them: the simulator's softened law, close encounters included),
-    R² without fitting >= RECOVERED_R2 means recovered. Also returned: the same R² on the 90% of edges the
-    formula fits best, and R² of the formula as a linear function of U (blind to those offsets, so
-    often low for a correct law)."""
+    is fixed: the pair force it implies (:func:`formula_pair_forces`) against the true pair force, R²
+    without fitting >= RECOVERED_R2 means recovered. Decided in distribution, on the edges of the graphs
+    inside ``bounds`` (every graph when None); beside it, the same R² on every edge (``_all``: the
+    simulator's softened law in close encounters included), on the 90% of edges the formula fits best
+    (``_robust``), and R² of the formula as a linear function of U in distribution (blind to those
+    offsets, so often low for a correct law)."""
     from raysym import physics
-    from raysym.messages import ROBUST_FRACTION, r2_prediction
+    from raysym.messages import ROBUST_FRACTION, graphs_in_range, r2_prediction
 
     edge_X, force, _ = graph_edges(graphs, system)
-    dim = graphs.pos.shape[2]
+    n, dim = graphs.pos.shape[1], graphs.pos.shape[2]
+    inside = np.repeat(graphs_in_range(graphs, bounds), n * (n - 1))
     names = edge_names(dim)
     col = {n: edge_X[:, i] for i, n in enumerate(names)}
     potential = physics.get_law(system).potential(col["r"] + physics.SOFTENING, col["q1"], col["q2"], col["m1"], col["m2"])
     value = distill.evaluate(pair_eq, edge_X, names)
-    r2_u = r2_linear(value, potential[:, None])[0] if np.all(np.isfinite(value)) else 0.0
+    r2_u = r2_linear(value[inside], potential[inside, None])[0] if np.all(np.isfinite(value[inside])) else 0.0
     with np.errstate(all="ignore"):
         implied = formula_pair_forces(pair_eq, edge_X, dim)
-    finite = bool(np.all(np.isfinite(implied)))  # a formula that blows up on some edge is no law
-    r2_f = r2_prediction(force, implied) if finite else 0.0
-    return {"recovered": r2_f >= RECOVERED_R2, "which": "potential" if r2_f >= RECOVERED_R2 else "none",
-            "r2_potential": float(r2_u), "r2_pair_force": float(r2_f),
-            "r2_pair_force_robust": r2_prediction(force, implied, ROBUST_FRACTION) if finite else 0.0}
+    score = lambda rows, keep=1.0: r2_prediction(force[rows], implied[rows], keep) if np.all(np.isfinite(implied[rows])) else 0.0  # noqa: E731
+    r2_f = score(inside)
+    return {"recovered": bool(r2_f >= RECOVERED_R2), "which": "potential" if r2_f >= RECOVERED_R2 else "none",
+            "r2_potential": float(r2_u), "r2_pair_force": float(r2_f), "r2_pair_force_all": float(score(slice(None))),
+            "r2_pair_force_robust": float(score(slice(None), ROBUST_FRACTION)), "in_range_graphs": int(inside.sum()) // (n * (n - 1))}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -384,18 +433,18 @@ def distill_trial(trial_dir: str | Path, cfg: DistillConfig, pool: DistillPool |
         raise UserError(f"{trial_dir} has no message analysis (messages/top_components in metrics.json): the trial did not finish. Train it to the end first.")
     system = shards.read_manifest(train_cfg.data)["params"]["system"]
     data = shards.load_dataset(train_cfg.data, prune_k=None)
-    bounds = None
-    if cfg.fit_range == "train" and train_cfg.prune_k is not None:
-        bounds = shards.prune_bounds(data.manifest, train_cfg.prune_k)
-    data_, score_graphs = prepare(model, data.test, system, top, cfg.samples, cfg.seed, fit_bounds=bounds)
+    # The trial's pruning bounds: where the GN was trained. The verdict is decided inside them.
+    bounds = shards.prune_bounds(data.manifest, train_cfg.prune_k) if train_cfg.prune_k is not None else None
+    data_, score_graphs = prepare(model, data.test, system, top, cfg.samples, cfg.seed,
+                                  fit_bounds=bounds if cfg.fit_range == "train" else None)
     energy = getattr(model, "model", "") == "hgn"
 
     def summary_of(workdir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        job_list = jobs(data_, cfg, workdir, energy=energy)
+        job_list = jobs(data_, cfg, workdir)
         results = pool.map(job_list) if pool is not None else [run_job(j) for j in job_list]
         if energy:
             results = [choose_by_force(r, data_, cfg.loss_factor) for r in results]
-        return results, summarize(results, model, score_graphs, system, data_.dim, energy=energy)
+        return results, summarize(results, model, score_graphs, system, data_.dim, bounds=bounds)
 
     return write_outputs(trial_dir, summary_of)
 
@@ -441,51 +490,70 @@ def write_outputs(trial_dir: Path, summary_of) -> dict[str, Any]:
     return summary
 
 
-def summarize(results: list[dict[str, Any]], model, score_graphs, system: str, dim: int, energy: bool = False) -> dict[str, Any]:
-    """Flat ``distill/...`` metrics plus the formulas, from the job results of one trial. ``energy``:
-    the Hamiltonian GN's single pair-energy formula, judged by its implied pair force."""
+def summarize(results: list[dict[str, Any]], model, score_graphs, system: str, dim: int,
+              bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Flat ``distill/...`` metrics plus the formulas, from the job results of one trial: the verdict
+    (decided on the scoring graphs inside ``bounds``, all-edges R² beside it) and the composed symbolic
+    model's MAE next to the GN's, on every scoring graph and on those in range. The Hamiltonian GN's
+    single pair-energy formula is judged by its implied pair force."""
     import torch
 
+    from raysym.messages import graphs_in_range
     from raysym.model import node_features
 
+    kind = getattr(model, "model", "")
     errors = [f"{r['kind']} {r['index']}: {r['error']}" for r in results if "error" in r]
     chosen = {(r["kind"], r["index"]): r["front"][r["chosen"]] for r in results if "front" in r}
     edge_eqs = [chosen[("edge", k)]["equation"] for k in range(dim) if ("edge", k) in chosen]
     node_eqs = [chosen[("node", d)]["equation"] for d in range(dim) if ("node", d) in chosen]
     backend = next((r["backend"] for r in results if "backend" in r), "")
     x, y = node_features(score_graphs)
+    inside = graphs_in_range(score_graphs, bounds)
     with torch.no_grad():
-        gn_mae = float((model(x.to(next(model.parameters()).device)).acc.cpu() - y).abs().mean())
+        gn_error = (model(x.to(next(model.parameters()).device)).acc.cpu() - y).abs().numpy()
     out: dict[str, Any] = {
         "distill/backend": backend,
-        "distill/gn_test_mae": gn_mae,
+        "distill/gn_test_mae": float(gn_error.mean()),
+        "distill/gn_test_mae_in_range": float(gn_error[inside].mean()) if inside.any() else float("nan"),
         "distill/seconds": float(sum(r["seconds"] for r in results)),
         "distill/errors": errors,
         "distill/edge_formulas": edge_eqs,
         "distill/node_formulas": node_eqs,
         "distill/complexity": int(sum(chosen[k]["complexity"] for k in chosen)),
         "distill/settings": next((r["settings"] for r in results if "settings" in r), {}),
+        "distill/in_range_graphs": int(inside.sum()),
+        "distill/score_graphs": len(inside),
     }
-    if energy:
+    acc = None  # the composed symbolic model's accelerations on the scoring graphs
+    if kind == "hgn":
         if edge_eqs:
-            v = energy_verdict(edge_eqs[0], score_graphs, system)
-            out.update({"distill/recovered": int(v["recovered"]), "distill/recovered_as": v["which"],
-                        "distill/r2_potential": v["r2_potential"], "distill/r2_pair_force": v["r2_pair_force"],
-                        "distill/r2_pair_force_robust": v["r2_pair_force_robust"]})
-            with np.errstate(all="ignore"):  # the composed model: the formula's H, differentiated
-                mae = float(np.mean(np.abs(energy_accelerations(edge_eqs[0], score_graphs, system) - y.numpy())))
-            out["distill/test_mae"] = mae if np.isfinite(mae) else float("inf")
-        return out  # no node model: the accelerations come from differentiating H
-    if len(edge_eqs) == dim:
-        v = verdict(edge_eqs, score_graphs, system)
-        out.update({"distill/recovered": int(v["recovered"]), "distill/recovered_as": v["which"],
-                    "distill/r2_force": v["r2_force"], "distill/r2_accel": v["r2_accel"]})
-    if len(edge_eqs) == dim and len(node_eqs) == dim:
-        acc = composed_accelerations(edge_eqs, node_eqs, score_graphs, system)
+            v = energy_verdict(edge_eqs[0], score_graphs, system, bounds)
+            out.update({f"distill/{k}": v[k] for k in ("r2_potential", "r2_pair_force", "r2_pair_force_all", "r2_pair_force_robust")})
+            out.update({"distill/recovered": int(v["recovered"]), "distill/recovered_as": v["which"]})
+            with np.errstate(all="ignore"):  # the formula's H, differentiated; no node model
+                acc = energy_accelerations(edge_eqs[0], score_graphs, system)
+    elif len(edge_eqs) == dim:
+        v = verdict(edge_eqs, score_graphs, system, bounds)
+        out.update({f"distill/{k}": v[k] for k in ("r2_force", "r2_accel", "r2_force_all", "r2_accel_all")})
+        out.update({"distill/recovered": int(v["recovered"]), "distill/recovered_as": v["which"]})
+        if kind == "newtonian" and len(node_eqs) == (dim if model.node_term is not None else 0):
+            top = edge_components(results)
+            readout = np.eye(dim) if model.readout is None else model.readout.weight.detach().cpu().numpy()[:, top]
+            acc = newtonian_accelerations(edge_eqs, node_eqs, readout, score_graphs, system)
+        elif kind != "newtonian" and len(node_eqs) == dim:
+            acc = composed_accelerations(edge_eqs, node_eqs, score_graphs, system)
+    if acc is not None:
         with np.errstate(all="ignore"):
-            mae = float(np.mean(np.abs(acc - y.numpy())))
+            error = np.abs(acc - y.numpy())
+        mae, mae_in = float(np.mean(error)), float(np.mean(error[inside])) if inside.any() else float("nan")
         out["distill/test_mae"] = mae if np.isfinite(mae) else float("inf")
+        out["distill/test_mae_in_range"] = mae_in if np.isfinite(mae_in) or not inside.any() else float("inf")
     return out
+
+
+def edge_components(results: list[dict[str, Any]]) -> list[int]:
+    """The message components the edge jobs distilled, in edge-job order."""
+    return [r["component"] for r in sorted((r for r in results if r["kind"] == "edge"), key=lambda r: r["index"])]
 
 
 def start_pool(cfg: DistillConfig, *, workers: int | None, address: str | None, say, what: str) -> DistillPool:

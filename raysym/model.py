@@ -38,7 +38,7 @@ from torch import nn
 
 from raysym.config import L1_MODELS  # noqa: F401 -- re-exported: the models regularised with L1
 
-MODELS = ("standard", "bottleneck", "l1", "kl", "wide", "inverse", "hgn")  # hgn: raysym.hgn
+MODELS = ("standard", "bottleneck", "l1", "kl", "wide", "inverse", "hgn", "newtonian")  # hgn: raysym.hgn; newtonian: raysym.newtonian
 WIDE_LAYERS = (300, 450, 600, 450, 300)
 
 
@@ -105,7 +105,7 @@ class GraphNetwork(nn.Module):
 
     def __init__(self, model: str, dim: int, hidden: int = 300, layers: int = 3, msg_dim: int = 100):
         super().__init__()
-        if model not in MODELS or model == "hgn":  # hgn: build_model
+        if model not in MODELS or model in ("hgn", "newtonian"):  # those two: build_model
             raise ValueError(f"unknown model {model!r}; known: {MODELS}")
         self.model, self.dim = model, dim
         self.msg_dim = dim if model == "bottleneck" else msg_dim
@@ -166,8 +166,14 @@ class GraphNetwork(nn.Module):
         return self._pyg(x, edge_index, noise)
 
 
-def build_model(model: str, dim: int, hidden: int = 300, layers: int = 3, msg_dim: int = 100) -> nn.Module:
-    """The network a trial trains: a message-passing :class:`GraphNetwork`, or the Hamiltonian GN."""
+def build_model(model: str, dim: int, hidden: int = 300, layers: int = 3, msg_dim: int = 100,
+                newtonian_messages: str = "bottleneck", node_term: bool = False) -> nn.Module:
+    """The network a trial trains: a message-passing :class:`GraphNetwork`, the Hamiltonian GN, or the
+    Newtonian GN (``newtonian_messages`` and ``node_term`` apply to it alone)."""
+    if model == "newtonian":
+        from raysym.newtonian import NewtonianGN
+
+        return NewtonianGN(dim, hidden, layers, newtonian_messages, msg_dim, node_term)
     if model == "hgn":
         from raysym.hgn import HamiltonianGN
 

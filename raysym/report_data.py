@@ -71,10 +71,14 @@ class Trial:
     @property
     def model(self) -> str:
         """The model as the papers name it: standard, bottleneck, l1-<schedule>, kl (and raysym's
-        L1-regularised edge variants: wide-<schedule>, inverse-<schedule>; nodegn on halo catalogs)."""
+        L1-regularised edge variants: wide-<schedule>, inverse-<schedule>; the Newtonian GN: newtonian,
+        newtonian-l1-<schedule>, newtonian-kl; nodegn on halo catalogs)."""
         if self.halo:
             return "nodegn"
         model = self.setting("model", "?")
+        if model == "newtonian":  # newtonian, newtonian-l1-<schedule>, newtonian-kl
+            form = self.setting("newtonian_messages", "bottleneck")
+            return model if form == "bottleneck" else f"{model}-{form}" + (f"-{self.setting('l1_schedule', 'linear')}" if form == "l1" else "")
         if model in L1_MODELS:
             return f"{model}-{self.setting('l1_schedule', 'linear')}"
         return model

@@ -137,7 +137,7 @@ def from_table(table: pa.Table, n: int, dim: int) -> Snapshots:
     )
     order = np.lexsort((s.step, s.sim))
     if np.any(order != np.arange(G)):
-        s = Snapshots(**{f: getattr(s, f)[order] for f in Snapshots.__dataclass_fields__})
+        s = s.take(order)
     return s
 
 

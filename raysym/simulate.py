@@ -55,6 +55,10 @@ class Snapshots:
     def __len__(self) -> int:
         return len(self.sim)
 
+    def take(self, rows: np.ndarray) -> "Snapshots":
+        """The graphs at ``rows`` (indices or a boolean mask of length G)."""
+        return Snapshots(**{f: getattr(self, f)[rows] for f in Snapshots.__dataclass_fields__})
+
     @staticmethod
     def concat(parts: list["Snapshots"]) -> "Snapshots":
         fields = Snapshots.__dataclass_fields__

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from raysym import track
-from raysym.sweep_tracking import Distiller, distill_verdicts, tracking_callback
-from raysym.config import L1_MODELS, HaloConfig, SimulationConfig, SweepConfig, TrainConfig, from_dict
+from raysym.sweep_tracking import Distiller, distill_summaries, law_lines, tracking_callback, verdict_of
+from raysym.config import HaloConfig, SimulationConfig, SweepConfig, TrainConfig, from_dict
 from raysym.errors import UserError
 
 RESULTS_CSV = "sweep_results.csv"
@@ -61,15 +61,31 @@ class TrialSpec:
             catalog = self.data["catalog"]
             name = catalog if catalog == "synthetic" else Path(catalog).stem
             return f"halos-{name} r={self.data['radius']:g} l1={t['l1']:g}"
-        model = t.get("model", TrainConfig.model)
-        if model in L1_MODELS:
-            model += "-" + t.get("l1_schedule", TrainConfig.l1_schedule)
-        if model == "kl":
-            model += "-" + t.get("kl_prior", TrainConfig.kl_prior)
+        model = model_label(t)
         return f"{self.data['system']}-{self.data.get('dim', 2)}d {model} k={self.prune_k}"
 
     def epochs(self) -> int:
         return self.train.get("epochs", HaloConfig.epochs if self.kind == "halos" else TrainConfig.epochs)
+
+
+def _penalty(train: dict[str, Any]) -> str:
+    """The message penalty of a trial's settings (TrainConfig.regularizer)."""
+    return TrainConfig(model=train.get("model", TrainConfig.model),
+                       newtonian_messages=train.get("newtonian_messages", TrainConfig.newtonian_messages)).regularizer
+
+
+def model_label(train: dict[str, Any], with_penalty: bool = True) -> str:
+    """A trial's model as tables show it: bottleneck, l1-linear, kl-gaussian, newtonian, newtonian-l1-linear,
+    ...; ``with_penalty`` False leaves out the L1 schedule and the KL prior (a table with its own column)."""
+    model = train.get("model", TrainConfig.model)
+    if model == "newtonian" and train.get("newtonian_messages", TrainConfig.newtonian_messages) != "bottleneck":
+        model += "-" + train["newtonian_messages"]
+    penalty = _penalty(train)
+    if with_penalty and penalty == "l1":
+        model += "-" + train.get("l1_schedule", TrainConfig.l1_schedule)
+    elif with_penalty and penalty == "kl":
+        model += "-" + train.get("kl_prior", TrainConfig.kl_prior)
+    return model
 
 
 def dataset_dir(root: str, sim: SimulationConfig) -> str:
@@ -455,14 +471,17 @@ def run_sweep(
         if cause is None:
             raise
         raise cause from None
-    laws = distill_verdicts(Path(path) / "distill") if cfg.distill is not None else {}
+    summaries = distill_summaries(Path(path) / "distill") if cfg.distill is not None else {}
     by_key = {s.key: s for s in specs}
     unfinished = _unfinished_trials(path)  # left PENDING by an interruption (Ctrl-C, SIGTERM)
     rows = [_row(result, by_key, interrupted=unfinished) for result in grid]
     for row in rows:
         if cfg.distill is not None:
-            row["law"] = laws.get(row.get("trial_id"), "-")
+            summary = summaries.get(row.get("trial_id"))
+            row["law"] = verdict_of(summary) if summary else "-"
     table = results_table(rows)
+    if summaries:
+        table += "\n\n" + laws_text(rows, summaries)
     say(table)
     _write_csv(rows, path)
     if unfinished:
@@ -516,8 +535,8 @@ def _row(result, specs: dict[str, TrialSpec], interrupted: set[str] = frozenset(
         status = "stopped early"  # by the ASHA scheduler
     sampled = {k.split(".", 1)[1]: round(v, 4) for k, v in config.items() if k.startswith("schedule_shape.")}
     train = spec.get("train", {})
-    model = train.get("model", TrainConfig.model)
-    schedule = (train.get("l1_schedule", TrainConfig.l1_schedule) if model in L1_MODELS else "-")
+    model = model_label(train, with_penalty=False)
+    schedule = train.get("l1_schedule", TrainConfig.l1_schedule) if _penalty(train) == "l1" else "-"
     if sampled:
         schedule = "shape " + json.dumps(sampled)
     data = spec.get("data", {})
@@ -527,6 +546,7 @@ def _row(result, specs: dict[str, TrialSpec], interrupted: set[str] = frozenset(
     return {
         "trial": spec.get("key", "?") + (f"-{m.get('trial_id', '')}" if sampled else ""),
         "system": system,
+        "dim": data.get("dim"),
         "model": model,
         "schedule": schedule,
         "prune_k": spec.get("prune_k"),
@@ -534,6 +554,7 @@ def _row(result, specs: dict[str, TrialSpec], interrupted: set[str] = frozenset(
         "epochs": m.get("epochs_done", m.get("epoch")),
         "test_mae": m.get("test/mae"),
         "r2_force": m.get("messages/r2_force"),
+        "r2_force_all": m.get("messages/r2_force_all"),
         "r2_accel": m.get("messages/r2_accel"),
         "sparse": m.get("messages/sparse"),
         "r2_edge": m.get("messages/r2_vs_true_edge"),
@@ -549,15 +570,28 @@ def _fmt(value: Any) -> str:
 
 
 def results_table(rows: list[dict[str, Any]]) -> str:
-    cols = ["trial", "system", "model", "schedule", "prune_k", "status", "epochs", "test_mae", "r2_force", "r2_accel", "sparse"]
+    # r2_force and r2_accel: in distribution (test graphs inside the training range); r2_force_all: every test edge
+    cols = ["trial", "system", "model", "schedule", "prune_k", "status", "epochs", "test_mae", "r2_force", "r2_force_all", "r2_accel", "sparse"]
     if any(r.get("r2_edge") is not None for r in rows):  # halo trials: R² of the messages vs the true edge term
-        cols = [c for c in cols if c not in ("prune_k", "r2_force", "r2_accel", "sparse")] + ["r2_edge"]
+        cols = [c for c in cols if c not in ("prune_k", "r2_force", "r2_force_all", "r2_accel", "sparse")] + ["r2_edge"]
     if any("law" in r for r in rows):
         cols.append("law")  # the distillation verdict: force, force/mass, none
     cells = [[_fmt(r[c]) for c in cols] for r in sorted(rows, key=lambda r: r["trial"])]
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(cols)]
     line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
     return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(row) for row in cells)])
+
+
+def laws_text(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) -> str:
+    """The distilled laws of the rows' trials, recovered ones first."""
+    lines = ["Laws: a distilled edge formula counts as recovered when, on unseen test graphs inside the training range, "
+             "it is a linear transformation of the true force (or force / receiver mass) with R² >= 0.99."]
+    distilled = [r for r in rows if r.get("trial_id") in summaries]
+    distilled.sort(key=lambda r: (not summaries[r["trial_id"]].get("distill/recovered"), r["trial"]))
+    for r in distilled:
+        body = law_lines(summaries[r["trial_id"]], r.get("dim") or 3)
+        lines += [f"{r['trial']} {r['system']} {r['model']}: {body[0]}", *body[1:]]
+    return "\n".join(lines)
 
 
 def _write_csv(rows: list[dict[str, Any]], path: str) -> None:

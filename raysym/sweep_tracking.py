@@ -207,16 +207,39 @@ def log_distillation(tracker: track.MLflowTracker, cfg, run_id: str, trial_id: s
     return child
 
 
-def distill_verdicts(root: Path) -> dict[str, str]:
-    """Trial id -> the distillation verdict (force, force/mass, none, error) found under ``root``."""
-    verdicts = {}
-    for summary in Path(root).glob("*/distill/summary.json"):
-        trial_id = summary.parent.parent.name.split("_", 1)[1]  # folder: <key>_<trial id>
-        data = json.loads(summary.read_text())
-        verdicts[trial_id] = "error" if data.get("distill/errors") else data.get("distill/recovered_as", "-")
-    return verdicts
+def distill_summaries(root: Path) -> dict[str, dict[str, Any]]:
+    """Trial id -> the distillation summary (summary.json) found under ``root`` (folders <key>_<trial id>)."""
+    return {path.parent.parent.name.split("_", 1)[1]: json.loads(path.read_text())
+            for path in Path(root).glob("*/distill/summary.json")}
 
 
+def verdict_of(summary: dict[str, Any]) -> str:
+    """The distillation verdict of a summary: force, force/mass, potential, none, or error."""
+    return "error" if summary.get("distill/errors") else summary.get("distill/recovered_as", "-")
+
+
+def law_lines(summary: dict[str, Any], dim: int) -> list[str]:
+    """A trial's law as text: the verdict with its R² (in distribution and on every edge) and each edge
+    formula with its constants to 4 significant digits."""
+    from raysym.distill import readable
+    from raysym.distill_jobs import edge_names
+
+    verdict = verdict_of(summary)
+    if verdict == "error":
+        return ["distillation failed: " + "; ".join(summary["distill/errors"])[:300]]
+    which = {"force/mass": "accel", "potential": "pair_force"}.get(verdict, "force")
+    r2, r2_all = summary.get(f"distill/r2_{which}"), summary.get(f"distill/r2_{which}_all")
+    scores = f"R² {r2:.4f} in distribution, {r2_all:.4f} on every test edge" if r2 is not None and r2_all is not None else ""
+    head = f"law recovered ({verdict}): {scores}" if summary.get("distill/recovered") else f"no law recovered (best formula {scores})"
+    label = "pair energy" if verdict == "potential" or "distill/r2_pair_force" in summary else "message"
+    lines = [head]
+    for k, eq in enumerate(summary.get("distill/edge_formulas", [])):
+        try:
+            text = readable(eq, edge_names(dim))
+        except ValueError:
+            text = eq
+        lines.append(f"  {label} {k + 1} = {text}")
+    return lines
 
 
 def distill_runs(run_ids: list[str], cfg, uri: str, *, workers: int | None = None, address: str | None = None,

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from raysym import regularizers
-from raysym.config import L1_MODELS, TrainConfig
+from raysym.config import TrainConfig
 from raysym.model import GraphNetwork, build_model, node_features
 from raysym.schedules import get_schedule
 from raysym.simulate import Snapshots
@@ -58,11 +58,10 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _subsample(graphs: Snapshots, limit: int | None, rng: np.random.Generator) -> Snapshots:
+def _subsample(graphs: Snapshots, limit: int | None, rng: np.random.Generator | None) -> Snapshots:
     if limit is None or limit >= len(graphs):
         return graphs
-    keep = np.sort(rng.choice(len(graphs), size=limit, replace=False))
-    return Snapshots(**{f: getattr(graphs, f)[keep] for f in Snapshots.__dataclass_fields__})
+    return graphs.take(np.sort(rng.choice(len(graphs), size=limit, replace=False)))
 
 
 def load_training_data(cfg: TrainConfig):
@@ -125,8 +124,14 @@ def train(
     callback: Callable[[dict[str, float]], None] | None = None,
     data: tuple[Snapshots, Snapshots] | None = None,
     resume: bool = True,
+    probe: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    until: Callable[[dict[str, float]], bool] | None = None,
 ) -> TrainResult:
-    """Train one GN. ``data`` (train, test graphs) skips loading; ``out_dir`` enables checkpoints."""
+    """Train one GN. ``data`` (train, test graphs) skips loading; ``out_dir`` enables checkpoints.
+
+    ``probe(model)`` runs after each epoch's evaluation and adds its metrics to the epoch's (run_trial
+    follows the in-distribution R² this way); ``until(metrics)`` ends training after the first epoch
+    for which it is true (status "finished", reason "stopped early: ...")."""
     start = time.perf_counter()
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -145,12 +150,12 @@ def train(
     x_test, y_test = node_features(test_graphs)
     dim = y_train.shape[-1]
 
-    model = build_model(cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim).to(device)
+    model = build_model(cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim, cfg.newtonian_messages, bool(cfg.node_term)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=total_steps, final_div_factor=cfg.final_div_factor
+        optimizer, max_lr=cfg.lr, total_steps=total_steps, final_div_factor=cfg.final_div_factor, pct_start=cfg.warmup_fraction
     )
     schedule = get_schedule(cfg.l1_schedule, cfg.schedule_shape)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -181,7 +186,7 @@ def train(
             xb, yb = x_train[idx], y_train[idx]
             xb = augment(xb, dim, cfg.augment, generator)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            alpha = schedule(step, total_steps) if cfg.model in L1_MODELS else cfg.kl_alpha
+            alpha = schedule(step, total_steps) if cfg.regularizer == "l1" else cfg.kl_alpha
             loss, base, reg = batch_loss(model, cfg, xb, yb, alpha)
             if not torch.isfinite(loss):
                 reason = f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}"
@@ -201,12 +206,13 @@ def train(
             "train/loss": sums["loss"] / steps_per_epoch,
             "train/base_loss": sums["base"] / steps_per_epoch,
             "train/regularizer": sums["reg"] / steps_per_epoch,
-            "train/l1_coeff": alpha if cfg.model in L1_MODELS else 0.0,
+            "train/l1_coeff": alpha if cfg.regularizer == "l1" else 0.0,
             "train/lr": scheduler.get_last_lr()[0],
             "test/mae": test_mae,
             "test/acpcr": acpcr,
             "test/acpcr_complement": 1.0 - acpcr,
             **std_metrics(stds, dim),
+            **(probe(model) if probe is not None else {}),
         }
         if not math.isfinite(test_mae):
             return TrainResult("diverged", f"non-finite test MAE at epoch {epoch}", model, history, metrics, time.perf_counter() - start)
@@ -219,6 +225,9 @@ def train(
             })
         if callback is not None:
             callback(metrics)
+        if until is not None and until(metrics) and epoch + 1 < cfg.epochs:
+            reason = f"stopped early: the stopping rule held after epoch {epoch + 1} of {cfg.epochs}"
+            return TrainResult("finished", reason, model, history, metrics, time.perf_counter() - start)
     return TrainResult("finished", "", model, history, history[-1] if history else {}, time.perf_counter() - start)
 
 
@@ -244,9 +253,9 @@ def batch_loss(model: GraphNetwork, cfg: TrainConfig, xb: torch.Tensor, yb: torc
     base = base_loss(out.acc, yb, cfg.loss)
     if cfg.model == "hgn":  # the energy terms: mean |H_pair| over edges + mean |H_self| over nodes
         reg = regularizers.l1(out.messages) + regularizers.l1(out.node_energies)
-    elif cfg.model in L1_MODELS:
+    elif cfg.regularizer == "l1":
         reg = regularizers.l1(out.messages)
-    elif cfg.model == "kl":
+    elif cfg.regularizer == "kl":
         reg = regularizers.kl(out.mu, out.logvar, cfg.kl_prior)
     else:
         return base, base, torch.zeros((), device=base.device)
@@ -259,22 +268,37 @@ def run_trial(
     *,
     callback: Callable[[dict[str, float]], None] | None = None,
     resume: bool = True,
+    until: Callable[[dict[str, float]], bool] | None = None,
 ) -> dict[str, Any]:
     """Train, analyse the messages on test graphs, save figures and ``metrics.json`` in ``out_dir``.
 
-    Returns the flat metrics dictionary that was written. This is what ``raysym train`` and the sweep's
-    Tune trainable call.
+    Every epoch also measures the in-distribution R² of the messages (``messages/r2_force_epoch``,
+    ``messages/r2_accel_epoch``; the pair force's for energy models) on the analysis graphs; ``until``
+    (see :func:`train`) can stop training on it. Returns the flat metrics dictionary that was written.
+    This is what ``raysym train`` and the sweep's Tune trainable call.
     """
     from raysym import messages, shards
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = shards.read_manifest(cfg.data)
+    system = manifest["params"]["system"]
+    if cfg.model == "newtonian" and cfg.node_term is None:  # the non-pairwise term: for damping only
+        cfg = dataclasses.replace(cfg, node_term=system == "damped")
     # The resolved settings, so the trial can be rebuilt later (raysym distill) without its YAML.
     _write_json(out_dir / CONFIG, dataclasses.asdict(cfg))
-    system = manifest["params"]["system"]
     train_graphs, test_graphs, prune = load_training_data(cfg)
-    result = train(cfg, out_dir=out_dir, callback=callback, data=(train_graphs, test_graphs), resume=resume)
+    bounds = shards.prune_bounds(manifest, cfg.prune_k) if cfg.prune_k is not None else None
+    # The analysis graphs: a seeded sample of the test graphs, the same for the per-epoch probe and the end.
+    sample = _subsample(test_graphs, cfg.analysis_graphs, np.random.default_rng(cfg.seed))
+    in_range = sample.take(messages.graphs_in_range(sample, bounds))
+    dim = manifest["params"]["dim"]
+
+    probe = (lambda model: messages.epoch_metrics(model, in_range, system, dim)) if len(in_range) else None
+    if until is None and cfg.stop_r2 is not None:
+        until = lambda m: epoch_r2(m) >= cfg.stop_r2  # noqa: E731
+    result = train(cfg, out_dir=out_dir, callback=callback, data=(train_graphs, test_graphs), resume=resume,
+                   probe=probe, until=until)
     metrics: dict[str, Any] = {
         "status": result.status,
         "reason": result.reason,
@@ -288,9 +312,7 @@ def run_trial(
         "epochs_done": len(result.history),
     }
     if result.status == "finished":
-        rng = np.random.default_rng(cfg.seed)
-        sample = _subsample(test_graphs, cfg.analysis_graphs, rng)
-        edges = messages.edge_data(result.model, sample, system)
+        edges = messages.edge_data(result.model, sample, system, bounds=bounds)
         analysis = messages.analyze(edges, result.model.dim, cfg.kl_prior)
         metrics.update(analysis.metrics())
         messages.plot(edges, analysis, out_dir)
@@ -301,6 +323,14 @@ def run_trial(
         messages.plot_stds_over_epochs(np.array([e for e, _ in by_epoch]), np.array([v for _, v in by_epoch]), result.model.dim, out_dir)
     _write_json(out_dir / "metrics.json", metrics)
     return metrics
+
+
+def epoch_r2(metrics: dict[str, Any]) -> float:
+    """The better in-distribution R² of an epoch's metrics: against the force or force / receiver mass (the
+    pair force's, for energy models); -inf when the epoch has none."""
+    keys = ("messages/r2_force_epoch", "messages/r2_accel_epoch", "messages/r2_pair_force_epoch")
+    values = [metrics[k] for k in keys if k in metrics and math.isfinite(metrics[k])]
+    return max(values, default=-math.inf)
 
 
 def load_trial(trial_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig, GraphNetwork]:
@@ -323,9 +353,11 @@ def load_trial(trial_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig,
     weights = state["model"]
     if cfg.model == "hgn":  # the self-energy MLP reads [q, p, charge, mass]: 2 dim + 2 features
         dim = (weights["self_energy.0.weight"].shape[1] - 2) // 2
+    elif cfg.model == "newtonian":  # the edge model reads [dx, r, m1, m2, q1, q2]: dim + 5 inputs
+        dim = weights["edge_model.0.weight"].shape[1] - 5
     else:  # the node model outputs the dim acceleration components
         dim = weights["node_model.%d.bias" % (2 * cfg.layers)].shape[0]
-    model = build_model(cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim).to(device)
+    model = build_model(cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim, cfg.newtonian_messages, bool(cfg.node_term)).to(device)
     model.load_state_dict(state["model"])
     model.eval()
     return cfg, model

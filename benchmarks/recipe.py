@@ -1,0 +1,138 @@
+"""The training-recipe study: which batch size, learning rate, OneCycle shape, step count, data size and
+pruning factor bring the paper's bottleneck and L1 models (and the Newtonian GN) to the highest
+in-distribution R² per minute of a 2-core CPU.
+
+Usage:
+    python benchmarks/recipe.py                       # every recipe below, two at a time, one core each
+    python benchmarks/recipe.py --only bn-b128-lr3e-3 bn-b512-lr1e-2 --jobs 1
+    python benchmarks/recipe.py --results benchmarks/results/recipe.jsonl   # resumes: done rows are kept
+
+Each recipe trains one model on 2D spring (the reference recipe's data: 2,000 simulations, k = 1.5) with
+``raysym.train.run_trial`` and records, after every epoch, the in-distribution R² of the messages against
+the force and against force / receiver mass (test graphs inside the training set's pruning bounds). The
+table gives, per recipe: optimiser steps, wall time, the final R² (force, force / mass, all edges), the
+first time the better of the two reached 0.95 and 0.99, the sparsity ratio (L1), and the diagnostic
+"messages ~ F m_receiver^-alpha" (raysym.messages.mass_exponent) that explains where the paper's models
+stop. With ``--jobs 2`` two recipes run side by side, each on one core (torch and numpy single-threaded),
+so wall times are those of one core; the reference recipe (``ref``) is in every run, so rows compare
+within a run. Rows are appended to ``--results`` as they finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+BASE = dict(hidden=128, prune_k=1.5, max_test_graphs=10_000, seed=0)
+# name -> (model settings, simulations); steps is the total number of optimiser steps.
+RECIPES: dict[str, tuple[dict, int]] = {
+    # the quickstart's recipe before this study (15 epochs, batch 64, max lr 2e-3)
+    "ref": (dict(model="bottleneck", batch_size=64, lr=2e-3, steps=19_500), 2000),
+    "bn-b64-lr1e-3": (dict(model="bottleneck", batch_size=64, lr=1e-3, steps=40_000), 2000),
+    "bn-b128-lr3e-3": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=37_500), 2000),
+    "bn-b128-lr3e-3-long": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=75_000), 2000),
+    "bn-b512-lr1e-2": (dict(model="bottleneck", batch_size=512, lr=1e-2, steps=16_000), 2000),
+    "bn-b128-lr1e-2": (dict(model="bottleneck", batch_size=128, lr=1e-2, steps=37_500), 2000),
+    "bn-b128-lr3e-3-warm10": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=37_500, warmup_fraction=0.1), 2000),
+    "bn-b128-lr3e-3-mse": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=37_500, loss="mse"), 2000),
+    "bn-b128-lr3e-3-k0.5": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=37_500, prune_k=0.5), 2000),
+    "bn-b128-lr3e-3-k3": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=37_500, prune_k=3.0), 2000),
+    "bn-b128-lr3e-3-500sims": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=37_500), 500),
+    "bn-b128-lr3e-3-8000sims": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=37_500), 8000),
+    "bn-b128-lr3e-3-h300": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=12_000, hidden=300), 2000),
+    "l1-b128-lr3e-3": (dict(model="l1", l1_schedule="linear", batch_size=128, lr=3e-3, steps=37_500), 2000),
+    "l1-b128-lr3e-3-long": (dict(model="l1", l1_schedule="linear", batch_size=128, lr=3e-3, steps=75_000), 2000),
+    "l1-b128-lr3e-3-strong": (dict(model="l1", l1_schedule="shape", schedule_shape=dict(start=0.1, peak=1.0, end=1.0, peak_at=1.0),
+                                   batch_size=128, lr=3e-3, steps=37_500), 2000),
+    "newtonian-b64-lr3e-3": (dict(model="newtonian", batch_size=64, lr=3e-3, steps=10_000), 2000),
+    "newtonian-b64-lr1e-3": (dict(model="newtonian", batch_size=64, lr=1e-3, steps=10_000), 2000),
+    "newtonian-b128-lr3e-3": (dict(model="newtonian", batch_size=128, lr=3e-3, steps=5_000), 2000),
+}
+
+
+def run_recipe(name: str, data_root: str, runs: str, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    from raysym import shards
+    from raysym.config import SimulationConfig, TrainConfig, from_dict
+    from raysym.train import run_trial
+
+    settings, sims = RECIPES[name]
+    settings = {**BASE, **settings}
+    steps = settings.pop("steps")
+    data = Path(data_root) / f"spring-2d-{sims}"
+    shards.write_dataset(SimulationConfig(system="spring", dim=2, sims=sims), data)
+    train_graphs = (shards.prune_report(data, settings["prune_k"]).graphs_after if settings["prune_k"] is not None
+                    else shards.read_manifest(data)["splits"]["train"]["rows"])
+    epochs = max(1, math.ceil(steps / math.ceil(train_graphs / settings["batch_size"])))
+    cfg = from_dict(TrainConfig, {**settings, "data": str(data), "epochs": epochs}, where=name)
+    curve: list[tuple[float, float]] = []
+    start = time.perf_counter()
+    metrics = run_trial(cfg, Path(runs) / name, resume=False,
+                        callback=lambda m: curve.append((time.perf_counter() - start, max(m.get("messages/r2_force_epoch", -1), m.get("messages/r2_accel_epoch", -1)))))
+    first = lambda level: next((t for t, r2 in curve if r2 >= level), None)  # noqa: E731
+    return {"recipe": name, "model": cfg.model, "sims": sims, "train_graphs": train_graphs, "batch": cfg.batch_size, "lr": cfg.lr,
+            "warmup": cfg.warmup_fraction, "loss": cfg.loss, "prune_k": cfg.prune_k, "hidden": cfg.hidden, "epochs": epochs,
+            "steps": epochs * math.ceil(train_graphs / cfg.batch_size), "seconds": time.perf_counter() - start, "threads": threads,
+            "r2_force": metrics["messages/r2_force"], "r2_accel": metrics["messages/r2_accel"], "r2_force_all": metrics["messages/r2_force_all"],
+            "to_0.95_s": first(0.95), "to_0.99_s": first(0.99), "sparsity_ratio": metrics.get("messages/sparsity_ratio"),
+            "mass_exponent": metrics.get("messages/mass_exponent"), "r2_mass_scaled": metrics.get("messages/r2_mass_scaled"),
+            "test_mae": metrics["test/mae"], "train_loss": metrics["train/base_loss"]}
+
+
+def _f(v, digits=4) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| recipe | model | sims | k | batch | max lr | steps | minutes | R² force (in-dist) | R² force/mass | R² force, all edges | "
+             "to R² 0.95 (min) | to R² 0.99 (min) | sparsity | messages ~ F m^-α: α, R² |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        minutes = lambda s: "not reached" if s is None else f"{s / 60:.1f}"  # noqa: E731
+        ratio = "-" if r["sparsity_ratio"] is None else f"{r['sparsity_ratio']:.3g}"
+        alpha = "-" if r["mass_exponent"] is None else f"{r['mass_exponent']:.2f}, {r['r2_mass_scaled']:.4f}"
+        extra = "".join(f", {k} {r[k]}" for k, d in (("loss", "mae"), ("warmup", 0.3), ("hidden", 128)) if r[k] != d)
+        lines.append(f"| {r['recipe']}{extra} | {r['model']} | {r['sims']} | {r['prune_k']} | {r['batch']} | {r['lr']:g} | {r['steps']:,} | "
+                     f"{r['seconds'] / 60:.1f} | {_f(r['r2_force'])} | {_f(r['r2_accel'])} | {_f(r['r2_force_all'])} | "
+                     f"{minutes(r['to_0.95_s'])} | {minutes(r['to_0.99_s'])} | {ratio} | {alpha} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", choices=list(RECIPES), help="run only these recipes")
+    ap.add_argument("--jobs", type=int, default=2, help="recipes run side by side, one core each (default 2)")
+    ap.add_argument("--data-root", default="data/bench")
+    ap.add_argument("--runs", default="runs/recipe")
+    ap.add_argument("--results", default="benchmarks/results/recipe.jsonl")
+    args = ap.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    results = Path(args.results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    done = {json.loads(line)["recipe"]: json.loads(line) for line in results.read_text().splitlines()} if results.exists() else {}
+    todo = [n for n in (args.only or list(RECIPES)) if n not in done]
+    print(f"machine: {platform.machine()} {platform.processor()}, {os.cpu_count()} cores; {len(todo)} recipe(s) to run, "
+          f"{args.jobs} at a time", flush=True)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # numpy's BLAS in the workers, read when they start
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(run_recipe, n, args.data_root, args.runs, threads): n for n in todo}
+        for future in futures:
+            row = future.result()
+            done[row["recipe"]] = row
+            with results.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            print(table([row]).splitlines()[-1], flush=True)
+    print(table([done[n] for n in (args.only or list(RECIPES)) if n in done]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Time to law: how long from the start of training until the messages are the force, and until
+distillation recovers the law, for each system, dimension and model, on this machine.
+
+Usage:
+    python benchmarks/time_to_law.py                                  # 4 systems x 2D, 3D x 3 models
+    python benchmarks/time_to_law.py --systems spring --dims 2 --models newtonian
+    python benchmarks/time_to_law.py --results benchmarks/results/time_to_law.jsonl   # resumes: done rows are kept
+
+For each (system, dim, model) row:
+1. data: ``--sims`` simulations made by raysym's simulator and Ray Data shards (cached under
+   ``--data-root``; not timed: simulating 250,000 graphs takes about 10 s);
+2. training: ``raysym.train.run_trial`` with the model's CPU recipe (RECIPES below, the outcome of
+   ``benchmarks/recipe.py``); after every epoch the in-distribution R² of the messages against the force
+   or force / receiver mass (the better of the two; test graphs inside the training set's pruning bounds)
+   is measured, and training stops at the first epoch that reaches the model's target (newtonian:
+   R² >= 0.999; paper models: R² >= 0.99, and for L1 also sparsity ratio >= 100) or when the cap
+   (``--cap-min``, per model) is spent;
+3. distillation: ``raysym.distill_jobs.distill_trial`` (Operon, ``--setting``, on a pool of Ray
+   actors, as ``raysym distill`` runs it) of the trained network, once.
+
+Seconds are wall time from the call to run_trial (data loading and pruning included, 2-5 s) to the
+first epoch at or above R² 0.99 (and 0.999), and to the end of distillation when it recovered the law
+("to law" = training + final analysis + distillation). Ray starts once before the first row and is not
+counted. A row that misses a target says "not reached" with the R² it got. Rows are appended to
+``--results`` (JSON lines) as they finish; a later run skips rows already there, so an interrupted
+benchmark continues where it stopped. The Markdown table at the end is what BENCHMARKS.md shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from raysym import shards
+from raysym.config import DistillConfig, SimulationConfig, TrainConfig
+from raysym.distill_jobs import DistillPool, distill_trial
+from raysym.train import epoch_r2, run_trial
+
+# The CPU recipes (benchmarks/recipe.py, BENCHMARKS.md "Training recipe"). Epochs are sized so that the
+# whole OneCycle schedule fits the cap on 2 cores; training usually stops well before it.
+RECIPES = {
+    "newtonian": dict(model="newtonian", hidden=128, batch_size=64, lr=3e-3, epochs=30),
+    "bottleneck": dict(model="bottleneck", hidden=128, batch_size=128, lr=3e-3, epochs=150),
+    "l1": dict(model="l1", l1_schedule="linear", hidden=128, batch_size=128, lr=3e-3, epochs=150),
+}
+TARGETS = {"newtonian": 0.999, "bottleneck": 0.99, "l1": 0.99}
+SPARSE_RATIO = 100.0
+
+
+def dataset(root: Path, system: str, dim: int, sims: int) -> Path:
+    cfg = SimulationConfig(system=system, dim=dim, sims=sims)
+    out = root / f"{system}-{dim}d-{sims}"
+    shards.write_dataset(cfg, out)  # reuses an identical dataset (checksums verified)
+    return out
+
+
+def one_row(system: str, dim: int, model: str, args, pool: DistillPool) -> dict:
+    data = dataset(Path(args.data_root), system, dim, args.sims)
+    cap_s = 60 * (args.newtonian_cap_min if model == "newtonian" else args.cap_min)
+    cfg = TrainConfig(data=str(data), seed=args.seed, **RECIPES[model])
+    target = TARGETS[model]
+    trial = Path(args.runs) / f"{system}-{dim}d-{model}"
+    first: dict[float, float] = {}
+    start = time.perf_counter()
+
+    def record(m: dict) -> None:
+        elapsed = time.perf_counter() - start
+        r2 = epoch_r2(m)
+        for level in (0.99, 0.999):
+            if r2 >= level and level not in first:
+                first[level] = elapsed
+        ratio = m.get("messages/sparsity_ratio_epoch_in_range")
+        print(f"  {system}-{dim}d {model} epoch {m['epoch'] + 1}: {elapsed:6.1f} s, in-distribution R² {r2:.5f}"
+              + (f", sparsity ratio {ratio:.3g}" if ratio is not None else ""), flush=True)
+
+    def stop(m: dict) -> bool:
+        sparse_ok = model != "l1" or (m.get("messages/sparsity_ratio_epoch_in_range") or 0) >= SPARSE_RATIO
+        return (epoch_r2(m) >= target and sparse_ok) or time.perf_counter() - start >= cap_s
+
+    metrics = run_trial(cfg, trial, callback=record, resume=False, until=stop)
+    trained = time.perf_counter() - start
+    summary = distill_trial(trial, DistillConfig(backend="operon", setting=args.setting, samples=args.samples), pool)
+    total = time.perf_counter() - start
+    recovered = bool(summary.get("distill/recovered"))
+    return {
+        "system": system, "dim": dim, "model": model, "epochs": metrics["epochs_done"], "stop": metrics["reason"] or "all epochs",
+        "to_r2_0.99_s": first.get(0.99), "to_r2_0.999_s": first.get(0.999), "train_s": trained,
+        "r2_force": metrics["messages/r2_force"], "r2_accel": metrics["messages/r2_accel"],
+        "r2_force_all": metrics["messages/r2_force_all"], "r2_force_robust": metrics["messages/r2_force_robust"],
+        "sparsity_ratio": metrics.get("messages/sparsity_ratio"), "test_mae": metrics["test/mae"],
+        "distill_s": total - trained, "recovered": recovered, "recovered_as": summary.get("distill/recovered_as"),
+        "to_law_s": total if recovered else None,
+        "formula_r2_force": summary.get("distill/r2_force"), "formula_r2_accel": summary.get("distill/r2_accel"),
+        "formula_r2_force_all": summary.get("distill/r2_force_all"), "formula_r2_accel_all": summary.get("distill/r2_accel_all"),
+        "edge_formulas": summary.get("distill/edge_formulas"), "composed_mae": summary.get("distill/test_mae"),
+        "gn_mae": summary.get("distill/gn_test_mae"), "cap_s": cap_s, "target": target,
+    }
+
+
+def _s(value) -> str:
+    return "not reached" if value is None else f"{value:.0f}"
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| system | model | epochs | to R² 0.99 (s) | to R² 0.999 (s) | R² in-dist (force / accel) | R² all edges | "
+             "R² robust | sparsity | law recovered | to law (s) | formula R² in-dist / all edges |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        which = "force" if r["recovered_as"] == "force" else "accel"
+        formula = (r["formula_r2_force"], r["formula_r2_force_all"]) if which == "force" else (r["formula_r2_accel"], r["formula_r2_accel_all"])
+        formula_cell = "-" if formula[0] is None else f"{formula[0]:.4f} / {formula[1]:.4f}"
+        sparsity = "-" if r["sparsity_ratio"] is None else f"{r['sparsity_ratio']:.3g}"
+        lines.append(
+            f"| {r['system']}-{r['dim']}d | {r['model']} | {r['epochs']} | {_s(r['to_r2_0.99_s'])} | {_s(r['to_r2_0.999_s'])} | "
+            f"{r['r2_force']:.4f} / {r['r2_accel']:.4f} | {r['r2_force_all']:.4f} | {r['r2_force_robust']:.4f} | {sparsity} | "
+            f"{r['recovered_as'] if r['recovered'] else 'no'} | {_s(r['to_law_s'])} | {formula_cell} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--systems", nargs="+", default=["spring", "charge", "r1", "r2"])
+    ap.add_argument("--dims", nargs="+", type=int, default=[2, 3])
+    ap.add_argument("--models", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    ap.add_argument("--sims", type=int, default=2000, help="training simulations per dataset (default 2000)")
+    ap.add_argument("--cap-min", type=float, default=15.0, help="training cap of the paper models, minutes (default 15)")
+    ap.add_argument("--newtonian-cap-min", type=float, default=5.0, help="training cap of the newtonian model, minutes (default 5)")
+    ap.add_argument("--setting", default="thorough", help="Operon setting for distillation (default thorough)")
+    ap.add_argument("--samples", type=int, default=5000, help="edges per distillation job (default 5000)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data-root", default="data/bench")
+    ap.add_argument("--runs", default="runs/time_to_law")
+    ap.add_argument("--results", default="benchmarks/results/time_to_law.jsonl")
+    args = ap.parse_args()
+
+    from raysym._ray import ensure_ray
+
+    ensure_ray(num_cpus=os.cpu_count())
+    pool = DistillPool(os.cpu_count() or 1)
+    results = Path(args.results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+    print(f"machine: {platform.machine()} {platform.processor()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    try:
+        for model in args.models:
+            for dim in args.dims:
+                for system in args.systems:
+                    if any((r["system"], r["dim"], r["model"]) == (system, dim, model) for r in done):
+                        continue
+                    row = one_row(system, dim, model, args, pool)
+                    done.append(row)
+                    with results.open("a") as fh:
+                        fh.write(json.dumps(row, default=float) + "\n")
+                    print(table([row]).splitlines()[-1], flush=True)
+    finally:
+        pool.shutdown()
+    wanted = [r for r in done if r["system"] in args.systems and r["dim"] in args.dims and r["model"] in args.models]
+    print(table(sorted(wanted, key=lambda r: (r["model"] != "newtonian", r["model"], r["dim"], args.systems.index(r["system"])))))
+
+
+if __name__ == "__main__":
+    main()

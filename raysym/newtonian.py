@@ -1,0 +1,95 @@
+"""The Newtonian Graph Network (``model: newtonian``): the fast path from a trained network to a force law.
+
+The paper's Graph Network (raysym.model) reads the absolute features of both ends of an edge and passes
+the summed messages through a node MLP, so nothing makes its messages forces: they become a linear
+transformation of the force only under a bottleneck or an L1 penalty, after long training. This variant
+builds Newton's second law into the architecture instead, after the "physics-consistent" Graph Networks
+of Han, Kammer and Fink (PNAS Nexus 2022, "Learning physics-consistent particle interactions"):
+
+* Edge model phi_e: MLP(dx, r, m1, m2, q1, q2) -> message, on the relative inputs of an edge only
+  (dx = x_sender - x_receiver (dim numbers), r = |dx|, 1 = the receiver, 2 = the sender; the order of
+  raysym.distill_jobs.edge_names). It cannot see absolute positions or velocities, so its message is
+  translation invariant and the same function for every pair of particles.
+* Aggregation: sum over senders.
+* Node model, fixed: a_i = readout(sum_j message_ij) / m_i, plus an optional small MLP term
+  g(v_i, q_i, m_i) for effects that are not pairwise (the damped system's -c v). ``readout`` is the
+  identity when messages have dim components, and a linear map without bias otherwise.
+
+Message forms (``messages``):
+  bottleneck  dim components (the default): the message is the pair force on the receiver, in the
+              simulator's units, with nothing to fit afterwards
+  l1          ``msg_dim`` components with the L1 penalty (and the L1 schedules); the readout mixes them
+  kl          ``msg_dim`` means and log-variances with the KL penalty, as the paper's KL model
+
+Because a = F / m is built in, the network cannot fit the accelerations with anything but pair forces
+(plus g), and its messages are read as forces directly: the message analysis and the distillation judge
+them exactly as they judge the paper's models (R² of a linear fit on the true force), but here that
+fit is the identity. Edges are the complete directed graph of raysym.model.complete_edges.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from raysym.config import NEWTONIAN_MESSAGES as MESSAGE_FORMS
+from raysym.model import GNOutput, complete_edges, mlp
+
+NODE_TERM_HIDDEN = 32  # the non-pairwise term is small: a damping is linear in v
+
+
+def edge_inputs(x: torch.Tensor, recv: torch.Tensor, send: torch.Tensor, dim: int) -> torch.Tensor:
+    """[dx, r, m1, m2, q1, q2] per edge, (batch, edges, dim + 5), for x (batch, n, 2 dim + 2) =
+    [pos, vel, q, m]; 1 = receiver, 2 = sender, dx = x_sender - x_receiver."""
+    pos, q, m = x[..., :dim], x[..., 2 * dim], x[..., 2 * dim + 1]
+    dx = pos[:, send] - pos[:, recv]
+    r = torch.sqrt((dx * dx).sum(-1, keepdim=True))
+    return torch.cat([dx, r, m[:, recv, None], m[:, send, None], q[:, recv, None], q[:, send, None]], dim=-1)
+
+
+class NewtonianGN(nn.Module):
+    """Edge model on relative inputs, sum, a = readout(sum) / m (+ g(v, q, m)). Same call signature and
+    output as :class:`raysym.model.GraphNetwork`'s dense path."""
+
+    def __init__(self, dim: int, hidden: int = 300, layers: int = 3, messages: str = "bottleneck",
+                 msg_dim: int = 100, node_term: bool = False):
+        super().__init__()
+        if messages not in MESSAGE_FORMS:
+            raise ValueError(f"unknown message form {messages!r}; known: {MESSAGE_FORMS}")
+        self.model, self.dim, self.messages_form = "newtonian", dim, messages
+        self.msg_dim = dim if messages == "bottleneck" else msg_dim
+        self.edge_model = mlp(dim + 5, 2 * self.msg_dim if messages == "kl" else self.msg_dim, hidden, layers)
+        self.readout = None if messages == "bottleneck" else nn.Linear(self.msg_dim, dim, bias=False)
+        # g(v, q, m): velocity-dependent forces per unit mass (damping); None when off
+        self.node_term = mlp(dim + 2, dim, NODE_TERM_HIDDEN, 2) if node_term else None
+
+    def edge_messages(self, inputs: torch.Tensor, noise: torch.Tensor | None = None):
+        """(messages, mu, logvar) for edge inputs (..., dim + 5); mu and logvar only for the KL form
+        (sampled in training, the means at evaluation)."""
+        out = self.edge_model(inputs)
+        if self.messages_form != "kl":
+            return out, None, None
+        mu, logvar = out[..., : self.msg_dim], out[..., self.msg_dim :]
+        if not self.training:
+            return mu, mu, logvar
+        if noise is None:
+            noise = torch.randn_like(mu)
+        return mu + torch.exp(0.5 * logvar) * noise, mu, logvar
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> GNOutput:
+        """x: (batch, n, 2 dim + 2) = [pos, vel, q, m]. acc: (batch, n, dim); messages: one row per edge,
+        receiver-major, (batch * n * (n - 1), message size)."""
+        batch, n, _ = x.shape
+        dim = self.dim
+        recv, send = complete_edges(n, x.device)
+        if noise is not None:
+            noise = noise.reshape(batch, len(recv), -1)
+        messages, mu, logvar = self.edge_messages(edge_inputs(x, recv, send, dim), noise)
+        summed = messages.reshape(batch, n, n - 1, self.msg_dim).sum(dim=2)
+        force = summed if self.readout is None else self.readout(summed)
+        mass = x[..., 2 * dim + 1 : 2 * dim + 2]
+        acc = force / mass
+        if self.node_term is not None:
+            acc = acc + self.node_term(torch.cat([x[..., dim : 2 * dim], x[..., 2 * dim :]], dim=-1))
+        flat = lambda t: None if t is None else t.reshape(-1, t.shape[-1])  # noqa: E731
+        return GNOutput(acc, flat(messages), flat(mu), flat(logvar))
