@@ -34,25 +34,32 @@ BASE = dict(hidden=128, prune_k=1.5, max_test_graphs=10_000, seed=0)
 RECIPES: dict[str, tuple[dict, int]] = {
     # the quickstart's recipe before this study (15 epochs, batch 64, max lr 2e-3)
     "ref": (dict(model="bottleneck", batch_size=64, lr=2e-3, steps=19_500), 2000),
-    "bn-b64-lr1e-3": (dict(model="bottleneck", batch_size=64, lr=1e-3, steps=40_000), 2000),
+    # learning rate and batch size
     "bn-b128-lr3e-3": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=37_500), 2000),
-    "bn-b128-lr3e-3-long": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=75_000), 2000),
-    "bn-b512-lr1e-2": (dict(model="bottleneck", batch_size=512, lr=1e-2, steps=16_000), 2000),
-    "bn-b128-lr1e-2": (dict(model="bottleneck", batch_size=128, lr=1e-2, steps=37_500), 2000),
-    "bn-b128-lr3e-3-warm10": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=37_500, warmup_fraction=0.1), 2000),
-    "bn-b128-lr3e-3-mse": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=37_500, loss="mse"), 2000),
-    "bn-b128-lr3e-3-k0.5": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=37_500, prune_k=0.5), 2000),
-    "bn-b128-lr3e-3-k3": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=37_500, prune_k=3.0), 2000),
-    "bn-b128-lr3e-3-500sims": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=37_500), 500),
-    "bn-b128-lr3e-3-8000sims": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=37_500), 8000),
-    "bn-b128-lr3e-3-h300": (dict(model="bottleneck", batch_size=128, lr=3e-3, steps=12_000, hidden=300), 2000),
-    "l1-b128-lr3e-3": (dict(model="l1", l1_schedule="linear", batch_size=128, lr=3e-3, steps=37_500), 2000),
-    "l1-b128-lr3e-3-long": (dict(model="l1", l1_schedule="linear", batch_size=128, lr=3e-3, steps=75_000), 2000),
-    "l1-b128-lr3e-3-strong": (dict(model="l1", l1_schedule="shape", schedule_shape=dict(start=0.1, peak=1.0, end=1.0, peak_at=1.0),
-                                   batch_size=128, lr=3e-3, steps=37_500), 2000),
-    "newtonian-b64-lr3e-3": (dict(model="newtonian", batch_size=64, lr=3e-3, steps=10_000), 2000),
-    "newtonian-b64-lr1e-3": (dict(model="newtonian", batch_size=64, lr=1e-3, steps=10_000), 2000),
-    "newtonian-b128-lr3e-3": (dict(model="newtonian", batch_size=128, lr=3e-3, steps=5_000), 2000),
+    "bn-b128-lr1e-3": (dict(model="bottleneck", batch_size=128, lr=1e-3, steps=37_500), 2000),
+    "bn-b64-lr1e-3": (dict(model="bottleneck", batch_size=64, lr=1e-3, steps=40_000), 2000),
+    "bn-b64-lr5e-4": (dict(model="bottleneck", batch_size=64, lr=5e-4, steps=40_000), 2000),
+    "bn-b64-lr2.5e-4": (dict(model="bottleneck", batch_size=64, lr=2.5e-4, steps=40_000), 2000),
+    "bn-b64-lr1e-4": (dict(model="bottleneck", batch_size=64, lr=1e-4, steps=40_000), 2000),
+    "bn-b64-lr5e-4-long": (dict(model="bottleneck", batch_size=64, lr=5e-4, steps=80_000), 2000),
+    # around batch 64, max lr 1e-3: steps, OneCycle shape, loss, pruning, data size, width
+    "bn-b64-lr1e-3-long": (dict(model="bottleneck", batch_size=64, lr=1e-3, steps=80_000), 2000),
+    "bn-b64-lr1e-3-warm10": (dict(model="bottleneck", batch_size=64, lr=1e-3, steps=40_000, warmup_fraction=0.1), 2000),
+    "bn-b64-lr1e-3-mse": (dict(model="bottleneck", batch_size=64, lr=1e-3, steps=40_000, loss="mse"), 2000),
+    "bn-b64-lr1e-3-k0.5": (dict(model="bottleneck", batch_size=64, lr=1e-3, steps=40_000, prune_k=0.5), 2000),
+    "bn-b64-lr1e-3-k3": (dict(model="bottleneck", batch_size=64, lr=1e-3, steps=40_000, prune_k=3.0), 2000),
+    "bn-b64-lr1e-3-500sims": (dict(model="bottleneck", batch_size=64, lr=1e-3, steps=40_000), 500),
+    "bn-b64-lr1e-3-8000sims": (dict(model="bottleneck", batch_size=64, lr=1e-3, steps=40_000), 8000),
+    "bn-b64-lr1e-3-h300": (dict(model="bottleneck", batch_size=64, lr=1e-3, steps=15_000, hidden=300), 2000),
+    # the L1 model: the same recipe, then a ten times stronger coefficient
+    "l1-b64-lr1e-3": (dict(model="l1", l1_schedule="linear", batch_size=64, lr=1e-3, steps=40_000), 2000),
+    "l1-b64-lr1e-3-long": (dict(model="l1", l1_schedule="linear", batch_size=64, lr=1e-3, steps=80_000), 2000),
+    "l1-b64-lr5e-4": (dict(model="l1", l1_schedule="linear", batch_size=64, lr=5e-4, steps=40_000), 2000),
+    "l1-b64-lr1e-3-strong": (dict(model="l1", l1_schedule="shape", schedule_shape=dict(start=0.1, peak=1.0, end=1.0, peak_at=1.0),
+                                  batch_size=64, lr=1e-3, steps=40_000), 2000),
+    # the Newtonian GN
+    "newtonian-b64-lr3e-3": (dict(model="newtonian", batch_size=64, lr=3e-3, steps=20_000), 2000),
+    "newtonian-b64-lr1e-3": (dict(model="newtonian", batch_size=64, lr=1e-3, steps=20_000), 2000),
 }
 
 
@@ -69,8 +76,7 @@ def run_recipe(name: str, data_root: str, runs: str, threads: int) -> dict:
     steps = settings.pop("steps")
     data = Path(data_root) / f"spring-2d-{sims}"
     shards.write_dataset(SimulationConfig(system="spring", dim=2, sims=sims), data)
-    train_graphs = (shards.prune_report(data, settings["prune_k"]).graphs_after if settings["prune_k"] is not None
-                    else shards.read_manifest(data)["splits"]["train"]["rows"])
+    train_graphs = shards.training_graphs(data, settings["prune_k"])
     epochs = max(1, math.ceil(steps / math.ceil(train_graphs / settings["batch_size"])))
     cfg = from_dict(TrainConfig, {**settings, "data": str(data), "epochs": epochs}, where=name)
     curve: list[tuple[float, float]] = []

@@ -15,8 +15,9 @@ For each (system, dim, model) row:
    is measured, and training stops at the first epoch that reaches the model's target (newtonian:
    R² >= 0.999; paper models: R² >= 0.99, and for L1 also sparsity ratio >= 100) or when the cap
    (``--cap-min``, per model) is spent;
-3. distillation: ``raysym.distill_jobs.distill_trial`` (Operon, ``--setting``, on a pool of Ray
-   actors, as ``raysym distill`` runs it) of the trained network, once.
+3. distillation: ``raysym.distill_jobs.distill_trial`` (Operon, ``--setting``, ``--samples`` edges per
+   job, on a pool of one Ray actor per CPU started for it, as ``raysym distill`` runs it) of the trained
+   network, once.
 
 Seconds are wall time from the call to run_trial (data loading and pruning included, 2-5 s) to the
 first epoch at or above R² 0.99 (and 0.999), and to the end of distillation when it recovered the law
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import time
@@ -40,12 +42,13 @@ from raysym.config import DistillConfig, SimulationConfig, TrainConfig
 from raysym.distill_jobs import DistillPool, distill_trial
 from raysym.train import epoch_r2, run_trial
 
-# The CPU recipes (benchmarks/recipe.py, BENCHMARKS.md "Training recipe"). Epochs are sized so that the
-# whole OneCycle schedule fits the cap on 2 cores; training usually stops well before it.
+# The CPU recipes (benchmarks/recipe.py, BENCHMARKS.md "Training recipe"). ``steps`` (optimiser steps of
+# the whole OneCycle schedule) is sized so that the schedule ends within the cap; training usually stops
+# well before it.
 RECIPES = {
-    "newtonian": dict(model="newtonian", hidden=128, batch_size=64, lr=3e-3, epochs=30),
-    "bottleneck": dict(model="bottleneck", hidden=128, batch_size=128, lr=3e-3, epochs=150),
-    "l1": dict(model="l1", l1_schedule="linear", hidden=128, batch_size=128, lr=3e-3, epochs=150),
+    "newtonian": dict(model="newtonian", hidden=128, batch_size=64, lr=3e-3, steps=40_000),
+    "bottleneck": dict(model="bottleneck", hidden=128, batch_size=64, lr=5e-4, steps=80_000),
+    "l1": dict(model="l1", l1_schedule="linear", hidden=128, batch_size=64, lr=5e-4, steps=80_000),
 }
 TARGETS = {"newtonian": 0.999, "bottleneck": 0.99, "l1": 0.99}
 SPARSE_RATIO = 100.0
@@ -58,10 +61,13 @@ def dataset(root: Path, system: str, dim: int, sims: int) -> Path:
     return out
 
 
-def one_row(system: str, dim: int, model: str, args, pool: DistillPool) -> dict:
+def one_row(system: str, dim: int, model: str, args) -> dict:
     data = dataset(Path(args.data_root), system, dim, args.sims)
     cap_s = 60 * (args.newtonian_cap_min if model == "newtonian" else args.cap_min)
-    cfg = TrainConfig(data=str(data), seed=args.seed, **RECIPES[model])
+    recipe = dict(RECIPES[model])
+    steps = recipe.pop("steps")
+    epochs = max(1, math.ceil(steps / math.ceil(shards.training_graphs(data, TrainConfig.prune_k) / recipe["batch_size"])))
+    cfg = TrainConfig(data=str(data), seed=args.seed, epochs=epochs, **recipe)
     target = TARGETS[model]
     trial = Path(args.runs) / f"{system}-{dim}d-{model}"
     first: dict[float, float] = {}
@@ -83,7 +89,13 @@ def one_row(system: str, dim: int, model: str, args, pool: DistillPool) -> dict:
 
     metrics = run_trial(cfg, trial, callback=record, resume=False, until=stop)
     trained = time.perf_counter() - start
-    summary = distill_trial(trial, DistillConfig(backend="operon", setting=args.setting, samples=args.samples), pool)
+    # As `raysym distill` does: a pool of actors, one per CPU, started now (their CPUs would otherwise be
+    # held while Ray Data simulates the next row's data) and stopped after.
+    pool = DistillPool(os.cpu_count() or 1)
+    try:
+        summary = distill_trial(trial, DistillConfig(backend="operon", setting=args.setting, samples=args.samples), pool)
+    finally:
+        pool.shutdown()
     total = time.perf_counter() - start
     recovered = bool(summary.get("distill/recovered"))
     return {
@@ -130,7 +142,7 @@ def main() -> None:
     ap.add_argument("--cap-min", type=float, default=15.0, help="training cap of the paper models, minutes (default 15)")
     ap.add_argument("--newtonian-cap-min", type=float, default=5.0, help="training cap of the newtonian model, minutes (default 5)")
     ap.add_argument("--setting", default="thorough", help="Operon setting for distillation (default thorough)")
-    ap.add_argument("--samples", type=int, default=5000, help="edges per distillation job (default 5000)")
+    ap.add_argument("--samples", type=int, default=2000, help="edges per distillation job (default 2000, as the quickstart)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-root", default="data/bench")
     ap.add_argument("--runs", default="runs/time_to_law")
@@ -140,24 +152,20 @@ def main() -> None:
     from raysym._ray import ensure_ray
 
     ensure_ray(num_cpus=os.cpu_count())
-    pool = DistillPool(os.cpu_count() or 1)
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
     print(f"machine: {platform.machine()} {platform.processor()}, {os.cpu_count()} cores, python {platform.python_version()}")
-    try:
-        for model in args.models:
-            for dim in args.dims:
-                for system in args.systems:
-                    if any((r["system"], r["dim"], r["model"]) == (system, dim, model) for r in done):
-                        continue
-                    row = one_row(system, dim, model, args, pool)
-                    done.append(row)
-                    with results.open("a") as fh:
-                        fh.write(json.dumps(row, default=float) + "\n")
-                    print(table([row]).splitlines()[-1], flush=True)
-    finally:
-        pool.shutdown()
+    for model in args.models:
+        for dim in args.dims:
+            for system in args.systems:
+                if any((r["system"], r["dim"], r["model"]) == (system, dim, model) for r in done):
+                    continue
+                row = one_row(system, dim, model, args)
+                done.append(row)
+                with results.open("a") as fh:
+                    fh.write(json.dumps(row, default=float) + "\n")
+                print(table([row]).splitlines()[-1], flush=True)
     wanted = [r for r in done if r["system"] in args.systems and r["dim"] in args.dims and r["model"] in args.models]
     print(table(sorted(wanted, key=lambda r: (r["model"] != "newtonian", r["model"], r["dim"], args.systems.index(r["system"])))))
 

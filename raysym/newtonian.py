@@ -21,6 +21,10 @@ Message forms (``messages``):
   l1          ``msg_dim`` components with the L1 penalty (and the L1 schedules); the readout mixes them
   kl          ``msg_dim`` means and log-variances with the KL penalty, as the paper's KL model
 
+Like the paper's model it has two forward paths that give the same numbers (a test checks outputs and
+gradients): ``forward``, dense over all n (n - 1) edges of a batch of graphs, which training uses, and
+``forward_pyg``, a torch-geometric MessagePassing module on a batched edge list.
+
 Because a = F / m is built in, the network cannot fit the accelerations with anything but pair forces
 (plus g), and its messages are read as forces directly: the message analysis and the distillation judge
 them exactly as they judge the paper's models (R² of a linear fit on the true force), but here that
@@ -86,10 +90,48 @@ class NewtonianGN(nn.Module):
             noise = noise.reshape(batch, len(recv), -1)
         messages, mu, logvar = self.edge_messages(edge_inputs(x, recv, send, dim), noise)
         summed = messages.reshape(batch, n, n - 1, self.msg_dim).sum(dim=2)
-        force = summed if self.readout is None else self.readout(summed)
-        mass = x[..., 2 * dim + 1 : 2 * dim + 2]
-        acc = force / mass
-        if self.node_term is not None:
-            acc = acc + self.node_term(torch.cat([x[..., dim : 2 * dim], x[..., 2 * dim :]], dim=-1))
+        acc = self.node_update(x, summed)
         flat = lambda t: None if t is None else t.reshape(-1, t.shape[-1])  # noqa: E731
         return GNOutput(acc, flat(messages), flat(mu), flat(logvar))
+
+    def node_update(self, x: torch.Tensor, summed: torch.Tensor) -> torch.Tensor:
+        """a = readout(summed messages) / m (+ g(v, q, m)), for node features x (..., 2 dim + 2)."""
+        dim = self.dim
+        force = summed if self.readout is None else self.readout(summed)
+        acc = force / x[..., 2 * dim + 1 : 2 * dim + 2]
+        if self.node_term is not None:
+            acc = acc + self.node_term(x[..., dim:])
+        return acc
+
+    def forward_pyg(self, x: torch.Tensor, edge_index: torch.Tensor, noise: torch.Tensor | None = None) -> GNOutput:
+        """MessagePassing forward. x: (nodes, 2 dim + 2); edge_index: (2, edges), row 0 senders, row 1
+        receivers. acc: (nodes, dim)."""
+        if getattr(self, "_pyg", None) is None:
+            object.__setattr__(self, "_pyg", _message_passing(self))  # not a submodule: no extra weights
+        return self._pyg(x, edge_index, noise)
+
+
+def _message_passing(gn: NewtonianGN):
+    """A torch-geometric MessagePassing module around ``gn``'s edge model and node update (shared weights)."""
+    from torch_geometric.nn import MessagePassing
+
+    class MessagePassingNewtonian(MessagePassing):
+        def __init__(self):
+            super().__init__(aggr="add", flow="source_to_target")
+            self._last = None
+
+        def forward(self, x, edge_index, noise=None) -> GNOutput:
+            summed = self.propagate(edge_index, x=x, noise=noise)
+            messages, mu, logvar = self._last
+            return GNOutput(gn.node_update(x, summed), messages, mu, logvar)
+
+        def message(self, x_i, x_j, noise):  # x_i: receivers, x_j: senders
+            d = gn.dim
+            dx = x_j[:, :d] - x_i[:, :d]
+            r = torch.sqrt((dx * dx).sum(-1, keepdim=True))
+            m, q = 2 * d + 1, 2 * d
+            inputs = torch.cat([dx, r, x_i[:, m : m + 1], x_j[:, m : m + 1], x_i[:, q : q + 1], x_j[:, q : q + 1]], dim=-1)
+            self._last = gn.edge_messages(inputs, noise)
+            return self._last[0]
+
+    return MessagePassingNewtonian()

@@ -161,7 +161,7 @@ def r2_model_table(sweep: Sweep, pub: Published) -> Table:
               + ["paper 2020", "reproduction 2024 (Table 3)"])
     return Table("R² of the messages by model", lead_header(sweep) + header, rows,
                  "R² of the top message components as a linear transformation of the true pairwise force (and of the "
-                 "force divided by the receiver's mass), averaged over components (definitions: docs/architecture.md). "
+                 "force divided by the receiver's mass), averaged over components (definitions: raysym/messages.py). "
                  "In distribution: test graphs inside the training set's pruning bounds (the headline). All edges: every "
                  "test edge, close encounters the network never trained on included (extrapolation). Robust: every test "
                  "edge, by a least-trimmed-squares fit that ignores the worst 10%. Diagnostic: the exponent α for which "
@@ -185,24 +185,25 @@ def paper_layout_tables(sweep: Sweep, pub: Published) -> list[Table]:
     if not rows or not systems:
         return []
     cell = {(r.system, r.dim, r.model): r for r in rows}
+    published_too = lambda m: paper_model(m) in MODEL_ORDER[:4]  # noqa: E731 -- the paper's own models
     r2_rows, law_rows = [], []
     for system, dim in systems:
         r2_line, law_line = [f"{system}-{dim}d"], [f"{system}-{dim}d"]
         for m in models:
             row = cell.get((system, dim, m))
-            paper_r2 = pub.value("paper2020", "r2_force", system, dim, paper_model(m)) or EMPTY
-            paper_law = {"1": "yes", "0": "no"}.get(pub.value("paper2020", "law_recovered", system, dim, paper_model(m)) or "", EMPTY)
+            paper_r2 = [pub.value("paper2020", "r2_force", system, dim, paper_model(m)) or EMPTY] if published_too(m) else []
+            law = pub.value("paper2020", "law_recovered", system, dim, paper_model(m)) or ""
+            paper_law = [{"1": "yes", "0": "no"}.get(law, EMPTY)] if published_too(m) else []
             if row is None:
-                r2_line += ["not in this sweep", paper_r2]
-                law_line += ["not in this sweep", paper_law]
+                r2_line += ["not in this sweep", *paper_r2]
+                law_line += ["not in this sweep", *paper_law]
                 continue
-            best = "messages/r2_force"
-            r2_line += [f"{stat_cell(row, best)} ({stat_cell(row, 'messages/r2_force_all')})", paper_r2]
+            r2_line += [f"{stat_cell(row, 'messages/r2_force')} ({stat_cell(row, 'messages/r2_force_all')})", *paper_r2]
             distilled = [t for t in row.finished if "distill/recovered" in t.metrics]
-            law_line += [count_cell(row, "distill/recovered") if distilled else ("not distilled" if row.finished else why_missing(row.trials)), paper_law]
+            law_line += [count_cell(row, "distill/recovered") if distilled else ("not distilled" if row.finished else why_missing(row.trials)), *paper_law]
         r2_rows.append(r2_line)
         law_rows.append(law_line)
-    header = ["system"] + [h for m in models for h in (f"{m} (raysym)", f"{paper_model(m)} (paper)")]
+    header = ["system"] + [h for m in models for h in ((f"{m} (raysym)", f"{paper_model(m)} (paper)") if published_too(m) else (f"{m} (raysym)",))]
     return [
         Table("The paper's Table 1: R² of the messages against the force", header, r2_rows,
               "raysym: in-distribution R² (all edges in brackets), mean ± std over seeds; paper: Cranmer et al. 2020, Table 1. "
@@ -321,15 +322,25 @@ def _short(formula: str, width: int = 90) -> str:
     return formula if len(formula) <= width else formula[: width - 1] + "…"
 
 
-def formulas(tag: str) -> str:
-    """A distillation run's formulas tag (a list written as text) as "f1; f2", shortened."""
+def formulas(tag: str, width: int = 160) -> str:
+    """A distillation run's formulas tag (a list written as text) as "f1; f2", constants to 4 significant
+    digits, shortened to ``width`` characters."""
     import ast
+
+    from raysym.distill import readable
 
     try:
         found = ast.literal_eval(tag) if tag else []
     except (ValueError, SyntaxError):
-        return _short(tag)
-    return _short("; ".join(found) if isinstance(found, list) else str(found))
+        return _short(tag, width)
+    found = found if isinstance(found, list) else [str(found)]
+    shown = []
+    for eq in found:
+        try:
+            shown.append(readable(eq, []))
+        except ValueError:
+            shown.append(eq)
+    return _short("; ".join(shown), width)
 
 
 # --------------------------------------------------------------------------------------------------

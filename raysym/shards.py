@@ -406,6 +406,11 @@ def prune_report(path: str | Path, k: float) -> PruneReport:
     return PruneReport(float(k), lo, hi, table.num_rows, int(kept))
 
 
+def training_graphs(path: str | Path, k: float | None) -> int:
+    """How many training graphs a trial with pruning factor k (None: no pruning) trains on."""
+    return prune_report(path, k).graphs_after if k is not None else read_manifest(path)["splits"]["train"]["rows"]
+
+
 @dataclass
 class GraphDataset:
     """Training and test graphs of one dataset folder (see :class:`~raysym.simulate.Snapshots`)."""

@@ -55,7 +55,7 @@ def tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[
             keys = [k for k in result if "/" in k or k in ("status", "reason", "epochs_done")]
             seen = self.per_epoch.setdefault(trial.trial_id, set())
             if result.get("done_training"):  # the per-epoch curves are logged already; the rest is new
-                keys = [k for k in keys if k not in seen or not k.startswith(("train/", "test/"))]
+                keys = [k for k in keys if k not in seen]
             else:
                 seen.update(keys)
             tracker.log_metrics(self._run(trial), {k: result[k] for k in keys}, step=int(result.get("epoch", 0)))

@@ -176,6 +176,9 @@ def train(
         history = state["history"]
         first_epoch = state["epoch"] + 1
 
+    if history and until is not None and until(history[-1]) and first_epoch < cfg.epochs:  # resumed after an early stop
+        reason = f"stopped early: the stopping rule held after epoch {first_epoch} of {cfg.epochs}"
+        return TrainResult("finished", reason, model, history, history[-1], time.perf_counter() - start)
     step = first_epoch * steps_per_epoch
     for epoch in range(first_epoch, cfg.epochs):
         model.train()

@@ -11,7 +11,7 @@ from raysym.model import MODELS, GraphNetwork, batched_edge_index
 
 
 @pytest.mark.parametrize("dim", [2, 3])
-@pytest.mark.parametrize("model", [m for m in MODELS if m != "hgn"])  # hgn has no messages to pass
+@pytest.mark.parametrize("model", [m for m in MODELS if m not in ("hgn", "newtonian")])  # hgn: no messages; newtonian: test_newtonian
 def test_dense_path_equals_message_passing(model, dim):
     torch.manual_seed(0)
     gn = GraphNetwork(model, dim, hidden=32, layers=3, msg_dim=16).double()

@@ -91,7 +91,17 @@ def test_report_tables_match_the_runs_metrics(seeded_sweep, tmp_path):
     r2 = {row[1]: row for row in _table(report, "R² of the messages").rows}
     values = [r.data.metrics["messages/r2_force"] for r in by_model["l1"]]
     assert r2["l1-linear"][3].startswith(f"{statistics.fmean(values):.3f}")
-    assert r2["bottleneck"][5:] == ["1.000", "0.875"]
+    assert r2["bottleneck"][-2:] == ["1.000", "0.875"]  # paper 2020 Table 1, reproduction Table 3
+    for model, label in (("bottleneck", "bottleneck"), ("l1", "l1-linear")):  # in distribution, all edges, robust
+        for column, key in ((3, "messages/r2_force"), (4, "messages/r2_force_all"), (5, "messages/r2_force_robust")):
+            values = [r.data.metrics[key] for r in by_model[model]]
+            assert r2[label][column] == f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}", (label, key)
+    table1 = _table(report, "The paper's Table 1")
+    assert table1.header == ["system", "bottleneck (raysym)", "bottleneck (paper)", "l1-linear (raysym)", "l1 (paper)"]
+    assert table1.rows[0][0] == "spring-2d" and table1.rows[0][2] == "1.000" and table1.rows[0][4] == "1.000"
+    assert table1.rows[0][1].startswith(r2["bottleneck"][3]) and f"({r2['bottleneck'][4]})" in table1.rows[0][1]
+    table5 = _table(report, "The paper's Table 5")
+    assert table5.rows[0][2] == "yes" and table5.rows[0][1].endswith("of 2")
     schedule = _table(report, "R² by L1 schedule").rows
     assert len(schedule) == 1 and schedule[0][-1] == "0.970"
 
@@ -101,7 +111,7 @@ def test_report_tables_match_the_runs_metrics(seeded_sweep, tmp_path):
     assert law["bottleneck"][-2:] == ["yes", "yes"]
     symbolic = {row[1]: row for row in _table(report, "Symbolic model").rows}
     values = [r.data.metrics["distill/test_mae"] for r in by_model["bottleneck"]]
-    assert symbolic["bottleneck"][3].startswith(f"{statistics.fmean(values):.3f}")
+    assert symbolic["bottleneck"][5].startswith(f"{statistics.fmean(values):.3f}")  # all graphs; in range in column 3
     assert symbolic["bottleneck"][-1] == "1.64237"
 
     every = _table(report, "Every trial").rows
@@ -214,10 +224,11 @@ def test_edge_variants_and_the_hamiltonian_gn_run_through_sweep_and_report(local
     hgn = next(r for r in runs if r.data.params.get("model") == "hgn")
     r2 = {row[1]: row for row in _table(report, "R² of the messages").rows}
     assert set(r2) == {"hgn-linear", "inverse-linear", "wide-linear"}
-    assert _table(report, "R² of the messages").header[5:8] == ["R² pair force (hgn)", "robust", "R² pair energy vs U (hgn)"]
-    for column, key in zip((5, 6, 7), ("r2_pair_force", "r2_pair_force_robust", "r2_potential")):
+    assert _table(report, "R² of the messages").header[9:13] == ["R² pair force (hgn), in distribution", "all edges", "robust", "R² pair energy vs U (hgn)"]
+    for column, key in zip((9, 10, 11, 12), ("r2_pair_force", "r2_pair_force_all", "r2_pair_force_robust", "r2_potential")):
         assert r2["hgn-linear"][column] == f"{hgn.data.metrics['messages/' + key]:.3f}"
-    assert r2["wide-linear"][5] == "—"
+    assert r2["wide-linear"][9] == "—"
+    assert r2["wide-linear"][8].startswith("α = ") and r2["hgn-linear"][8] == "—"  # the mass-exponent diagnostic
     assert r2["hgn-linear"][3] == "not recorded"  # no force R² for an energy
     law = {row[1]: row for row in _table(report, "Law recovered").rows}
     assert law["hgn-linear"][5].split(" ")[0] in ("yes", "no")

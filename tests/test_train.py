@@ -168,3 +168,19 @@ def test_message_stds_are_followed_every_epoch(tiny_spring, tmp_path):
     assert by_epoch["epoch"] == [1, 2, 3] and [len(s) for s in by_epoch["stds"]] == [100] * 3
     assert max(by_epoch["stds"][-1]) == pytest.approx(seen[-1]["messages/std_1"])
     assert (tmp_path / "trial" / "message_stds_by_epoch.png").stat().st_size > 1000
+
+
+def test_stop_r2_ends_training_after_the_first_epoch_that_reaches_it(tiny_spring, tmp_path):
+    """stop_r2 reads the per-epoch in-distribution R² that run_trial measures; a bar any fit clears stops
+    training after epoch 1 of 3, and the reason says so."""
+    _, data = tiny_spring
+    cfg = TrainConfig(data=str(data), model="bottleneck", epochs=3, batch_size=32, hidden=16, stop_r2=1e-9)
+    seen = []
+    metrics = run_trial(cfg, tmp_path / "trial", callback=seen.append)
+    assert len(seen) == 1 and metrics["epochs_done"] == 1
+    assert metrics["status"] == "finished" and metrics["reason"].startswith("stopped early")
+    assert 0 <= seen[0]["messages/r2_force_epoch"] <= 1 and 0 <= seen[0]["messages/r2_accel_epoch"] <= 1
+    again = run_trial(cfg, tmp_path / "trial", callback=seen.append)  # resuming a stopped trial trains no further
+    assert len(seen) == 1 and again["epochs_done"] == 1 and again["messages/r2_force"] == metrics["messages/r2_force"]
+    full = run_trial(TrainConfig(data=str(data), model="bottleneck", epochs=3, batch_size=32, hidden=16), tmp_path / "full")
+    assert full["epochs_done"] == 3 and full["reason"] == ""
