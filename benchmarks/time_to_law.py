@@ -48,7 +48,7 @@ from raysym.train import epoch_r2, run_trial
 RECIPES = {
     "newtonian": dict(model="newtonian", hidden=128, batch_size=64, lr=3e-3, steps=40_000),
     "bottleneck": dict(model="bottleneck", hidden=128, batch_size=64, lr=5e-4, steps=80_000),
-    "l1": dict(model="l1", l1_schedule="linear", hidden=128, batch_size=64, lr=5e-4, steps=80_000),
+    "l1": dict(model="l1", l1_schedule="linear", hidden=128, batch_size=64, lr=5e-4, steps=40_000),
 }
 TARGETS = {"newtonian": 0.999, "bottleneck": 0.99, "l1": 0.99}
 SPARSE_RATIO = 100.0

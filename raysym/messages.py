@@ -244,7 +244,7 @@ class MessageAnalysis:
         }
 
 
-MASS_EXPONENTS = np.round(np.arange(-0.5, 1.5001, 0.05), 2)
+MASS_EXPONENTS = np.round(np.arange(-0.5, 1.5001, 0.05), 2) + 0.0  # + 0.0: no -0.0 in the grid
 
 
 def mass_exponent(messages_top: np.ndarray, force: np.ndarray, m_recv: np.ndarray) -> tuple[float, float]:

@@ -83,6 +83,19 @@ class InverseEdgeModel(nn.Module):
         return self.linear(u) + self.square(u * u)
 
 
+def kl_messages(out: torch.Tensor, training: bool, noise: torch.Tensor | None = None):
+    """A KL edge model's output (..., 2 m) = [means, log-variances] -> (messages, mu, logvar): messages
+    sampled mu + sigma * noise in training (``noise``: the standard-normal draws, drawn here if None), the
+    means at evaluation."""
+    half = out.shape[-1] // 2
+    mu, logvar = out[..., :half], out[..., half:]
+    if not training:
+        return mu, mu, logvar
+    if noise is None:
+        noise = torch.randn_like(mu)
+    return mu + torch.exp(0.5 * logvar) * noise, mu, logvar
+
+
 @dataclass
 class GNOutput:
     """What one forward pass produces.
@@ -130,12 +143,7 @@ class GraphNetwork(nn.Module):
         out = self.edge_model(torch.cat([x_receiver, x_sender], dim=-1))
         if self.model != "kl":
             return out, None, None
-        mu, logvar = out[..., : self.msg_dim], out[..., self.msg_dim :]
-        if not self.training:
-            return mu, mu, logvar
-        if noise is None:
-            noise = torch.randn_like(mu)
-        return mu + torch.exp(0.5 * logvar) * noise, mu, logvar
+        return kl_messages(out, self.training, noise)
 
     # -- dense path --------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> GNOutput:
@@ -181,8 +189,10 @@ def build_model(model: str, dim: int, hidden: int = 300, layers: int = 3, msg_di
     return GraphNetwork(model, dim, hidden, layers, msg_dim)
 
 
-def _message_passing_gn(gn: GraphNetwork):
-    """A torch-geometric MessagePassing module around ``gn``'s edge and node models (shares their weights)."""
+def message_passing(edge_fn, node_fn):
+    """A torch-geometric MessagePassing module (sum aggregation, source_to_target flow) around a model's
+    own functions, so it shares their weights: ``edge_fn(x_receiver, x_sender, noise) -> (messages, mu,
+    logvar)`` per edge and ``node_fn(x, summed messages) -> acc`` per node. Its forward returns a GNOutput."""
     from torch_geometric.nn import MessagePassing
 
     class MessagePassingGN(MessagePassing):
@@ -192,16 +202,19 @@ def _message_passing_gn(gn: GraphNetwork):
 
         def forward(self, x, edge_index, noise=None) -> GNOutput:
             summed = self.propagate(edge_index, x=x, noise=noise)
-            acc = gn.node_model(torch.cat([x, summed], dim=-1))
             messages, mu, logvar = self._last
-            return GNOutput(acc, messages, mu, logvar)
+            return GNOutput(node_fn(x, summed), messages, mu, logvar)
 
         def message(self, x_i, x_j, noise):  # x_i: receivers, x_j: senders
-            messages, mu, logvar = gn.edge_messages(x_i, x_j, noise)
-            self._last = (messages, mu, logvar)
-            return messages
+            self._last = edge_fn(x_i, x_j, noise)
+            return self._last[0]
 
     return MessagePassingGN()
+
+
+def _message_passing_gn(gn: GraphNetwork):
+    """The paper's GN as a MessagePassing module (shares its weights)."""
+    return message_passing(gn.edge_messages, lambda x, summed: gn.node_model(torch.cat([x, summed], dim=-1)))
 
 
 _EDGE_CACHE: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}

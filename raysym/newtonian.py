@@ -37,18 +37,18 @@ import torch
 from torch import nn
 
 from raysym.config import NEWTONIAN_MESSAGES as MESSAGE_FORMS
-from raysym.model import GNOutput, complete_edges, mlp
+from raysym.model import GNOutput, complete_edges, kl_messages, message_passing, mlp
 
 NODE_TERM_HIDDEN = 32  # the non-pairwise term is small: a damping is linear in v
 
 
-def edge_inputs(x: torch.Tensor, recv: torch.Tensor, send: torch.Tensor, dim: int) -> torch.Tensor:
-    """[dx, r, m1, m2, q1, q2] per edge, (batch, edges, dim + 5), for x (batch, n, 2 dim + 2) =
-    [pos, vel, q, m]; 1 = receiver, 2 = sender, dx = x_sender - x_receiver."""
-    pos, q, m = x[..., :dim], x[..., 2 * dim], x[..., 2 * dim + 1]
-    dx = pos[:, send] - pos[:, recv]
+def edge_inputs(x_receiver: torch.Tensor, x_sender: torch.Tensor, dim: int) -> torch.Tensor:
+    """[dx, r, m1, m2, q1, q2] per edge, (..., dim + 5), from the receiver's and the sender's node features
+    (..., 2 dim + 2) = [pos, vel, q, m]; 1 = receiver, 2 = sender, dx = x_sender - x_receiver."""
+    q, m = 2 * dim, 2 * dim + 1
+    dx = x_sender[..., :dim] - x_receiver[..., :dim]
     r = torch.sqrt((dx * dx).sum(-1, keepdim=True))
-    return torch.cat([dx, r, m[:, recv, None], m[:, send, None], q[:, recv, None], q[:, send, None]], dim=-1)
+    return torch.cat([dx, r, x_receiver[..., m : m + 1], x_sender[..., m : m + 1], x_receiver[..., q : q + 1], x_sender[..., q : q + 1]], dim=-1)
 
 
 class NewtonianGN(nn.Module):
@@ -71,14 +71,7 @@ class NewtonianGN(nn.Module):
         """(messages, mu, logvar) for edge inputs (..., dim + 5); mu and logvar only for the KL form
         (sampled in training, the means at evaluation)."""
         out = self.edge_model(inputs)
-        if self.messages_form != "kl":
-            return out, None, None
-        mu, logvar = out[..., : self.msg_dim], out[..., self.msg_dim :]
-        if not self.training:
-            return mu, mu, logvar
-        if noise is None:
-            noise = torch.randn_like(mu)
-        return mu + torch.exp(0.5 * logvar) * noise, mu, logvar
+        return kl_messages(out, self.training, noise) if self.messages_form == "kl" else (out, None, None)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> GNOutput:
         """x: (batch, n, 2 dim + 2) = [pos, vel, q, m]. acc: (batch, n, dim); messages: one row per edge,
@@ -88,7 +81,7 @@ class NewtonianGN(nn.Module):
         recv, send = complete_edges(n, x.device)
         if noise is not None:
             noise = noise.reshape(batch, len(recv), -1)
-        messages, mu, logvar = self.edge_messages(edge_inputs(x, recv, send, dim), noise)
+        messages, mu, logvar = self.edge_messages(edge_inputs(x[:, recv], x[:, send], dim), noise)
         summed = messages.reshape(batch, n, n - 1, self.msg_dim).sum(dim=2)
         acc = self.node_update(x, summed)
         flat = lambda t: None if t is None else t.reshape(-1, t.shape[-1])  # noqa: E731
@@ -112,26 +105,5 @@ class NewtonianGN(nn.Module):
 
 
 def _message_passing(gn: NewtonianGN):
-    """A torch-geometric MessagePassing module around ``gn``'s edge model and node update (shared weights)."""
-    from torch_geometric.nn import MessagePassing
-
-    class MessagePassingNewtonian(MessagePassing):
-        def __init__(self):
-            super().__init__(aggr="add", flow="source_to_target")
-            self._last = None
-
-        def forward(self, x, edge_index, noise=None) -> GNOutput:
-            summed = self.propagate(edge_index, x=x, noise=noise)
-            messages, mu, logvar = self._last
-            return GNOutput(gn.node_update(x, summed), messages, mu, logvar)
-
-        def message(self, x_i, x_j, noise):  # x_i: receivers, x_j: senders
-            d = gn.dim
-            dx = x_j[:, :d] - x_i[:, :d]
-            r = torch.sqrt((dx * dx).sum(-1, keepdim=True))
-            m, q = 2 * d + 1, 2 * d
-            inputs = torch.cat([dx, r, x_i[:, m : m + 1], x_j[:, m : m + 1], x_i[:, q : q + 1], x_j[:, q : q + 1]], dim=-1)
-            self._last = gn.edge_messages(inputs, noise)
-            return self._last[0]
-
-    return MessagePassingNewtonian()
+    """The Newtonian GN as a MessagePassing module (shares its weights)."""
+    return message_passing(lambda x_i, x_j, noise: gn.edge_messages(edge_inputs(x_i, x_j, gn.dim), noise), gn.node_update)

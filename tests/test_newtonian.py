@@ -69,7 +69,7 @@ def test_edge_inputs_are_relative_and_in_the_distillation_order():
 
     x, (pos, _, charge, mass) = _state(2, batch=1, n=3)
     recv, send = complete_edges(3, "cpu")
-    inputs = edge_inputs(x, recv, send, 2)[0].numpy()
+    inputs = edge_inputs(x[:, recv], x[:, send], 2)[0].numpy()
     assert edge_names(2) == ["dx", "dy", "r", "m1", "m2", "q1", "q2"]
     e = 0  # receiver 0, sender 1
     assert (recv[e].item(), send[e].item()) == (0, 1)
