@@ -5,6 +5,7 @@ Usage:
     python benchmarks/time_to_law.py                                  # 4 systems x 2D, 3D x 3 models
     python benchmarks/time_to_law.py --systems spring --dims 2 --models newtonian
     python benchmarks/time_to_law.py --results benchmarks/results/time_to_law.jsonl   # resumes: done rows are kept
+    python benchmarks/time_to_law.py --table-only                     # the tables of the rows already measured
 
 For each (system, dim, model) row:
 1. data: ``--sims`` simulations made by raysym's simulator and Ray Data shards (cached under
@@ -24,7 +25,9 @@ first epoch at or above R² 0.99 (and 0.999), and to the end of distillation whe
 ("to law" = training + final analysis + distillation). Ray starts once before the first row and is not
 counted. A row that misses a target says "not reached" with the R² it got. Rows are appended to
 ``--results`` (JSON lines) as they finish; a later run skips rows already there, so an interrupted
-benchmark continues where it stopped. The Markdown table at the end is what BENCHMARKS.md shows.
+benchmark continues where it stopped. The Markdown table at the end is what BENCHMARKS.md shows; below it,
+the reference measured by the same benchmark: the paper's bottleneck model's time to R² 0.99 over the
+Newtonian GN's, per system and dimension.
 """
 
 from __future__ import annotations
@@ -133,6 +136,25 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def ratios(rows: list[dict]) -> str:
+    """The reference measured in the same benchmark: for each system and dimension with both rows, the
+    paper's bottleneck model's time to in-distribution R² 0.99 over the Newtonian GN's (a capped time
+    when the bottleneck never got there, shown as a lower bound)."""
+    lines = ["| system | newtonian to R² 0.99 (s) | bottleneck to R² 0.99 (s) | ratio (bottleneck / newtonian) |", "|---|---|---|---|"]
+    for r in rows:
+        if r["model"] != "newtonian" or r["to_r2_0.99_s"] is None:
+            continue
+        ref = next((b for b in rows if b["model"] == "bottleneck" and (b["system"], b["dim"]) == (r["system"], r["dim"])), None)
+        if ref is None:
+            continue
+        if ref["to_r2_0.99_s"] is None:
+            cell, ratio = f"not reached in {ref['train_s']:.0f}", f"> {ref['train_s'] / r['to_r2_0.99_s']:.0f}"
+        else:
+            cell, ratio = f"{ref['to_r2_0.99_s']:.0f}", f"{ref['to_r2_0.99_s'] / r['to_r2_0.99_s']:.1f}"
+        lines.append(f"| {r['system']}-{r['dim']}d | {r['to_r2_0.99_s']:.0f} | {cell} | {ratio} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--systems", nargs="+", default=["spring", "charge", "r1", "r2"])
@@ -147,14 +169,25 @@ def main() -> None:
     ap.add_argument("--data-root", default="data/bench")
     ap.add_argument("--runs", default="runs/time_to_law")
     ap.add_argument("--results", default="benchmarks/results/time_to_law.jsonl")
+    ap.add_argument("--table-only", action="store_true", help="print the tables of the rows in --results; train nothing")
     args = ap.parse_args()
 
-    from raysym._ray import ensure_ray
-
-    ensure_ray(num_cpus=os.cpu_count())
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+    if not args.table_only:
+        run_missing(done, results, args)
+    wanted = [r for r in done if r["system"] in args.systems and r["dim"] in args.dims and r["model"] in args.models]
+    ordered = sorted(wanted, key=lambda r: (r["model"] != "newtonian", r["model"], r["dim"], args.systems.index(r["system"])))
+    print(table(ordered))
+    print(ratios(ordered))
+
+
+def run_missing(done: list[dict], results: Path, args) -> None:
+    """Run every requested row not yet in ``done``, appending each to ``results`` as it finishes."""
+    from raysym._ray import ensure_ray
+
+    ensure_ray(num_cpus=os.cpu_count())
     print(f"machine: {platform.machine()} {platform.processor()}, {os.cpu_count()} cores, python {platform.python_version()}")
     for model in args.models:
         for dim in args.dims:
@@ -166,8 +199,6 @@ def main() -> None:
                 with results.open("a") as fh:
                     fh.write(json.dumps(row, default=float) + "\n")
                 print(table([row]).splitlines()[-1], flush=True)
-    wanted = [r for r in done if r["system"] in args.systems and r["dim"] in args.dims and r["model"] in args.models]
-    print(table(sorted(wanted, key=lambda r: (r["model"] != "newtonian", r["model"], r["dim"], args.systems.index(r["system"])))))
 
 
 if __name__ == "__main__":

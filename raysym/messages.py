@@ -135,6 +135,18 @@ def r2_linear(target: np.ndarray, features: np.ndarray) -> tuple[float, np.ndarr
     return _r2(target, fitted), fitted
 
 
+def r2_linear_within(target: np.ndarray, features: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarray]:
+    """As ``r2_linear``, but fitted and scored on ``rows`` only ((E,) bool, e.g. the in-distribution
+    edges); the fitted values are returned for every row, so the others show how the in-range fit
+    extrapolates. NaN when too few rows."""
+    design = _design(features)
+    if int(rows.sum()) < design.shape[1] + 1:
+        return float("nan"), np.full(len(target), np.nan)
+    coef, *_ = np.linalg.lstsq(design[rows], target[rows], rcond=None)
+    fitted = design @ coef
+    return _r2(target[rows], fitted[rows]), fitted
+
+
 def r2_prediction(truth: np.ndarray, predicted: np.ndarray, keep: float = 1.0) -> float:
     """R² of ``predicted`` as a prediction of ``truth`` (both (E, dim)), no fitting: 1 - sum of squared
     residuals / sum of squared deviations from the mean, pooled over components. ``keep`` < 1 scores only
@@ -346,14 +358,17 @@ def _savefig(fig, path: Path) -> None:
 
 def save_sample(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, size: int = 2000, seed: int = 0) -> Path:
     """A small, fixed sample of test edges for reports (``messages.npz``, about 100 kB): the top message
-    components (size, dim), the true force (size, dim), the receiver mass (size,), plus every component's
-    std (message size,) and the top indices. Written to a temporary name, then renamed."""
+    components (size, dim), the true force (size, dim), the receiver mass (size,), whether each edge is
+    in distribution (size,) bool, plus every component's std (message size,) and the top indices. Written
+    to a temporary name, then renamed."""
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(edges.force), size=min(size, len(edges.force)), replace=False))
+    inside = edges.in_range if edges.in_range is not None else np.ones(len(edges.force), dtype=bool)
     path = Path(out_dir) / SAMPLE
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, messages=edges.messages[rows][:, analysis.top].astype(np.float32), force=edges.force[rows].astype(np.float32),
-             m_recv=edges.m_recv[rows].astype(np.float32), stds=analysis.stds.astype(np.float32), top=np.asarray(analysis.top))
+             m_recv=edges.m_recv[rows].astype(np.float32), in_range=inside[rows], stds=analysis.stds.astype(np.float32),
+             top=np.asarray(analysis.top))
     tmp.replace(path)
     return path
 
@@ -389,13 +404,20 @@ def plot(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, target
         ax.plot([-lim, lim], [-lim, lim], color="k", lw=0.8)
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="true pair force, radial component",
                ylabel="-d(pair energies)/dq, radial", title=f"R² = {analysis.r2_pair_force:.3f} (robust {analysis.r2_pair_force_robust:.3f})")
+    inside = edges.in_range if edges.in_range is not None else np.ones(len(features), dtype=bool)
     for ax, k in zip(axes[0], analysis.top):
+        # Fitted on the in-distribution edges (the headline R²); the others, drawn in grey with the same
+        # fit, show the extrapolation instead of dragging the fit (1/r^2 close encounters would).
         y = edges.messages[:, k]
-        r2, fitted = r2_linear(y, features)
-        lim = np.percentile(np.abs(np.concatenate([fitted[shown], y[shown]])), 99)
-        ax.scatter(fitted[shown], y[shown], s=2, alpha=0.3)
+        r2, fitted = r2_linear_within(y, features, inside)
+        ins, out = shown[inside[shown]], shown[~inside[shown]]
+        lim = (np.percentile(np.abs(np.concatenate([fitted[ins], y[ins]])), 99) if len(ins) else 0.0) or 1.0
+        ax.scatter(fitted[out], y[out], s=2, alpha=0.3, color="0.6", label="outside the training range")
+        ax.scatter(fitted[ins], y[ins], s=2, alpha=0.3, color="C0", label="in distribution")
         ax.plot([-lim, lim], [-lim, lim], color="k", lw=0.8)
-        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel=f"linear fit on {label}", ylabel=f"message component {k}", title=f"R² = {r2:.3f}")
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel=f"linear fit on {label} (in-distribution edges)",
+               ylabel=f"message component {k}", title=f"R² in distribution = {r2:.3f}")
+        ax.legend(fontsize=7, markerscale=4, loc="upper left")
     fig.tight_layout()
     scatter = out_dir / "messages_vs_force.png"
     _savefig(fig, scatter)

@@ -438,7 +438,8 @@ def draw_figures(sweep: Sweep, folder: Path) -> list[tuple[str, Path | None]]:
     drawers = {  # called only for the figures a sweep's kind shows
         "l1": lambda: ("L1 coefficient at the end of each epoch, per schedule", figs.l1_schedules(sweep, folder)),
         "loss": lambda: ("Training loss and test MAE per epoch, every trial", figs.loss_curves(sweep, folder)),
-        "force": lambda: ("Top message components against their linear fit on the true force (first trial of each group)",
+        "force": lambda: (("Top message components against their linear fit on the true force or force/mass (first trial of each "
+                           "group), fitted on in-distribution test edges (blue); edges outside the training range in grey, same fit"),
                           figs.messages_vs_force(sweep, folder, lambda t: message_sample(sweep.uri, t))),
         "halo": lambda: ("The messages' leading direction against the true edge term (first trial of each group)",
                          figs.halo_messages(sweep, folder, lambda t: halo_sample(sweep.uri, t))),

@@ -108,8 +108,11 @@ def loss_curves(sweep: Sweep, out: Path) -> Path | None:
 
 def messages_vs_force(sweep: Sweep, out: Path, sample_of: Callable[[Trial], dict | None]) -> Path | None:
     """For the first finished trial of each group: each top message component against its least-squares
-    fit on the force (or force / mass, whichever fits better), from the trial's messages.npz."""
-    from raysym.messages import r2_linear
+    fit on the force (or force / mass, whichever fits better), from the trial's messages.npz. The fit and
+    its R² use the in-distribution edges (the headline); edges outside the training range are drawn in
+    grey with the same fit. Samples from before raysym stored ``in_range`` are fitted on every edge, and
+    the panel says so."""
+    from raysym.messages import r2_linear_within
 
     rows = []
     for name, trials in list(_groups([t for t in sweep.trials if t.finished]).items())[:MAX_PANELS]:
@@ -123,20 +126,27 @@ def messages_vs_force(sweep: Sweep, out: Path, sample_of: Callable[[Trial], dict
     fig, axes = plt.subplots(len(rows), cols, figsize=(3.2 * cols, 3.0 * len(rows)), squeeze=False)
     for (name, s), row in zip(rows, axes):
         accel = s["force"] / s["m_recv"][:, None]
+        known = "in_range" in s
+        inside = s["in_range"].astype(bool) if known else np.ones(len(accel), dtype=bool)
+        where = "in distribution" if known else "all edges"
         for k, ax in enumerate(row):
             if k >= s["messages"].shape[1]:
                 ax.axis("off")
                 continue
             y = s["messages"][:, k].astype(np.float64)
-            (r2f, fit_f), (r2a, fit_a) = r2_linear(y, s["force"].astype(np.float64)), r2_linear(y, accel.astype(np.float64))
-            fitted, label, r2 = (fit_f, "force", r2f) if r2f >= r2a else (fit_a, "force/mass", r2a)
-            lim = float(np.percentile(np.abs(np.concatenate([fitted, y])), 99)) or 1.0
-            ax.scatter(fitted, y, s=2, alpha=0.3)
+            (r2f, fit_f), (r2a, fit_a) = (r2_linear_within(y, s["force"].astype(np.float64), inside),
+                                          r2_linear_within(y, accel.astype(np.float64), inside))
+            fitted, label, r2 = (fit_f, "force", r2f) if not r2a > r2f else (fit_a, "force/mass", r2a)
+            lim = (float(np.percentile(np.abs(np.concatenate([fitted[inside], y[inside]])), 99)) if inside.any() else 0.0) or 1.0
+            ax.scatter(fitted[~inside], y[~inside], s=2, alpha=0.3, color="0.6", label="outside training range")
+            ax.scatter(fitted[inside], y[inside], s=2, alpha=0.3, color="C0", label=where)
             ax.plot([-lim, lim], [-lim, lim], color="k", lw=0.8)
-            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), title=f"{name}\ncomponent {int(s['top'][k])}, R² {r2:.3f}")
+            ax.set(xlim=(-lim, lim), ylim=(-lim, lim),
+                   title=f"{name}\ncomponent {int(s['top'][k])}, R² {r2:.3f} ({where})")
             ax.set_xlabel(f"linear fit on {label}", fontsize=8)
             ax.set_ylabel("message component", fontsize=8)
             ax.title.set_fontsize(8)
+            ax.legend(fontsize=6, markerscale=4, loc="upper left")
     fig.tight_layout()
     return _save(fig, out / "messages_vs_force.png")
 

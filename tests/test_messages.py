@@ -80,6 +80,27 @@ def test_analysis_names_the_three_variants_apart():
     assert everything["messages/in_range_fraction"] == 1
 
 
+def test_figures_fit_in_distribution_and_the_report_sample_keeps_which_edges_are(tmp_path):
+    """The scatter figures fit on in-distribution edges (what the headline R² measures) and carry the
+    out-of-range edges along with that fit; the report's sample stores which edges were in range."""
+    m1, force, outliers = planted_with_outliers(seed=5)
+    in_range = np.ones(len(force), dtype=bool)
+    in_range[outliers] = False
+    r2_in, fitted = messages.r2_linear_within(m1, force, in_range)
+    assert r2_in > 0.9999 and messages.r2_linear(m1, force)[0] < 0.1
+    assert np.allclose(fitted[in_range], m1[in_range], atol=0.01)  # the in-range coefficients, A and b
+    assert np.abs(fitted[~in_range] - m1[~in_range]).min() > 1  # and how far they miss out of range
+    assert np.isnan(messages.r2_linear_within(m1, force, np.zeros(len(m1), dtype=bool))[0])
+
+    edges = _edges([m1, -m1], force, in_range)
+    result = messages.analyze(edges, 2)
+    path = messages.save_sample(edges, result, tmp_path, size=500)
+    with np.load(path) as sample:
+        rows = np.sort(np.random.default_rng(0).choice(len(force), size=500, replace=False))
+        assert sample["in_range"].dtype == bool and (sample["in_range"] == in_range[rows]).all()
+        assert not sample["in_range"].all()
+
+
 def test_sparsity_is_judged_in_range_and_reported_on_every_edge():
     """A third component that moves only on out-of-range edges spoils sparsity on every edge, not in range."""
     rng = np.random.default_rng(4)
