@@ -294,7 +294,10 @@ class DistillConfig:
     # carry the network's small errors, which longer formulas learn to fit: on Newtonian GNs trained to R²
     # 0.9995-0.9999, the laws of spring (11 nodes) and charge (10-12 nodes) sat 3.6x to 16x above the best
     # loss of 20- to 27-node formulas, some with poles inside the data range, and 1.5x chose those.
-    loss_factor: float = 10.0
+    # Halo GNs' edge messages are smoother and less noisy: there 10x admitted an 8-node linear
+    # approximation of m2 / (r + 1) (R² 0.958 against the true edge term) over the law's rational forms,
+    # and 1.5x chooses the law (0.997). None (the default): 10 for N-body trials, 1.5 for halo trials.
+    loss_factor: float | None = None
     samples: int = 5000
     fit_range: str = "train"  # train: fit only on test graphs within the pruning bounds (where the GN was trained); all: every one
     threads: int = 1  # per job (operon's n_threads, Julia's threads)
@@ -309,11 +312,17 @@ class DistillConfig:
             _require(op in _OPERON_SYMBOLS, f"Unknown operator '{op}'.{did_you_mean(op, _OPERON_SYMBOLS)}")
         _require(all(op in self.operators for op in "+*"), "operators must include at least + and *.")
         _require(self.max_size is None or self.max_size >= 3, f"max_size must be at least 3, got {self.max_size}.")
-        _require(self.loss_factor >= 1, f"loss_factor must be at least 1, got {self.loss_factor}.")
+        _require(self.loss_factor is None or self.loss_factor >= 1, f"loss_factor must be at least 1, got {self.loss_factor}.")
         _require(self.samples >= 10, f"samples must be at least 10, got {self.samples}.")
         _require(self.fit_range in ("train", "all"), f"fit_range must be 'train' (the pruning bounds the GN was trained in) or 'all', got '{self.fit_range}'.")
         _require(self.threads >= 1, f"threads must be at least 1, got {self.threads}.")
         _require(self.timeout_s is None or self.timeout_s > 0, f"timeout_s must be positive, got {self.timeout_s}.")
+
+    def window(self, kind: str = "nbody") -> float:
+        """The selection's loss factor: ``loss_factor`` when set, else the trial kind's default."""
+        if self.loss_factor is not None:
+            return self.loss_factor
+        return {"nbody": 10.0, "halos": 1.5}[kind]
 
 
 # --------------------------------------------------------------------------------------------------

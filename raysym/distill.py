@@ -322,6 +322,6 @@ def fit(X: np.ndarray, y: np.ndarray, names: list[str], cfg: DistillConfig, work
         raise UserError("The target has no variance (a constant message component?): there is no law to distil.")
     backend = get_backend(cfg)
     candidates = backend.candidates(X, y, names, workdir)
-    front = build_front(candidates, X, y, names, cfg.loss_factor)
+    front = build_front(candidates, X, y, names, cfg.window())
     front.backend, front.settings = backend.name, {k: v for k, v in backend.settings().items() if k != "random_state"}
     return front

@@ -443,7 +443,7 @@ def distill_trial(trial_dir: str | Path, cfg: DistillConfig, pool: DistillPool |
         job_list = jobs(data_, cfg, workdir)
         results = pool.map(job_list) if pool is not None else [run_job(j) for j in job_list]
         if energy:
-            results = [choose_by_force(r, data_, cfg.loss_factor) for r in results]
+            results = [choose_by_force(r, data_, cfg.window()) for r in results]
         return results, summarize(results, model, score_graphs, system, data_.dim, bounds=bounds)
 
     return write_outputs(trial_dir, summary_of)

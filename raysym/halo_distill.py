@@ -104,6 +104,7 @@ def distill_halo_trial(trial_dir: str | Path, cfg: DistillConfig, pool=None) -> 
     from raysym.errors import UserError
 
     trial_dir = Path(trial_dir)
+    cfg = dataclasses.replace(cfg, loss_factor=cfg.window("halos"))  # the jobs' fits read it (raysym.distill.fit)
     halo_cfg, model = load_halo_trial(trial_dir)
     metrics_path = trial_dir / "metrics.json"
     if not metrics_path.exists() or json.loads(metrics_path.read_text()).get("status") != "finished":

@@ -33,6 +33,7 @@ def tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[
         def __init__(self):
             self.runs: dict[str, str] = {}
             self.per_epoch: dict[str, set[str]] = {}  # trial id -> the metric keys of its per-epoch results
+            self.epochs_logged: dict[str, set[int]] = {}  # trial id -> the epochs logged to MLflow
 
         def _run(self, trial) -> str:
             if trial.trial_id not in self.runs:
@@ -57,6 +58,13 @@ def tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[
             if result.get("done_training"):  # the per-epoch curves are logged already; the rest is new
                 keys = [k for k in keys if k not in seen]
             else:
+                # A worker killed while its epoch's report was in flight can leave MLflow with that epoch
+                # while Tune restores the checkpoint before it, so the retry trains the epoch again: keep
+                # the first values, never a second point at the same step.
+                epochs = self.epochs_logged.setdefault(trial.trial_id, set())
+                if int(result.get("epoch", 0)) in epochs:
+                    return
+                epochs.add(int(result.get("epoch", 0)))
                 seen.update(keys)
             tracker.log_metrics(self._run(trial), {k: result[k] for k in keys}, step=int(result.get("epoch", 0)))
 
