@@ -474,7 +474,7 @@ class SweepConfig:
     def validate(self) -> None:
         _require(
             bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name),
-            f"name must be letters, digits, '-', '_' or '.', got '{self.name}' (it names folders and runs).",
+            f"name must be letters, digits, '-', '_' or '.', got {self.name!r} (it names folders and runs).",
         )
         if self.halos:
             self._validate_halos()

@@ -10,3 +10,8 @@ class UserError(Exception):
     """A problem in the input, with a message that names the problem and the fix."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "") -> None:
+        # One paragraph by construction: a user's value quoted in the message (a name holding a newline,
+        # say) is shown escaped instead of breaking the paragraph.
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))

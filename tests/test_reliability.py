@@ -363,6 +363,14 @@ def test_config_loader_accepts_or_rejects_cleanly(top):
         assert sim.sims > 0 and sim.particles >= 2
 
 
+def test_a_value_with_a_newline_is_quoted_in_a_one_paragraph_error():
+    """Found by the property test above: a sweep named '\\n' gave a two-line message."""
+    for top in ({"name": "\n"}, {"name": "a\r\nb"}, {"name": "ok", "distill": {"backend": "x\ny"}}):
+        with pytest.raises(UserError) as exc:
+            from_dict(SweepConfig, top)
+        assert "\n" not in str(exc.value) and "\r" not in str(exc.value) and "\\n" in str(exc.value)
+
+
 @settings(max_examples=200, deadline=None)
 @given(epochs=st.one_of(st.integers(), st.floats(allow_nan=True), st.text(max_size=5)),
        lr=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.none()))
