@@ -439,7 +439,8 @@ def draw_figures(sweep: Sweep, folder: Path) -> list[tuple[str, Path | None]]:
         "l1": lambda: ("L1 coefficient at the end of each epoch, per schedule", figs.l1_schedules(sweep, folder)),
         "loss": lambda: ("Training loss and test MAE per epoch, every trial", figs.loss_curves(sweep, folder)),
         "force": lambda: (("Top message components against their linear fit on the true force or force/mass (first trial of each "
-                           "group), fitted on in-distribution test edges (blue); edges outside the training range in grey, same fit"),
+                           "group), fitted on in-distribution test edges (blue); edges outside the training range in grey, same fit; "
+                           "panel R² on the stored 2,000-edge sample, the tables' on every in-distribution edge"),
                           figs.messages_vs_force(sweep, folder, lambda t: message_sample(sweep.uri, t))),
         "halo": lambda: ("The messages' leading direction against the true edge term (first trial of each group)",
                          figs.halo_messages(sweep, folder, lambda t: halo_sample(sweep.uri, t))),
