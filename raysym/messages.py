@@ -127,12 +127,7 @@ def _r2(target: np.ndarray, fitted: np.ndarray) -> float:
 def r2_linear(target: np.ndarray, features: np.ndarray) -> tuple[float, np.ndarray]:
     """R² of the least-squares fit target ~ [features, 1]; returns (R², fitted values). NaN when there
     are fewer rows than coefficients."""
-    design = _design(features)
-    if len(target) < design.shape[1] + 1:
-        return float("nan"), np.full(len(target), np.nan)
-    coef, *_ = np.linalg.lstsq(design, target, rcond=None)
-    fitted = design @ coef
-    return _r2(target, fitted), fitted
+    return r2_linear_within(target, features, np.ones(len(target), dtype=bool))
 
 
 def r2_linear_within(target: np.ndarray, features: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 import subprocess
 import sys
@@ -100,8 +101,10 @@ def test_report_tables_match_the_runs_metrics(seeded_sweep, tmp_path):
     assert table1.header == ["system", "bottleneck (raysym)", "bottleneck (paper)", "l1-linear (raysym)", "l1 (paper)"]
     assert table1.rows[0][0] == "spring-2d" and table1.rows[0][2] == "1.000" and table1.rows[0][4] == "1.000"
     assert table1.rows[0][1].startswith(r2["bottleneck"][3]) and f"({r2['bottleneck'][4]})" in table1.rows[0][1]
+    accel = [r.data.metrics["messages/r2_accel"] for r in by_model["bottleneck"]]  # force / m, beside the force
+    assert table1.rows[0][1].endswith(f"; force÷m {statistics.fmean(accel):.3f} ± {statistics.stdev(accel):.3f}")
     table5 = _table(report, "The paper's Table 5")
-    assert table5.rows[0][2] == "yes" and table5.rows[0][1].endswith("of 2")
+    assert table5.rows[0][2] == "yes" and re.fullmatch(r"[012] of 2( \(as [a-z/, ]+\))?", table5.rows[0][1])
     schedule = _table(report, "R² by L1 schedule").rows
     assert len(schedule) == 1 and schedule[0][-1] == "0.970"
 
