@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raysym import __version__
+from raysym import __version__, physics
 from raysym.config import SimulationConfig
 from raysym.errors import UserError
 from raysym.simulate import SPLITS, Snapshots, bytes_per_sim, simulate
@@ -164,14 +164,24 @@ class WriteResult:
 def _write_shard(batch: dict[str, np.ndarray], cfg: SimulationConfig, split: str, folder: str) -> dict[str, list]:
     """Ray Data map_batches function: simulate one block of sims, write it as one shard, describe it."""
     ids = np.sort(batch["id"])
-    table = to_table(simulate(cfg, split, ids))
+    snaps = simulate(cfg, split, ids)
+    # A step too large for the system blows trajectories up to inf/NaN; such a shard is never written,
+    # only counted, so the run can stop with the simulations named (see write_dataset).
+    finite = np.ones(len(snaps), dtype=bool)
+    for field in ("pos", "vel", "acc"):
+        finite &= np.isfinite(getattr(snaps, field)).reshape(len(snaps), -1).all(axis=1)
+    bad = np.unique(snaps.sim[~finite])
+    if len(bad):
+        return {"file": [f"{split}/"], "rows": [0], "sha256": [""], "first_sim": [int(ids[0])], "last_sim": [int(ids[-1])],
+                "blown_up": [len(bad)], "first_blown_up": [int(bad[0])]}
+    table = to_table(snaps)
     name = f"{split}/sims-{ids[0]:07d}-{ids[-1]:07d}.parquet"
     path = Path(folder) / name
     # Dictionary encoding only bloats float columns: without it writing is ~5x faster and smaller.
     pq.write_table(table, path, use_dictionary=False)
     return {
         "file": [name], "rows": [table.num_rows], "sha256": [sha256(path)],
-        "first_sim": [int(ids[0])], "last_sim": [int(ids[-1])],
+        "first_sim": [int(ids[0])], "last_sim": [int(ids[-1])], "blown_up": [0], "first_blown_up": [-1],
     }
 
 
@@ -283,12 +293,25 @@ def write_dataset(
             )
         written = {split: [] for split in sizes}
         total = sum(counts.values())
+        blown_up = []  # per shard that left the finite numbers: (split, first sim that did, how many)
         for row in pipelines[0].union(*pipelines[1:]).iter_rows():
             shard = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+            if shard["blown_up"]:
+                blown_up.append((shard["file"].rstrip("/"), shard["first_blown_up"], shard["blown_up"]))
+                continue
+            del shard["blown_up"], shard["first_blown_up"]
             split = shard["file"].split("/")[0]
             written[split].append(shard)
             done = sum(len(v) for v in written.values())
             progress(f"{done}/{total} shards written ({shard['file']})")
+        if blown_up:
+            first = ", ".join(f"{split} simulation {sim}" for split, sim, _ in sorted(blown_up)[:3])
+            raise UserError(
+                f"The simulation blew up: positions, velocities or accelerations became infinite or NaN in "
+                f"{sum(n for *_, n in blown_up)} simulation(s) at dt={cfg.resolved_dt:g} ({cfg.system}), e.g. {first}. Nothing was "
+                f"written. Use a smaller step, e.g. --dt {cfg.resolved_dt / 10:g}, or leave --dt out for the "
+                f"system's default ({physics.SYSTEMS[cfg.system].default_dt:g})."
+            )
         splits = {}
         for split, sims in sizes.items():
             listed = sorted(written[split], key=lambda s: s["first_sim"])

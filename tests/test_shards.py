@@ -137,6 +137,17 @@ def test_failure_leaves_nothing_half_written(local_ray, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []  # neither the output nor its temporary sibling
 
 
+def test_a_step_that_blows_up_stops_with_the_simulations_named_and_nothing_written(local_ray, tmp_path):
+    cfg = _tiny(dt=100.0)  # spring at dt=100: the integrator leaves the finite numbers
+    with pytest.raises(UserError, match=r"infinite or NaN in \d+ simulation\(s\) at dt=100 \(spring\), e\.g\. test "
+                       r"simulation 0.*--dt 10,.*default \(0\.01\)"):
+        shards.write_dataset(cfg, tmp_path / "ds")
+    assert os.listdir(tmp_path) == []  # neither the output nor its temporary sibling
+    ok = shards.write_dataset(_tiny(), tmp_path / "ok")  # the system's own step: every value finite
+    table = pq.read_table(ok.path / ok.manifest["splits"]["train"]["shards"][0]["file"])
+    assert all(np.isfinite(np.asarray(table[c].combine_chunks().flatten())).all() for c in ("pos", "vel", "acc"))
+
+
 def test_output_filled_meanwhile_is_left_alone(local_ray, tmp_path, monkeypatch):
     """Another process fills --out while this run writes: its files stay, ours are discarded."""
     real = shards._acc_quartiles
