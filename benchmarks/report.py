@@ -53,7 +53,7 @@ def build_store(uri: str, trials: int, epochs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "sweep.json").write_text(json.dumps(dataclasses.asdict(cfg), default=str))
         tracker.log_artifacts(parent, tmp)
-    from raysym.sweep import plan
+    from raysym.sweep_plan import plan
 
     for i, spec in enumerate(plan(cfg)[:trials]):
         run = tracker.start_trial(parent, f"bench_{i:05d}", f"{spec.key} {spec.label()}", spec.params,

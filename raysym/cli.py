@@ -7,6 +7,7 @@ traceback; argparse's own usage errors also exit with 2.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import textwrap
 
@@ -69,9 +70,17 @@ def _add_simulate(sub) -> None:
     p.add_argument("--sims-per-shard", dest="sims_per_shard", type=int, help="simulations per Parquet file; layout only, the data do not change (default: ~32 MiB per file)")
     p.add_argument("--out", required=True, help="dataset folder to create (or reuse, if it holds the same dataset)")
     p.add_argument("--address", help="Ray cluster address ('auto' on a cluster); default: a local Ray")
-    p.add_argument("--num-cpus", dest="num_cpus", type=int, help="CPUs for a local Ray (default: all)")
+    p.add_argument("--num-cpus", dest="num_cpus", type=_positive_int, help="CPUs for a local Ray, 1 or more (default: all)")
     p.add_argument("--prune-k", dest="prune_k", type=float, help="also report how many training graphs IQR pruning with this k removes")
     p.set_defaults(func=_cmd_simulate)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number of 1 or more (argparse turns the ValueError into exit 2 and usage)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value} (a local Ray with no CPU would wait for ever)")
+    return value
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -231,7 +240,10 @@ def _add_sweep(sub) -> None:
     p.add_argument("--address", help="Ray cluster to join ('auto' on a cluster node); default: a local Ray")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same name (Tuner.restore); its MLflow runs are continued, not duplicated")
     p.add_argument("--dry-run", action="store_true", help="print the expanded trials and the resources they ask for, then stop")
-    p.set_defaults(func=_cmd_sweep)
+    p.set_defaults(func=_cmd_sweep, interrupted=(
+        "raysym: interrupted; the sweep's saved progress is kept (finished trials and each running trial's last "
+        "checkpoint). Continue with `raysym sweep CONFIG --resume`; if training had not started, run it again "
+        "without --resume."))
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -245,9 +257,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         print(f"Continue it with: raysym sweep {args.config} --resume")
         return 130
-    failed = [r for r in outcome.rows if r["status"] != "finished"]
-    print(f"\n{len(outcome.rows) - len(failed)} of {len(outcome.rows)} trials finished. Tune results: {outcome.experiment_path}")
+    # A trial the ASHA scheduler stopped early ended as the sweep asked; any other status is a failure.
+    failed = [r for r in outcome.rows if r["status"] not in ("finished", "stopped early")]
+    done = sum(r["status"] == "finished" for r in outcome.rows)
+    print(f"\n{done} of {len(outcome.rows)} trials finished. Tune results: {outcome.experiment_path}")
     print(f"Compare them in MLflow: mlflow ui --backend-store-uri {cfg.tracking.uri}  (parent run '{cfg.name}')")
+    if failed:
+        for r in failed:
+            print(f"  {r['trial']} {r['system']} {r['model']}: {r['status']}" + (f" ({r['reason']})" if r.get("reason") else ""))
+        _say(f"raysym: {len(failed)} of {len(outcome.rows)} trials did not finish (listed above); exit status 1.")
+        return 1
     return 0
 
 
@@ -448,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status (0 done, 1 a trial or training failed, 2 a user error,
+    130 interrupted). The tests call this; the `raysym` program calls :func:`entry`."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
@@ -459,9 +480,30 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"raysym: error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        _say("raysym: interrupted; nothing partial was kept under the output name.")
+        _say(getattr(args, "interrupted", "raysym: interrupted; nothing partial was kept under the output name."))
         return 130
 
 
+def entry() -> None:
+    """The `raysym` program: :func:`main`, then Ray stopped with Ctrl-C ignored. Ray's own exit hook would
+    stop it otherwise, and a Ctrl-C pressed again while it does (users press it twice) printed a traceback."""
+    try:
+        code = main()
+    except KeyboardInterrupt:  # pressed again before main could answer the first
+        code = 130
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _shutdown_ray()
+    sys.exit(code)
+
+
+def _shutdown_ray() -> None:
+    if "ray" not in sys.modules:
+        return
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -445,6 +445,14 @@ class TrackingConfig:
     def validate(self) -> None:
         _require(self.patience_s > 0 and math.isfinite(self.patience_s),
                  f"tracking.patience_s must be a positive number of seconds, got {self.patience_s}.")
+        _require(bool(self.experiment.strip()) and len(self.experiment) <= 250,
+                 f"tracking.experiment must name an MLflow experiment (1 to 250 characters, not only spaces), got "
+                 f"{self.experiment[:40]!r}. Leave it out for the default 'raysym'.")
+        _require(bool(self.uri.strip()), "tracking.uri is empty. Leave it out for the local database sqlite:///mlflow.db.")
+
+
+# The most trial points one sweep expands to (before duplicates are removed).
+MAX_GRID = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -476,6 +484,10 @@ class SweepConfig:
             bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name),
             f"name must be letters, digits, '-', '_' or '.', got {self.name!r} (it names folders and runs).",
         )
+        _require(self.name.strip(".") != "" and len(self.name) <= 100,
+                 f"name must not be only dots and at most 100 characters, got {self.name[:40]!r}"
+                 f"{'...' if len(self.name) > 40 else ''} (it names a folder under storage, never a path).")
+        self._check_grid_size()
         if self.halos:
             self._validate_halos()
             return
@@ -491,6 +503,21 @@ class SweepConfig:
                 _require(value != [], f"{section}.{key} is an empty list, so the grid is empty. Give it at least one value.")
         self.data_points()  # builds (and so type-checks and validates) every point
         self.trial_points()
+
+    def _check_grid_size(self) -> None:
+        """Count the grid before building it: a million points would take minutes and gigabytes to
+        expand, only to be refused later or to run for ever."""
+        dims = {f"halos.{k}": len(v) for k, v in self.halos.items() if isinstance(v, list)}
+        if not self.halos:
+            dims.update({f"data.{k}": len(v) for k, v in self.data.items() if isinstance(v, list) and k != "root"})
+            dims.update({f"trials.{k}": len(v) for k, v in self.trials.items() if isinstance(v, list)})
+        size = math.prod(dims.values())
+        if size > MAX_GRID:
+            largest = ", ".join(f"{k} ({n})" for k, n in sorted(dims.items(), key=lambda kv: -kv[1])[:3])
+            _require(False,
+                f"The sweep's grid has {size:,} points, more than the {MAX_GRID:,} one sweep runs (the longest lists: "
+                f"{largest}). Shorten those lists, split the sweep, or search the space with search.kind: optuna."
+            )
 
     def _validate_halos(self) -> None:
         _require(not self.data and not self.trials,

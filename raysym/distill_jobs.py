@@ -34,11 +34,12 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
 import traceback
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -350,7 +351,14 @@ class DistillPool:
     times; only then is it reported failed.
     """
 
-    def __init__(self, workers: int, cpus_per_worker: float = 1.0, resources: dict[str, float] | None = None, retries: int = 1):
+    # How long the pool waits, with nothing finishing, before it looks at why: a job still waiting for
+    # an actor that no live node can host (its node lost, an autoscaler that cannot add the node type)
+    # fails after start_timeout_s instead of hanging; one waiting for CPUs that trials hold is said once.
+    poll_s = 30.0
+    start_timeout_s = 600.0
+
+    def __init__(self, workers: int, cpus_per_worker: float = 1.0, resources: dict[str, float] | None = None, retries: int = 1,
+                 say: Callable[[str], None] | None = None):
         import ray
 
         @ray.remote
@@ -365,6 +373,10 @@ class DistillPool:
         self.actors = [self._cls.remote() for _ in range(workers)]
         self.retries = retries
         self.replaced = 0  # actors that died and were replaced, over the pool's life
+        self.request = {"CPU": float(cpus_per_worker), **{k: float(v) for k, v in (resources or {}).items()}}
+        # answered once an actor has started (queued before any job, so it runs first)
+        self._alive = [a.pid.remote() for a in self.actors]
+        self.say = say or (lambda message: print(message, file=sys.stderr, flush=True))
 
     def map(self, job_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Run every job on the pool; results in job order (a retried job's result says ``attempts``)."""
@@ -381,7 +393,7 @@ class DistillPool:
                 actor = idle.pop()
                 attempts[i] += 1
                 pending[actor.run.remote(job_list[i])] = (i, actor)
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done = self._wait(list(pending))
             i, actor = pending.pop(done[0])
             try:
                 results[i] = ray.get(done[0]) | ({"attempts": attempts[i]} if attempts[i] > 1 else {})
@@ -389,6 +401,7 @@ class DistillPool:
             except ray.exceptions.RayActorError as exc:
                 replacement = self._cls.remote()
                 self.actors[self.actors.index(actor)] = replacement
+                self._alive.append(replacement.pid.remote())
                 self.replaced += 1
                 idle.append(replacement)
                 if attempts[i] <= self.retries:
@@ -398,6 +411,37 @@ class DistillPool:
                     results[i] = {k: job[k] for k in ("kind", "index", "component")} | {
                         "error": f"worker died {attempts[i]} time(s) running this job: {exc}"}
         return results  # type: ignore[return-value]
+
+    def _wait(self, refs: list) -> list:
+        """The first finished of ``refs``; a wait with nothing finishing is bounded or said (see poll_s)."""
+        import ray
+
+        from raysym._ray import node_resources
+
+        waited, said, unschedulable = 0.0, False, 0.0
+        while True:
+            done, _ = ray.wait(refs, num_returns=1, timeout=self.poll_s)
+            if done:
+                return done
+            waited += self.poll_s
+            started = ray.wait(self._alive, num_returns=len(self._alive), timeout=0)[0]
+            if started:  # some actor runs a job: a long fit (operon, PySR) is not a hang
+                unschedulable = 0.0
+                continue
+            fits = any(all(n.get(k, 0.0) >= v for k, v in self.request.items()) for n in node_resources(autoscaled=False))
+            unschedulable = 0.0 if fits else unschedulable + self.poll_s
+            if unschedulable >= self.start_timeout_s:
+                raise UserError(
+                    f"No distillation actor could start for {unschedulable:.0f} s: each asks for "
+                    + ", ".join(f"{k} {v:g}" for k, v in self.request.items())
+                    + " on one node, and no live node of the Ray cluster has that. Lower distill.threads, or start "
+                    "(or let the autoscaler add) a node with those resources; then distil again (`raysym distill`)."
+                )
+            if not said:
+                why = "CPUs held by trials still training" if fits else "a node with those resources (none is up)"
+                self.say(f"distillation: {len(refs)} job(s) wait for {why}; each actor asks for "
+                         + ", ".join(f"{k} {v:g}" for k, v in self.request.items()))
+                said = True
 
     def shutdown(self) -> None:
         import ray

@@ -71,6 +71,7 @@ def edge_term(r: np.ndarray, m_sender: np.ndarray) -> np.ndarray:
 
 def read_catalog(path: str | Path, target: str = "delta", box: float | None = None) -> Catalog:
     """A catalog from a Parquet or CSV file with columns x, y, z, vx, vy, vz, mass and ``target``."""
+    import pyarrow as pa
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
@@ -83,6 +84,15 @@ def read_catalog(path: str | Path, target: str = "delta", box: float | None = No
     if missing:
         raise UserError(f"The catalog {path} has no column(s) {', '.join(missing)} (it has {', '.join(table.column_names)}). "
                         f"Rename them, or name the target column with target=...")
+    for name in (*COLUMNS, target):
+        kind = table.schema.field(name).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            first = next((i for i, v in enumerate(table[name].to_pylist()) if not isinstance(v, (int, float))), 0)
+            raise UserError(f"The catalog {path} has non-numeric values in column '{name}' ({kind}; e.g. row {first}: "
+                            f"{str(table[name][first].as_py())[:30]!r}). Every column must hold numbers; clean the file first.")
+        if table[name].null_count:
+            raise UserError(f"The catalog {path} has {table[name].null_count} empty cell(s) in column '{name}'. Fill or drop "
+                            "those rows first.")
     col = lambda name: table[name].to_numpy().astype(np.float64)  # noqa: E731
     cat = Catalog(np.stack([col(c) for c in "xyz"], 1), np.stack([col(c) for c in ("vx", "vy", "vz")], 1), col("mass"), col(target), box)
     if not all(np.isfinite(a).all() for a in (cat.pos, cat.vel, cat.mass, cat.target)):
@@ -304,11 +314,15 @@ def train_halos(graph: HaloGraph, cfg, *, out_dir: str | Path | None = None, cal
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
     if ckpt is not None and resume and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, first = state["history"], state["epoch"] + 1
+        from raysym.train import read_checkpoint
+
+        def restore(state):
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            return state["history"], state["epoch"] + 1
+
+        history, first = read_checkpoint(ckpt, device, restore)
     for epoch in range(first, cfg.epochs):
         model.train()
         if cfg.batch_nodes is None:
@@ -383,10 +397,16 @@ def is_halo_trial(trial_dir: str | Path) -> bool:
     import json
 
     path = Path(trial_dir) / "config.json"
-    return path.exists() and json.loads(path.read_text()).get("kind") == KIND
+    if not path.exists():
+        return False
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} cannot be read ({exc}). Train the trial again into a new folder.") from None
+    return isinstance(config, dict) and config.get("kind") == KIND
 
 
-def run_halo_trial(cfg, out_dir: str | Path, *, callback=None, resume: bool = True) -> dict:
+def run_halo_trial(cfg, out_dir: str | Path, *, callback=None, resume: bool = True, claim: bool = True) -> dict:
     """Build the graph, train, analyse the messages, and write the trial folder: config.json,
     checkpoint.pt, metrics.json, message_stds_by_epoch.json/.png and halo_messages.npz (a sample of edges:
     inputs, the messages' leading projection, and the true edge term for synthetic catalogs). Returns
@@ -394,13 +414,16 @@ def run_halo_trial(cfg, out_dir: str | Path, *, callback=None, resume: bool = Tr
     import dataclasses
 
     from raysym import messages as msgs
+    from raysym.outputs import claim_trial_folder
     from raysym.train import _write_json
 
     out_dir = Path(out_dir)
+    if claim:  # refuse a folder holding anything but this same trial (the sweep's own work folders: off)
+        claim_trial_folder(out_dir, {"kind": KIND, "halos": dataclasses.asdict(cfg)})
+    graph = build_graph(cfg)  # a bad catalog stops the run before the folder is made
+    check_memory(graph, cfg)  # here, on the machine that trains
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / "config.json", {"kind": KIND, "halos": dataclasses.asdict(cfg)})
-    graph = build_graph(cfg)
-    check_memory(graph, cfg)  # here, on the machine that trains
     result = train_halos(graph, cfg, out_dir=out_dir, callback=callback, resume=resume)
     n, e = len(graph.catalog), len(graph.senders)
     metrics: dict = {
@@ -439,13 +462,13 @@ def load_halo_trial(trial_dir: str | Path):
     import json
 
     from raysym.config import HaloConfig, from_dict
-    from raysym.train import CHECKPOINT
+    from raysym.train import CHECKPOINT, read_checkpoint
 
     trial_dir = Path(trial_dir)
     cfg = from_dict(HaloConfig, json.loads((trial_dir / "config.json").read_text())["halos"], where=str(trial_dir / "config.json"))
     if not (trial_dir / CHECKPOINT).exists():
         raise UserError(f"{trial_dir} has no {CHECKPOINT}: the halo trial did not train. Run it again.")
     model = NodeGN(hidden=cfg.hidden, msg_dim=cfg.msg_dim)
-    model.load_state_dict(torch.load(trial_dir / CHECKPOINT, map_location="cpu", weights_only=True)["model"])
+    read_checkpoint(trial_dir / CHECKPOINT, "cpu", lambda state: model.load_state_dict(state["model"]))
     model.eval()
     return cfg, model

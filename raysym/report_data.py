@@ -151,7 +151,18 @@ def find_sweep(uri: str, sweep: str, experiment: str | None = None):
                         if track.PARENT_TAG not in r.data.tags})
         known = f"Sweeps recorded there: {', '.join(names)}." if names else "No sweep is recorded there yet."
         raise UserError(f"No sweep named '{sweep}' in the MLflow store {uri}. {known} Pass the sweep's name (its YAML's name key) or its parent run id (raysym report also takes the YAML file); use --tracking-uri if the runs live elsewhere.")
-    return client, runs[0]  # the newest, if a name was reused across experiments
+    if len(runs) > 1:  # a name used again (a sweep deleted and rerun, a failed start, another experiment)
+        import sys
+        from datetime import datetime, timezone
+
+        def when(r) -> str:
+            return datetime.fromtimestamp(r.info.start_time / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+        others = "; ".join(f"{r.info.run_id} ({r.info.status}, {when(r)})" for r in runs[1:6])
+        print(f"raysym: warning: {len(runs)} sweeps are named '{sweep}' in {uri}; reporting the newest, "
+              f"{runs[0].info.run_id} ({runs[0].info.status}, started {when(runs[0])}). The others: {others}. "
+              "Pass a parent run id instead of the name to choose one.", file=sys.stderr)
+    return client, runs[0]
 
 
 def _search_all(client, experiment_id: str, filter_string: str) -> list:
@@ -180,7 +191,7 @@ def _planned(config: dict[str, Any] | None) -> list[Trial]:
     if config is None:
         return []
     from raysym.config import SweepConfig, from_dict
-    from raysym.sweep import plan
+    from raysym.sweep_plan import plan
 
     try:
         cfg = from_dict(SweepConfig, config)

@@ -230,7 +230,12 @@ def _check_resources(out: Path, cfg: SimulationConfig) -> None:
         )
     rows = (cfg.sims + cfg.resolved_test_sims) * cfg.snapshots_per_sim
     need = rows * row_bytes(n, dim)
-    parent = out.parent if out.parent.exists() else Path.cwd()
+    from raysym.track import check_writable_folder
+
+    check_writable_folder(out, "The dataset folder", "--out (or data.root)")
+    parent = out.resolve()
+    while not parent.exists():  # the disk it will be written on: its nearest existing folder's
+        parent = parent.parent
     free = shutil.disk_usage(parent).free
     if need > 0.9 * free:
         raise UserError(
@@ -245,6 +250,27 @@ def _acc_quartiles(files: list[Path]) -> tuple[float, float]:
     acc = pq.read_table(files, columns=["acc"])["acc"]
     q1, q3 = np.quantile(_flat(acc, (-1,)).astype(np.float64), [0.25, 0.75])
     return float(q1), float(q3)
+
+
+def _remove_leftovers(out: Path, progress: Callable[[str], None]) -> None:
+    """Delete the hidden temporary folders of earlier runs on ``out`` that were killed outright (SIGKILL,
+    power loss) before they could clean up; a folder whose writer still runs is left alone."""
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = tmp.name[len(f".{out.name}.tmp-"):].split("-")[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        progress(f"removed {tmp.name}, left by an earlier run on {out.name} that was killed before it finished")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_dataset(
@@ -273,7 +299,9 @@ def write_dataset(
 
     ensure_ray(address, num_cpus)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    _remove_leftovers(out, progress)
+    # The writer's pid in the name: a later run can tell a dead run's leftovers from a live one's.
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         # One Ray Data execution for both splits, so worker start-up is paid once.
         sizes = {"train": cfg.sims, "test": cfg.resolved_test_sims}
@@ -360,12 +388,50 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise UserError(
             f"The manifest {path / MANIFEST} cannot be read ({exc}). Re-create the dataset with `raysym simulate`."
         ) from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"The manifest {path / MANIFEST} is not a JSON object. Re-create the dataset with `raysym simulate`.")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise UserError(
             f"The dataset at {path} has schema version {manifest.get('schema_version')}, this raysym reads "
             f"version {SCHEMA_VERSION}. Re-create it with this raysym's `raysym simulate`."
         )
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise UserError(f"The manifest {path / MANIFEST} is incomplete or altered: {problem}. Re-create the dataset "
+                        "with `raysym simulate`.")
     return manifest
+
+
+def _manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What is missing or malformed in a manifest that names the right schema version (None: nothing).
+    Shard paths must be plain names inside the dataset folder: a manifest is data, and a path to a
+    device or another folder must never be opened because a manifest says so."""
+    params, splits = manifest.get("params"), manifest.get("splits")
+    if not isinstance(params, dict):
+        return "'params' is missing"
+    for key in ("system", "dim", "particles"):
+        if key not in params:
+            return f"params.{key} is missing"
+    if not (isinstance(params["particles"], int) and params["particles"] >= 2 and params["dim"] in (2, 3)):
+        return f"params say {params['particles']!r} particles in {params['dim']!r} dimensions"
+    quartiles = manifest.get("train_acc_quartiles")
+    if not (isinstance(quartiles, dict) and all(isinstance(quartiles.get(k), (int, float)) for k in ("q1", "q3"))):
+        return "train_acc_quartiles (q1, q3) is missing"
+    if not isinstance(splits, dict):
+        return "'splits' is missing"
+    for split in SPLITS:
+        info = splits.get(split)
+        if not (isinstance(info, dict) and isinstance(info.get("shards"), list) and isinstance(info.get("rows"), int)):
+            return f"splits.{split} (rows, shards) is missing"
+        for i, shard in enumerate(info["shards"]):
+            if not (isinstance(shard, dict) and isinstance(shard.get("file"), str) and isinstance(shard.get("sha256"), str)):
+                return f"shard {i} of {split} lacks its file or sha256"
+            parts = Path(shard["file"]).parts
+            if Path(shard["file"]).is_absolute() or ".." in parts or parts[:1] != (split,) or len(parts) != 2:
+                return f"shard {i} of {split} points outside the dataset folder ({shard['file']!r})"
+    if not splits["train"]["shards"] or splits["train"]["rows"] < 1:
+        return "the training split lists no graphs"
+    return None
 
 
 def verify_shards(path: str | Path, manifest: dict[str, Any], splits=SPLITS) -> None:
@@ -376,13 +442,43 @@ def verify_shards(path: str | Path, manifest: dict[str, Any], splits=SPLITS) -> 
             file = path / shard["file"]
             if not file.exists():
                 raise UserError(f"The shard {file} listed in {MANIFEST} is missing. Re-create the dataset with `raysym simulate`.")
-            digest = sha256(file)
+            if not file.is_file() or file.is_symlink():
+                raise UserError(f"The shard {file} listed in {MANIFEST} is not a regular file. Re-create the dataset with `raysym simulate`.")
+            data = file.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
             if digest != shard["sha256"]:
                 raise UserError(
                     f"The shard {file} is damaged: its sha256 is {digest[:12]}..., the manifest records "
                     f"{shard['sha256'][:12]}... (truncated or altered on disk). Delete the dataset folder "
                     "and run `raysym simulate` again."
                 )
+            try:
+                table = pq.read_table(pa.BufferReader(data))
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise UserError(f"The shard {file} cannot be read as Parquet ({exc}). Re-create the dataset with `raysym simulate`.") from None
+            _refuse_non_finite(table, str(file))
+
+
+# The float columns: a NaN or inf in any of them would train a network on garbage (and surface, much
+# later, as a "diverged" trial).
+_FLOAT_COLUMNS = ("t", "pos", "vel", "charge", "mass", "acc", "acc_min", "acc_max")
+
+
+def _refuse_non_finite(table: pa.Table, where: str) -> None:
+    """UserError naming the first row (0-based, within ``where``) and column holding NaN or inf."""
+    for name in _FLOAT_COLUMNS:
+        if name not in table.column_names:
+            continue
+        values = _flat(table[name], (table.num_rows, -1)) if table.num_rows else np.zeros((0, 1))
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise UserError(
+                f"{where} holds non-finite values (NaN or inf) in column '{name}': {int(bad.sum())} row(s), the first "
+                f"at row {row} (sim {table['sim'][row].as_py() if 'sim' in table.column_names else '?'}). raysym does "
+                "not train on them. Re-create the dataset with `raysym simulate` (if the simulation itself blew up, "
+                "with a smaller --dt)."
+            )
 
 
 @dataclass
@@ -479,6 +575,12 @@ def read_split(
             raise ValueError(f"unknown engine {engine!r}")
     except (pa.ArrowInvalid, OSError) as exc:
         raise UserError(f"The shards of {path}/{split} cannot be read ({exc}). Re-create the dataset with `raysym simulate`.") from None
+    try:
+        _refuse_non_finite(table, f"The {split} split of {path}")
+    except UserError:
+        for file in files:  # name the file too (the error path only: one more read)
+            _refuse_non_finite(pq.read_table(file, schema=schema), str(file))
+        raise
     graphs = from_table(table, p["particles"], p["dim"])
     report = None
     if prune_k is not None:

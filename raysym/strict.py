@@ -108,15 +108,46 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     return obj
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error (PyYAML keeps the
+    last, so a second `trials:` section would silently replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first is not None:
+                raise DuplicateKeyError(f"gives the key '{key}' twice (lines {first} and {line})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, turning unreadable or malformed files into UserError."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise UserError(f"Cannot read the config file {path}: {exc.strerror}. Check the path.") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(f"The config file {path} is not UTF-8 text (byte {raw[exc.start]:#04x} on line {line}). "
+                        "Save it as UTF-8 (or plain ASCII).") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except DuplicateKeyError as exc:
+        raise UserError(f"The config file {path} {exc}. Keep one of them: YAML would silently use the last.") from None
     except yaml.YAMLError as exc:
         where = " ".join(str(exc).split())  # one line: YAML's messages span several
         raise UserError(f"The config file {path} is not valid YAML ({where}). Fix the syntax.") from None

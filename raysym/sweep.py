@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -29,9 +28,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from raysym import track
-from raysym.sweep_tracking import Distiller, distill_summaries, law_lines, tracking_callback, verdict_of
-from raysym.config import HaloConfig, SimulationConfig, SweepConfig, TrainConfig, from_dict
+from raysym.config import SimulationConfig, SweepConfig, TrainConfig, from_dict
 from raysym.errors import UserError
+from raysym.sweep_plan import (
+    PLAN_FILE, TrialSpec, _penalty, check_memory, check_resources, check_same_plan, check_search, describe_plan, experiment_path,
+    halo_config, model_label, plan, plan_record, save_plan, train_config,
+)
+from raysym.sweep_tracking import Distiller, distill_summaries, law_lines, tracking_callback, verdict_of
 
 RESULTS_CSV = "sweep_results.csv"
 # Fault injection for the retry test: "EPOCH:MARKER" makes each trial crash once after that epoch
@@ -40,157 +43,7 @@ INJECT_ENV = "RAYSYM_INJECT_CRASH"
 
 
 # --------------------------------------------------------------------------------------------------
-# 1. Plan
-# --------------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class TrialSpec:
-    """One point of the sweep: which data, how much pruning, how to train; JSON-able for Tune."""
-
-    key: str  # t000, t001, ... in grid order
-    data: dict[str, Any]  # SimulationConfig keywords
-    data_dir: str
-    prune_k: float | None
-    train: dict[str, Any]  # TrainConfig keywords without data and prune_k
-    params: dict[str, Any]  # the swept settings of this trial (MLflow params)
-    kind: str = "nbody"  # or "halos": a node-level GN on a halo catalog (data: the graph, train: the rest)
-
-    def label(self) -> str:
-        t = self.train
-        if self.kind == "halos":
-            catalog = self.data["catalog"]
-            name = catalog if catalog == "synthetic" else Path(catalog).stem
-            return f"halos-{name} r={self.data['radius']:g} l1={t['l1']:g}"
-        model = model_label(t)
-        return f"{self.data['system']}-{self.data.get('dim', 2)}d {model} k={self.prune_k}"
-
-    def epochs(self) -> int:
-        return self.train.get("epochs", HaloConfig.epochs if self.kind == "halos" else TrainConfig.epochs)
-
-
-def _penalty(train: dict[str, Any]) -> str:
-    """The message penalty of a trial's settings (TrainConfig.regularizer)."""
-    return TrainConfig(model=train.get("model", TrainConfig.model),
-                       newtonian_messages=train.get("newtonian_messages", TrainConfig.newtonian_messages)).regularizer
-
-
-def model_label(train: dict[str, Any], with_penalty: bool = True) -> str:
-    """A trial's model as tables show it: bottleneck, l1-linear, kl-gaussian, newtonian, newtonian-l1-linear,
-    ...; ``with_penalty`` False leaves out the L1 schedule and the KL prior (a table with its own column)."""
-    model = train.get("model", TrainConfig.model)
-    if model == "newtonian" and train.get("newtonian_messages", TrainConfig.newtonian_messages) != "bottleneck":
-        model += "-" + train["newtonian_messages"]
-    penalty = _penalty(train)
-    if with_penalty and penalty == "l1":
-        model += "-" + train.get("l1_schedule", TrainConfig.l1_schedule)
-    elif with_penalty and penalty == "kl":
-        model += "-" + train.get("kl_prior", TrainConfig.kl_prior)
-    return model
-
-
-def dataset_dir(root: str, sim: SimulationConfig) -> str:
-    """Content-addressed shard folder: the same simulation parameters always map to the same folder."""
-    digest = hashlib.sha256(json.dumps(sim.data_params(), sort_keys=True).encode()).hexdigest()[:10]
-    return str(Path(root) / f"{sim.system}-{sim.dim}d-{digest}")
-
-
-# The HaloConfig keys that define a halo trial's graph (its "data"); the others are training settings.
-HALO_GRAPH_KEYS = ("catalog", "target", "box", "radius", "points")
-
-
-def plan(cfg: SweepConfig) -> list[TrialSpec]:
-    swept = cfg.swept_keys()
-    specs = []
-    if cfg.halos:
-        for point in cfg.halo_points():
-            fields = dataclasses.asdict(point)
-            params = {key: fields[key] for key in swept}  # as the YAML wrote them
-            if point.catalog != "synthetic":  # trials run in their own folders: a relative path would break
-                fields["catalog"] = str(Path(point.catalog).expanduser().resolve())
-            data = {k: fields[k] for k in HALO_GRAPH_KEYS}
-            train = {k: v for k, v in fields.items() if k not in HALO_GRAPH_KEYS}
-            specs.append(TrialSpec(f"t{len(specs):03d}", data, data["catalog"], None, train, params, kind="halos"))
-        return specs
-    root = str(Path(cfg.data_root).expanduser().resolve())
-    for sim in cfg.data_points():
-        sim_fields = {f.name: getattr(sim, f.name) for f in dataclasses.fields(sim)}
-        for k in cfg.prune_ks:
-            for train in cfg.trial_points():
-                values = {**sim_fields, "prune_k": k, **train}
-                params = {key: values[key] for key in swept if key in values}
-                specs.append(TrialSpec(f"t{len(specs):03d}", sim_fields, dataset_dir(root, sim), k, train, params))
-    return specs
-
-
-def describe_plan(cfg: SweepConfig, specs: list[TrialSpec]) -> str:
-    r = cfg.resources
-    lines = [f"sweep '{cfg.name}': {len(specs)} trial point(s)"]
-    if cfg.search.kind == "optuna":
-        space = ", ".join(f"{k} in [{v.low:g}, {v.high:g}]{' (log)' if v.log else ''}" for k, v in cfg.search.space.items())
-        lines.append(f"optuna ({cfg.search.sampler}, seed {cfg.search.seed}): {cfg.search.trials} trials per point over {space}; "
-                     f"objective {cfg.search.mode} {cfg.search.metric}; study '{cfg.search.study or cfg.name}' in {cfg.search.storage}")
-    for s in specs:
-        epochs = s.train.get("epochs", TrainConfig.epochs)
-        lines.append(f"  {s.key}  {s.label():<40} epochs={epochs}  {json.dumps(s.params) if s.params else ''}")
-    datasets = sorted({s.data_dir for s in specs})
-    lines.append(f"{'catalogs' if cfg.halos else 'datasets'} ({len(datasets)}): " + ", ".join(datasets))
-    concurrent = r.max_concurrent_trials or "as many as fit"
-    lines.append(
-        f"resources per trial: {r.cpus_per_trial:g} CPU, {r.gpus_per_trial:g} GPU; concurrent trials: {concurrent}; "
-        f"retries after a crash: {r.retries}; scheduler: {cfg.scheduler.kind}"
-    )
-    d = cfg.distill
-    lines.append(
-        f"distillation: {d.backend} backend ({d.setting}), {d.samples} samples per job, {r.distill_workers} actor(s)"
-        + (f" with {r.distill_resources}" if r.distill_resources else "") if d else "distillation: off (add a distill section)"
-    )
-    lines.append(f"tracking: {cfg.tracking.uri} (experiment '{cfg.tracking.experiment}'); Tune results: {experiment_path(cfg)}")
-    return "\n".join(lines)
-
-
-def trial_memory(spec: TrialSpec) -> tuple[int, int]:
-    """(bytes of graphs a trial holds in memory, bytes of edge activations of its largest batch): a
-    rough upper estimate, enough to refuse sizes that cannot fit, not to plan a cluster."""
-    from raysym.shards import row_bytes
-    from raysym.simulate import bytes_per_sim
-
-    sim = from_dict(SimulationConfig, spec.data, where="data")
-    cfg = train_config(dataclasses.asdict(spec), {})
-    per_sim = sim.snapshots_per_sim
-    train = sim.sims * per_sim if cfg.max_train_graphs is None else min(sim.sims * per_sim, cfg.max_train_graphs)
-    test = sim.resolved_test_sims * per_sim if cfg.max_test_graphs is None else min(sim.resolved_test_sims * per_sim, cfg.max_test_graphs)
-    graphs = 2 * (train + test) * row_bytes(sim.particles, sim.dim)  # Arrow arrays, then torch tensors
-    edges = sim.particles * (sim.particles - 1)
-    wide = cfg.model == "wide"  # five hidden layers, up to 600 units (raysym.model.WIDE_LAYERS)
-    width, layers = max(cfg.hidden, cfg.msg_dim, 600 if wide else 0), 5 if wide else cfg.layers
-    # training: every layer's activations kept for the backward pass, and their gradients; evaluation
-    # runs 4,096 graphs at a time without gradients
-    activations = max(cfg.batch_size * edges * width * 4 * (layers + 1) * 2, 4096 * edges * width * 4 * 2)
-    return graphs + bytes_per_sim(sim), activations
-
-
-def check_memory(specs: list[TrialSpec], memory: int | None = None) -> None:
-    """Refuse a sweep whose trials cannot fit in this machine's memory (before any data is made)."""
-    memory = memory or os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    for spec in specs:
-        if spec.kind == "halos":  # the graph's size is known only once the catalog is read (prepare_data)
-            continue
-        graphs, activations = trial_memory(spec)
-        if graphs + activations > memory:
-            raise UserError(
-                f"Trial {spec.key} ({spec.label()}) would need about {(graphs + activations) / 2**30:,.1f} GiB of memory "
-                f"({graphs / 2**30:,.1f} GiB of graphs, {activations / 2**30:,.1f} GiB of edge activations per batch), more "
-                f"than this machine's {memory / 2**30:,.0f} GiB. Lower data.sims, data.steps or data.particles, raise "
-                "data.stride, set trials.max_train_graphs, or lower trials.batch_size."
-            )
-
-
-def experiment_path(cfg: SweepConfig) -> str:
-    storage = cfg.storage if "://" in cfg.storage else str(Path(cfg.storage).expanduser().resolve())
-    return f"{storage.rstrip('/')}/{cfg.name}"
-
-
-# --------------------------------------------------------------------------------------------------
+# 1. Plan: raysym.sweep_plan
 # 2. Data
 # --------------------------------------------------------------------------------------------------
 
@@ -226,28 +79,6 @@ def prepare_data(specs: list[TrialSpec], say: Callable[[str], None], address: st
 # 3. The Tune trainable
 # --------------------------------------------------------------------------------------------------
 
-def train_config(spec: dict[str, Any], config: dict[str, Any]) -> TrainConfig:
-    """The TrainConfig of a trial: its spec's settings plus any Optuna-sampled shape values in the Tune
-    trial ``config``."""
-    train = dict(spec["train"])
-    sampled = {k.split(".", 1)[1]: v for k, v in config.items() if k.startswith("schedule_shape.")}
-    if sampled:
-        train["schedule_shape"] = {**train.get("schedule_shape", {}), **sampled}
-    return from_dict(TrainConfig, {**train, "data": spec["data_dir"], "prune_k": spec["prune_k"]}, where="trial")
-
-
-def halo_config(spec: dict[str, Any]) -> HaloConfig:
-    """The HaloConfig of a halo trial's spec."""
-    return from_dict(HaloConfig, {**spec["data"], **spec["train"]}, where="trial")
-
-
-def trial_settings(spec: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's resolved training settings (TrainConfig or HaloConfig fields) as a dict, for MLflow."""
-    if spec.get("kind") == "halos":
-        return {k: v for k, v in dataclasses.asdict(halo_config(spec)).items() if k not in HALO_GRAPH_KEYS}
-    return dataclasses.asdict(train_config(spec, config))
-
-
 def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
     """Ray Tune function trainable: restore the last checkpoint if any, train, report every epoch.
 
@@ -281,7 +112,7 @@ def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
             Path(inject["marker"]).write_text(tune.get_context().get_trial_id())
             raise RuntimeError(f"fault injected by {INJECT_ENV} after epoch {epoch}")
 
-    metrics = run(cfg, work, callback=report, resume=True)
+    metrics = run(cfg, work, callback=report, resume=True, claim=False)  # the work folder is the sweep's own
     # The final report carries the message analysis and every file of the trial as its checkpoint.
     final = {k: v for k, v in metrics.items() if not isinstance(v, list)}
     for key in ("messages/top_std", "messages/stds_top15"):  # lists: MLflow tags
@@ -300,27 +131,6 @@ class SweepOutcome:
     parent_run_id: str | None
     table: str
     interrupted: bool = False
-
-
-def _check_cluster(cfg: SweepConfig) -> None:
-    """Refuse trials that ask for more CPUs or GPUs than any node of the cluster has."""
-    import ray
-
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
-    most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
-    r = cfg.resources
-    if r.gpus_per_trial > most_gpus:
-        raise UserError(
-            f"Each trial asks for {r.gpus_per_trial:g} GPU(s) (resources.gpus_per_trial) but no node of this "
-            f"Ray cluster has more than {most_gpus:g}. Lower gpus_per_trial (0 trains on CPU, 0.25 packs four "
-            "trials on a GPU), or run on a cluster with GPU workers (`ray up cluster.yaml`, then --address auto)."
-        )
-    if r.cpus_per_trial > most_cpus:
-        raise UserError(
-            f"Each trial asks for {r.cpus_per_trial:g} CPUs (resources.cpus_per_trial) but no node of this Ray "
-            f"cluster has more than {most_cpus:g}. Lower cpus_per_trial."
-        )
 
 
 def _find_parent(tracker: track.MLflowTracker, name: str) -> str | None:
@@ -348,12 +158,7 @@ def _param_space(cfg: SweepConfig, specs: list[TrialSpec]) -> dict[str, Any]:
     space: dict[str, Any] = {}
     if cfg.search.kind == "grid":
         space["key"] = tune.grid_search([s.key for s in specs])
-    else:
-        if len(specs) != 1:
-            raise UserError(
-                f"An Optuna search explores the schedule shape of one trial setting, but this sweep's grid "
-                f"has {len(specs)} points. Give single values in data and trials (model: l1), or use search.kind: grid."
-            )
+    else:  # one point (check_search)
         space["key"] = specs[0].key
         for key, rng in cfg.search.space.items():
             space[key] = tune.loguniform(rng.low, rng.high) if rng.log else tune.uniform(rng.low, rng.high)
@@ -375,9 +180,11 @@ def run_sweep(
 ) -> SweepOutcome:
     """Plan, make the data, run every trial on Ray Tune and track them in MLflow; see the module doc."""
     specs = plan(cfg)
+    check_search(cfg, specs)
     path = experiment_path(cfg)
-    if address is None:  # on a cluster the trials run on other machines
+    if address is None:  # on a cluster the trials run on other machines, checked once Ray is joined
         check_memory(specs)
+        check_resources(cfg)
     if dry_run:
         text = describe_plan(cfg, specs)
         say(text)
@@ -385,19 +192,35 @@ def run_sweep(
 
     from ray import tune
 
-    from raysym._ray import ensure_ray
+    from raysym._ray import ensure_ray, node_resources
 
     track.check_reachable(cfg.tracking.uri)
     local = "://" not in path
-    if local and resume and not tune.Tuner.can_restore(path):
-        raise UserError(f"There is no interrupted sweep '{cfg.name}' to resume in {path}. Run without --resume to start it.")
-    if local and not resume and Path(path).exists():
+    record = plan_record(cfg, specs)
+    if local:
+        track.check_writable_folder(path, "The sweep's Tune folder", "storage")
+        if not cfg.halos:
+            track.check_writable_folder(cfg.data_root, "The data folder", "data.root")
+    if local and resume:
+        if not tune.Tuner.can_restore(path) or not _has_tune_state(path):
+            raise UserError(f"There is no interrupted sweep '{cfg.name}' to resume in {path}. Run without --resume to start it.")
+        if not check_same_plan(path, record, cfg.name):
+            say(f"note: sweep '{cfg.name}' was started by a raysym that kept no plan, so this YAML cannot be checked "
+                "against it; make sure it is unchanged.")
+    if local and not resume and Path(path).exists() and any(p.name != PLAN_FILE for p in Path(path).iterdir()):
+        if not _has_tune_state(path):
+            raise UserError(
+                f"{path} exists but holds no saved sweep progress (a start killed before its first trial, or a "
+                f"folder of another program), so it can neither be resumed nor safely reused. Delete it, or give "
+                "this sweep another name (the YAML's name key) or storage."
+            )
         raise UserError(
             f"A sweep named '{cfg.name}' already exists in {path}. Continue it with --resume, or give this "
             "sweep another name (the YAML's name key), or delete that folder to start over."
         )
     ensure_ray(address)
-    _check_cluster(cfg)
+    if address is not None:
+        check_resources(cfg, node_resources(), where="this Ray cluster (its nodes and the node types its autoscaler may add)")
     say(describe_plan(cfg, specs))
     prepare_data(specs, say, address)
 
@@ -410,6 +233,45 @@ def run_sweep(
             tracker.log_artifacts(parent_id, tmp)
     else:
         tracker.client.update_run(parent_id, status="RUNNING")
+    existed = Path(path).exists()
+    try:
+        return _tune(cfg, specs, path, record, resume, tracker, parent_id, say, verbose)
+    except BaseException as exc:
+        _end_parent_after(tracker, parent_id, exc)
+        if local and not existed and not _has_tune_state(path):
+            # Tune failed before it saved any state: what it left (tuner.pkl, a marker, the plan) cannot be
+            # resumed and would only block starting the sweep again.
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _has_tune_state(path: str) -> bool:
+    return any(Path(path).glob("experiment_state-*.json"))
+
+
+def _end_parent_after(tracker: track.MLflowTracker, parent_id: str, exc: BaseException) -> None:
+    """End the sweep's parent run after a failure (KILLED after an interrupt), so that MLflow never
+    shows a dead sweep as RUNNING; --resume sets it running again."""
+    if _cause(exc, track.TrackingUnavailable) is not None:
+        return  # the store is away: nothing can be recorded, and --resume will set it right
+    status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+    try:
+        tracker.set_tags(parent_id, {"raysym.failure": f"{type(exc).__name__}: {exc}"[:1000]})
+        children = tracker.client.search_runs(
+            [tracker.experiment_id], filter_string=f"tags.`{track.PARENT_TAG}` = '{parent_id}' and attributes.status = 'RUNNING'")
+        for run in children:  # the trials it was running: continued (set RUNNING again) by --resume
+            tracker.end_run(run.info.run_id, "KILLED")
+        tracker.end_run(parent_id, status)
+    except Exception:  # noqa: BLE001 -- the original error is the one to report
+        pass
+
+
+def _tune(cfg: SweepConfig, specs: list[TrialSpec], path: str, record: dict[str, Any], resume: bool,
+          tracker: track.MLflowTracker, parent_id: str, say: Callable[[str], None], verbose: int) -> SweepOutcome:
+    """Stages 3 to 5 (Tune, tracking, the results table), once the data and the parent run exist."""
+    from ray import tune
+
+    local = "://" not in path
     distiller = Distiller(cfg, tracker, Path(path) / "distill") if cfg.distill is not None and "://" not in path else None
     callback = tracking_callback(tracker, parent_id, {s.key: s for s in specs}, cfg.swept_keys(), distiller)
 
@@ -464,6 +326,8 @@ def run_sweep(
                 verbose=verbose,
             ),
         )
+    if local:
+        save_plan(path, record)  # what --resume compares against
     try:
         grid = tuner.fit()  # the callback waits for the last distillations before this returns
     except Exception as exc:  # noqa: BLE001 -- Tune wraps what its callbacks raise

@@ -18,14 +18,14 @@ from raysym import track
 from raysym.config import SweepConfig
 
 if TYPE_CHECKING:
-    from raysym.sweep import TrialSpec
+    from raysym.sweep_plan import TrialSpec
 
 
 def tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[str, TrialSpec], swept: list[str],
                       distiller: Distiller | None = None):
     from ray import tune
 
-    from raysym.sweep import trial_settings  # the trial's resolved settings, for tags and the config artifact
+    from raysym.sweep_plan import trial_settings  # the trial's resolved settings, for tags and the config artifact
 
     class MLflowCallback(tune.Callback):
         """Mirror Tune trials into MLflow child runs of the sweep's parent run."""
@@ -44,9 +44,11 @@ def tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[
                 tags = {f"cfg.{k}": v for k, v in settings.items() if k not in params}
                 tags.update({f"cfg.data.{k}": v for k, v in spec.data.items() if k not in params})
                 tags.update({"raysym.trial_key": spec.key, "raysym.label": spec.label(), "data.dir": spec.data_dir})
-                self.runs[trial.trial_id] = tracker.start_trial(
-                    parent_id, trial.trial_id, f"{spec.key} {spec.label()}", params, tags
-                )
+                run_id = tracker.start_trial(parent_id, trial.trial_id, f"{spec.key} {spec.label()}", params, tags)
+                self.runs[trial.trial_id] = run_id
+                # A resumed sweep's callback is Tune's last saved copy: epochs logged after that save (an
+                # interrupt, a killed driver) come from MLflow itself, so that none is logged twice.
+                self.epochs_logged.setdefault(trial.trial_id, set()).update(tracker.logged_steps(run_id, "test/mae"))
             return self.runs[trial.trial_id]
 
         def on_trial_start(self, iteration, trials, trial, **info):

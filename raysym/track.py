@@ -37,6 +37,7 @@ class Tracker(Protocol):
     def start_sweep(self, name: str, tags: dict[str, str]) -> str: ...
     def start_trial(self, parent_id: str, trial_id: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> str: ...
     def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None: ...
+    def logged_steps(self, run_id: str, key: str) -> set[int]: ...
     def log_artifacts(self, run_id: str, folder: str | Path) -> None: ...
     def end_run(self, run_id: str, status: str = "FINISHED") -> None: ...
 
@@ -56,12 +57,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                 "sqlite:///mlflow.db."
             ) from None
     elif uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
-        if not folder.is_dir():
-            raise UserError(
-                f"The MLflow database {uri} lies in a folder that does not exist ({folder}). Create the "
-                "folder or choose another tracking.uri."
-            )
+        _check_sqlite(uri, Path(uri[len("sqlite:///"):]).expanduser().resolve())
     elif "://" not in uri:
         raise UserError(
             f"tracking.uri '{uri}' is not a URI. Use sqlite:///mlflow.db (a local database) or the "
@@ -92,6 +88,47 @@ _PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_AL
 
 class TrackingUnavailable(UserError):
     """The tracking store stopped answering for longer than the sweep's patience."""
+
+
+def _check_sqlite(uri: str, path: Path) -> None:
+    """The local database must be creatable, or be an SQLite file this user can write (MLflow would
+    otherwise fail on its first write, after the data stage and Ray have run, with a driver's error)."""
+    fix = "choose another tracking.uri (e.g. sqlite:///mlflow.db)"
+    if not path.parent.is_dir():
+        raise UserError(f"The MLflow database {uri} lies in a folder that does not exist ({path.parent}). "
+                        f"Create the folder or {fix}.")
+    if path.is_dir():
+        raise UserError(f"The MLflow database {uri} names a folder, not a file. Add a file name, or {fix}.")
+    if not path.exists():
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise UserError(f"The MLflow database {uri} cannot be created: the folder {path.parent} is not writable. "
+                            f"Make it writable or {fix}.")
+        return
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(16)
+    except OSError as exc:
+        raise UserError(f"The MLflow database {uri} cannot be read ({exc.strerror}). Fix its permissions or {fix}.") from None
+    if header and header != b"SQLite format 3\x00":
+        raise UserError(f"{path} is not an SQLite database (it starts with {header[:8]!r}), so MLflow cannot record "
+                        f"runs in it. Point tracking.uri at another file (nothing was changed in this one), or {fix}.")
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
+        where = path if not os.access(path, os.W_OK) else f"its folder {path.parent} (SQLite writes a journal there)"
+        raise UserError(f"The MLflow database {uri} is read-only here: {where} is not writable. Make it writable or {fix}.")
+
+
+def check_writable_folder(folder: str | Path, what: str, key: str) -> None:
+    """Refuse, before anything starts, an output folder that cannot be created or written: the nearest
+    existing folder above it must be a writable folder."""
+    path = Path(folder).expanduser().resolve()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{what} {path} cannot be created: {probe} is a file, not a folder. Choose another {key}.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path} cannot be written: {probe} is not writable by this user. Make it writable "
+                        f"or choose another {key}.")
 
 
 class PatientClient:
@@ -216,6 +253,10 @@ class MLflowTracker:
             metrics=[Metric(k, v, now, step) for k, v in numeric.items()],
             tags=[RunTag(k, v[:5000]) for k, v in tags.items()],
         )
+
+    def logged_steps(self, run_id: str, key: str) -> set[int]:
+        """The steps at which ``key`` was logged on the run (a resumed trial's epochs)."""
+        return {m.step for m in self.client.get_metric_history(run_id, key)}
 
     def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from raysym import regularizers
 from raysym.config import TrainConfig
+from raysym.errors import UserError
 from raysym.model import GraphNetwork, build_model, node_features
 from raysym.schedules import get_schedule
 from raysym.simulate import Snapshots
@@ -35,8 +36,20 @@ CONFIG = "config.json"
 
 
 def pick_device(name: str) -> torch.device:
+    """The torch device for ``name`` (auto, cpu, cuda, cuda:N); a CUDA device this machine lacks is a
+    UserError, not a torch traceback deep in training."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        try:
+            index = int(name.split(":", 1)[1]) if ":" in name else 0
+        except ValueError:
+            raise UserError(f"Unknown device '{name}'. Use auto, cpu, cuda or cuda:N.") from None
+        if index >= count:
+            has = "no CUDA GPU" if count == 0 else f"{count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})"
+            raise UserError(f"--device {name} asks for a GPU this machine lacks: it has {has}. Use --device auto "
+                            "(a GPU when there is one) or --device cpu.")
     return torch.device(name)
 
 
@@ -167,14 +180,15 @@ def train(
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         ckpt_path = Path(out_dir) / CHECKPOINT
     if ckpt_path is not None and resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history = state["history"]
-        first_epoch = state["epoch"] + 1
+        def restore(state):
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            return state["history"], state["epoch"] + 1
+
+        history, first_epoch = read_checkpoint(ckpt_path, device, restore)
 
     if history and until is not None and until(history[-1]) and first_epoch < cfg.epochs:  # resumed after an early stop
         reason = f"stopped early: the stopping rule held after epoch {first_epoch} of {cfg.epochs}"
@@ -272,8 +286,12 @@ def run_trial(
     callback: Callable[[dict[str, float]], None] | None = None,
     resume: bool = True,
     until: Callable[[dict[str, float]], bool] | None = None,
+    claim: bool = True,
 ) -> dict[str, Any]:
     """Train, analyse the messages on test graphs, save figures and ``metrics.json`` in ``out_dir``.
+
+    ``claim``: refuse an ``out_dir`` holding anything but this same trial (raysym.outputs); the sweep
+    turns it off for the work folders it owns inside Tune's trial folders.
 
     Every epoch also measures the in-distribution R² of the messages (``messages/r2_force_epoch``,
     ``messages/r2_accel_epoch``; the pair force's for energy models) on the analysis graphs; ``until``
@@ -282,15 +300,20 @@ def run_trial(
     """
     from raysym import messages, shards
 
+    from raysym.outputs import claim_trial_folder
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     manifest = shards.read_manifest(cfg.data)
     system = manifest["params"]["system"]
     if cfg.model == "newtonian" and cfg.node_term is None:  # the non-pairwise term: for damping only
         cfg = dataclasses.replace(cfg, node_term=system == "damped")
+    if claim:
+        claim_trial_folder(out_dir, dataclasses.asdict(cfg))  # nothing but this same trial is overwritten
+    pick_device(cfg.device)  # a missing GPU, and below bad data, stop the run before the folder is made
+    train_graphs, test_graphs, prune = load_training_data(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
     # The resolved settings, so the trial can be rebuilt later (raysym distill) without its YAML.
     _write_json(out_dir / CONFIG, dataclasses.asdict(cfg))
-    train_graphs, test_graphs, prune = load_training_data(cfg)
     bounds = shards.prune_bounds(manifest, cfg.prune_k) if cfg.prune_k is not None else None
     # The analysis graphs: a seeded sample of the test graphs, the same for the per-epoch probe and the end.
     sample = _subsample(test_graphs, cfg.analysis_graphs, np.random.default_rng(cfg.seed))
@@ -350,20 +373,44 @@ def load_trial(trial_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig,
             f"{trial_dir} is not a finished training trial: {', '.join(missing)} missing. Point at a folder "
             "written by `raysym train --out` (or a sweep trial's artifacts), after training finished."
         )
-    data = json.loads((trial_dir / CONFIG).read_text())
+    try:
+        data = json.loads((trial_dir / CONFIG).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{trial_dir / CONFIG} cannot be read ({exc}). Train the trial again into a new folder.") from None
     cfg = from_dict(TrainConfig, data, where=str(trial_dir / CONFIG))
-    state = torch.load(trial_dir / CHECKPOINT, map_location=device, weights_only=True)
-    weights = state["model"]
-    if cfg.model == "hgn":  # the self-energy MLP reads [q, p, charge, mass]: 2 dim + 2 features
-        dim = (weights["self_energy.0.weight"].shape[1] - 2) // 2
-    elif cfg.model == "newtonian":  # the edge model reads [dx, r, m1, m2, q1, q2]: dim + 5 inputs
-        dim = weights["edge_model.0.weight"].shape[1] - 5
-    else:  # the node model outputs the dim acceleration components
-        dim = weights["node_model.%d.bias" % (2 * cfg.layers)].shape[0]
-    model = build_model(cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim, cfg.newtonian_messages, bool(cfg.node_term)).to(device)
-    model.load_state_dict(state["model"])
+
+    def rebuild(state):
+        weights = state["model"]
+        if cfg.model == "hgn":  # the self-energy MLP reads [q, p, charge, mass]: 2 dim + 2 features
+            dim = (weights["self_energy.0.weight"].shape[1] - 2) // 2
+        elif cfg.model == "newtonian":  # the edge model reads [dx, r, m1, m2, q1, q2]: dim + 5 inputs
+            dim = weights["edge_model.0.weight"].shape[1] - 5
+        else:  # the node model outputs the dim acceleration components
+            dim = weights["node_model.%d.bias" % (2 * cfg.layers)].shape[0]
+        model = build_model(cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim, cfg.newtonian_messages, bool(cfg.node_term))
+        model.to(device).load_state_dict(weights)
+        return model
+
+    model = read_checkpoint(trial_dir / CHECKPOINT, device, rebuild)
     model.eval()
     return cfg, model
+
+
+def read_checkpoint(path: Path, device, use: Callable[[dict[str, Any]], Any]) -> Any:
+    """``use(state)`` of the checkpoint at ``path``, read with ``weights_only=True`` (loading never runs
+    code from the file). A file that is empty, truncated, garbage, or from other settings (missing keys,
+    other shapes) is a UserError that says how to start afresh, not a traceback from torch."""
+    try:
+        return use(torch.load(path, map_location=device, weights_only=True))
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- torch raises many kinds (EOFError, RuntimeError, UnpicklingError, KeyError)
+        reason = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise UserError(
+            f"The checkpoint {path} cannot be used ({type(exc).__name__}{': ' + reason if reason else ''}): it is empty, "
+            "truncated, from other settings or not a raysym checkpoint. Delete it (or use a new output folder; "
+            "`raysym train` also has --no-resume) to train afresh."
+        ) from None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

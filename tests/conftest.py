@@ -1,10 +1,6 @@
 """Shared fixtures: a real local Ray (2 CPUs) and tiny datasets written through it."""
 
-import os
-
 import pytest
-
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ from raysym.cli import main
 from raysym.config import HaloConfig, SweepConfig, from_dict
 from raysym.errors import UserError
 from raysym.halos import COLUMNS, build_graph, run_halo_trial, synthetic_catalog, train_halos
-from raysym.sweep import plan, run_sweep
+from raysym.sweep import run_sweep
+from raysym.sweep_plan import plan
 
 TINY_HALOS = {"catalog": "synthetic", "points": 200, "box": 9.0, "radius": 2.0, "epochs": 20, "hidden": 32, "report_every": 10}
 

@@ -110,8 +110,12 @@ def test_raysym_halos_command_writes_its_summary(tmp_path, capsys):
     assert '"distill/edge_formulas"' in capsys.readouterr().out
     assert main(["halos", "--radius", "-1", "--out", str(out)]) == 2
     assert "radius must be a positive distance" in capsys.readouterr().err
-    assert main(["halos", "--catalog", str(tmp_path / "none.parquet"), "--out", str(out)]) == 2
+    assert main(["halos", "--catalog", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "new")]) == 2
     assert "cannot be read" in capsys.readouterr().err
+    # the finished trial is not replaced by one with other settings
+    before = (out / "halos.json").read_bytes()
+    assert main(["halos", "--points", "200", "--epochs", "2", "--out", str(out)]) == 2
+    assert "holds a trial with other settings" in capsys.readouterr().err and (out / "halos.json").read_bytes() == before
 
 
 def test_leading_direction_is_the_first_principal_axis():

@@ -239,9 +239,10 @@ def test_filtering_large_tables_keeps_the_right_rows(local_ray, tmp_path):
     flat = graphs.acc.reshape(G, -1).astype(np.float64)
     q1, q3 = np.quantile(flat, [0.25, 0.75])
     manifest = {
-        "schema_version": shards.SCHEMA_VERSION, "params": {"particles": n, "dim": dim},
+        "schema_version": shards.SCHEMA_VERSION, "params": {"system": "spring", "particles": n, "dim": dim},
         "train_acc_quartiles": {"q1": q1, "q3": q3},
-        "splits": {"train": {"rows": G, "shards": [{"file": "train/part.parquet", "sha256": shards.sha256(folder / "train" / "part.parquet")}]}},
+        "splits": {"train": {"rows": G, "shards": [{"file": "train/part.parquet", "sha256": shards.sha256(folder / "train" / "part.parquet")}]},
+                   "test": {"rows": 0, "shards": []}},
     }
     (folder / "dataset.json").write_text(json.dumps(manifest))
     lo, hi = shards.prune_bounds(manifest, 1.0)
