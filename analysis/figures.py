@@ -10,6 +10,7 @@ and says which it skipped because the sweep has nothing to draw for them.
 from pathlib import Path
 
 from _cli import run, sweep_parser
+
 from raysym.report import draw_figures
 from raysym.report_data import load_sweep
 

@@ -8,8 +8,8 @@ trial), with the published values of analysis/published.csv in adjacent columns.
 read (no metric histories, no artifacts), so this is fast on large sweeps.
 """
 
-
 from _cli import run, sweep_parser
+
 from raysym.report import table_markdown, table_sections
 from raysym.report_data import Published, load_sweep
 

@@ -29,7 +29,8 @@ import numpy as np
 from raysym import distill_jobs
 from raysym._ray import ensure_ray
 from raysym.config import DistillConfig, SimulationConfig
-from raysym.distill_jobs import DistillPool, edge_names
+from raysym.distill_jobs import edge_names
+from raysym.distill_pool import DistillPool
 from raysym.simulate import simulate
 
 LAWS = [(s, d) for d in (2, 3) for s in ("spring", "charge", "r1", "r2")]
@@ -58,8 +59,19 @@ def laws(args) -> None:
             if args.only and f"{system}-{dim}d" not in args.only:  # after the draws: --only gives the same data
                 continue
             messages = force @ A.T + b
-            jobs = [dict(kind="edge", index=k, component=k, X=X[rows], y=messages[rows, k], names=edge_names(dim),
-                         cfg=dataclasses.asdict(cfg), workdir="/tmp/raysym-bench") for k in range(dim)]
+            jobs = [
+                dict(
+                    kind="edge",
+                    index=k,
+                    component=k,
+                    X=X[rows],
+                    y=messages[rows, k],
+                    names=edge_names(dim),
+                    cfg=dataclasses.asdict(cfg),
+                    workdir="/tmp/raysym-bench",
+                )
+                for k in range(dim)
+            ]
             start = time.perf_counter()
             results = pool.map(jobs)
             wall = time.perf_counter() - start
@@ -72,11 +84,17 @@ def laws(args) -> None:
             v = distill_jobs.verdict(eqs, other, system)
             recovered += v["recovered"]
             job_s = sum(r["seconds"] for r in results) / len(results)
-            print(f"{system}-{dim}d{'':<4} {v['which'] if v['recovered'] else 'NOT':<12} {v['r2_force']:>9.5f} {job_s:>7.1f}  "
-                  f"{' | '.join(e[:70] for e in eqs)}  (wall {wall:.0f} s)", flush=True)
+            print(
+                f"{system}-{dim}d{'':<4} {v['which'] if v['recovered'] else 'NOT':<12} {v['r2_force']:>9.5f} "
+                f"{job_s:>7.1f}  "
+                f"{' | '.join(e[:70] for e in eqs)}  (wall {wall:.0f} s)",
+                flush=True,
+            )
     finally:
         pool.shutdown()
-    print(f"recovered {recovered} of {len(args.only or LAWS)} laws ({args.setting} setting, {args.samples} edges per job)")
+    print(
+        f"recovered {recovered} of {len(args.only or LAWS)} laws ({args.setting} setting, {args.samples} edges per job)"
+    )
 
 
 def scaling(args) -> None:
@@ -84,8 +102,16 @@ def scaling(args) -> None:
     workers = args.workers or os.cpu_count() or 1
     ensure_ray(num_cpus=workers)
     X, force, _ = edges_of("spring", 2, 30, seed=1)
-    job = dict(kind="edge", index=0, component=0, X=X[:2000], y=force[:2000, 0], names=edge_names(2),
-               cfg=dataclasses.asdict(cfg), workdir="/tmp/raysym-bench")
+    job = dict(
+        kind="edge",
+        index=0,
+        component=0,
+        X=X[:2000],
+        y=force[:2000, 0],
+        names=edge_names(2),
+        cfg=dataclasses.asdict(cfg),
+        workdir="/tmp/raysym-bench",
+    )
 
     def wall(n_actors: int, n_jobs: int) -> float:
         pool = DistillPool(n_actors)
@@ -100,8 +126,10 @@ def scaling(args) -> None:
     one = wall(1, 1)
     many = wall(workers, workers)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores")
-    print(f"1 job on 1 actor: {one:.2f} s; {workers} jobs on {workers} actors: {many:.2f} s; "
-          f"ratio {many / one:.2f} (1.0 = perfect scaling); throughput {workers * one / many:.2f}x")
+    print(
+        f"1 job on 1 actor: {one:.2f} s; {workers} jobs on {workers} actors: {many:.2f} s; "
+        f"ratio {many / one:.2f} (1.0 = perfect scaling); throughput {workers * one / many:.2f}x"
+    )
 
 
 def main() -> None:

@@ -34,8 +34,14 @@ def one_mode(points: int, batch_nodes: int | None, epochs: int, threads: int) ->
     result = train_halos(graph, cfg)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"edges": len(graph.senders), "seconds_per_epoch": seconds / epochs, "peak_mib": peak / 1024,
-            "graph_mib": before / 1024, "test_mae": result.test_mae, "target_std": float(graph.catalog.target.std())}
+    return {
+        "edges": len(graph.senders),
+        "seconds_per_epoch": seconds / epochs,
+        "peak_mib": peak / 1024,
+        "graph_mib": before / 1024,
+        "test_mae": result.test_mae,
+        "target_std": float(graph.catalog.target.std()),
+    }
 
 
 def main() -> None:
@@ -52,18 +58,33 @@ def main() -> None:
         return
     out = {}
     for mode in ("full", str(args.batch_nodes)):
-        cmd = [sys.executable, __file__, "--mode", mode, "--points", str(args.points), "--epochs", str(args.epochs),
-               "--threads", str(args.threads)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--mode",
+            mode,
+            "--points",
+            str(args.points),
+            "--epochs",
+            str(args.epochs),
+            "--threads",
+            str(args.threads),
+        ]
         out[mode] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
         r = out[mode]
         label = "full batch" if mode == "full" else f"batches of {mode} nodes"
-        print(f"{label:>24}: {args.points:,} points, {r['edges']:,} edges; {r['seconds_per_epoch']:.2f} s/epoch, "
-              f"peak {r['peak_mib']:,.0f} MiB (graph built: {r['graph_mib']:,.0f} MiB), "
-              f"test MAE after {args.epochs} epochs {r['test_mae']:.3f} (target std {r['target_std']:.2f})")
+        print(
+            f"{label:>24}: {args.points:,} points, {r['edges']:,} edges; {r['seconds_per_epoch']:.2f} s/epoch, "
+            f"peak {r['peak_mib']:,.0f} MiB (graph built: {r['graph_mib']:,.0f} MiB), "
+            f"test MAE after {args.epochs} epochs {r['test_mae']:.3f} (target std {r['target_std']:.2f})"
+        )
     full, mini = out["full"], out[str(args.batch_nodes)]
-    print(f"ratio mini-batch / full batch: time per epoch {mini['seconds_per_epoch'] / full['seconds_per_epoch']:.2f}, "
-          f"peak memory {mini['peak_mib'] / full['peak_mib']:.2f}, "
-          f"peak memory above the built graph {(mini['peak_mib'] - mini['graph_mib']) / (full['peak_mib'] - full['graph_mib']):.2f}")
+    print(
+        f"ratio mini-batch / full batch: time per epoch {mini['seconds_per_epoch'] / full['seconds_per_epoch']:.2f}, "
+        f"peak memory {mini['peak_mib'] / full['peak_mib']:.2f}, "
+        "peak memory above the built graph "
+        f"{(mini['peak_mib'] - mini['graph_mib']) / (full['peak_mib'] - full['graph_mib']):.2f}"
+    )
 
 
 if __name__ == "__main__":

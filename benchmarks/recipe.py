@@ -55,8 +55,17 @@ RECIPES: dict[str, tuple[dict, int]] = {
     "l1-b64-lr1e-3": (dict(model="l1", l1_schedule="linear", batch_size=64, lr=1e-3, steps=40_000), 2000),
     "l1-b64-lr1e-3-long": (dict(model="l1", l1_schedule="linear", batch_size=64, lr=1e-3, steps=80_000), 2000),
     "l1-b64-lr5e-4": (dict(model="l1", l1_schedule="linear", batch_size=64, lr=5e-4, steps=40_000), 2000),
-    "l1-b64-lr1e-3-strong": (dict(model="l1", l1_schedule="shape", schedule_shape=dict(start=0.1, peak=1.0, end=1.0, peak_at=1.0),
-                                  batch_size=64, lr=1e-3, steps=40_000), 2000),
+    "l1-b64-lr1e-3-strong": (
+        dict(
+            model="l1",
+            l1_schedule="shape",
+            schedule_shape=dict(start=0.1, peak=1.0, end=1.0, peak_at=1.0),
+            batch_size=64,
+            lr=1e-3,
+            steps=40_000,
+        ),
+        2000,
+    ),
     # the Newtonian GN
     "newtonian-b64-lr3e-3": (dict(model="newtonian", batch_size=64, lr=3e-3, steps=20_000), 2000),
     "newtonian-b64-lr1e-3": (dict(model="newtonian", batch_size=64, lr=1e-3, steps=20_000), 2000),
@@ -81,16 +90,44 @@ def run_recipe(name: str, data_root: str, runs: str, threads: int) -> dict:
     cfg = from_dict(TrainConfig, {**settings, "data": str(data), "epochs": epochs}, where=name)
     curve: list[tuple[float, float]] = []
     start = time.perf_counter()
-    metrics = run_trial(cfg, Path(runs) / name, resume=False,
-                        callback=lambda m: curve.append((time.perf_counter() - start, max(m.get("messages/r2_force_epoch", -1), m.get("messages/r2_accel_epoch", -1)))))
-    first = lambda level: next((t for t, r2 in curve if r2 >= level), None)  # noqa: E731
-    return {"recipe": name, "model": cfg.model, "sims": sims, "train_graphs": train_graphs, "batch": cfg.batch_size, "lr": cfg.lr,
-            "warmup": cfg.warmup_fraction, "loss": cfg.loss, "prune_k": cfg.prune_k, "hidden": cfg.hidden, "epochs": epochs,
-            "steps": epochs * math.ceil(train_graphs / cfg.batch_size), "seconds": time.perf_counter() - start, "threads": threads,
-            "r2_force": metrics["messages/r2_force"], "r2_accel": metrics["messages/r2_accel"], "r2_force_all": metrics["messages/r2_force_all"],
-            "to_0.95_s": first(0.95), "to_0.99_s": first(0.99), "sparsity_ratio": metrics.get("messages/sparsity_ratio"),
-            "mass_exponent": metrics.get("messages/mass_exponent"), "r2_mass_scaled": metrics.get("messages/r2_mass_scaled"),
-            "test_mae": metrics["test/mae"], "train_loss": metrics["train/base_loss"]}
+    metrics = run_trial(
+        cfg,
+        Path(runs) / name,
+        resume=False,
+        callback=lambda m: curve.append(
+            (
+                time.perf_counter() - start,
+                max(m.get("messages/r2_force_epoch", -1), m.get("messages/r2_accel_epoch", -1)),
+            )
+        ),
+    )
+    first = lambda level: next((t for t, r2 in curve if r2 >= level), None)
+    return {
+        "recipe": name,
+        "model": cfg.model,
+        "sims": sims,
+        "train_graphs": train_graphs,
+        "batch": cfg.batch_size,
+        "lr": cfg.lr,
+        "warmup": cfg.warmup_fraction,
+        "loss": cfg.loss,
+        "prune_k": cfg.prune_k,
+        "hidden": cfg.hidden,
+        "epochs": epochs,
+        "steps": epochs * math.ceil(train_graphs / cfg.batch_size),
+        "seconds": time.perf_counter() - start,
+        "threads": threads,
+        "r2_force": metrics["messages/r2_force"],
+        "r2_accel": metrics["messages/r2_accel"],
+        "r2_force_all": metrics["messages/r2_force_all"],
+        "to_0.95_s": first(0.95),
+        "to_0.99_s": first(0.99),
+        "sparsity_ratio": metrics.get("messages/sparsity_ratio"),
+        "mass_exponent": metrics.get("messages/mass_exponent"),
+        "r2_mass_scaled": metrics.get("messages/r2_mass_scaled"),
+        "test_mae": metrics["test/mae"],
+        "train_loss": metrics["train/base_loss"],
+    }
 
 
 def _f(v, digits=4) -> str:
@@ -98,22 +135,30 @@ def _f(v, digits=4) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| recipe | model | sims | k | batch | max lr | steps | minutes | R² force (in-dist) | R² force/mass | R² force, all edges | "
-             "to R² 0.95 (min) | to R² 0.99 (min) | sparsity | messages ~ F m^-α: α, R² |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| recipe | model | sims | k | batch | max lr | steps | minutes | R² force (in-dist) | R² force/mass | R² "
+        "force, all edges | "
+        "to R² 0.95 (min) | to R² 0.99 (min) | sparsity | messages ~ F m^-α: α, R² |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        minutes = lambda s: "not reached" if s is None else f"{s / 60:.1f}"  # noqa: E731
+        minutes = lambda s: "not reached" if s is None else f"{s / 60:.1f}"
         ratio = "-" if r["sparsity_ratio"] is None else f"{r['sparsity_ratio']:.3g}"
         alpha = "-" if r["mass_exponent"] is None else f"{r['mass_exponent']:.2f}, {r['r2_mass_scaled']:.4f}"
         extra = "".join(f", {k} {r[k]}" for k, d in (("loss", "mae"), ("warmup", 0.3), ("hidden", 128)) if r[k] != d)
-        lines.append(f"| {r['recipe']}{extra} | {r['model']} | {r['sims']} | {r['prune_k']} | {r['batch']} | {r['lr']:g} | {r['steps']:,} | "
-                     f"{r['seconds'] / 60:.1f} | {_f(r['r2_force'])} | {_f(r['r2_accel'])} | {_f(r['r2_force_all'])} | "
-                     f"{minutes(r['to_0.95_s'])} | {minutes(r['to_0.99_s'])} | {ratio} | {alpha} |")
+        lines.append(
+            f"| {r['recipe']}{extra} | {r['model']} | {r['sims']} | {r['prune_k']} | {r['batch']} | {r['lr']:g} | "
+            f"{r['steps']:,} | "
+            f"{r['seconds'] / 60:.1f} | {_f(r['r2_force'])} | {_f(r['r2_accel'])} | {_f(r['r2_force_all'])} | "
+            f"{minutes(r['to_0.95_s'])} | {minutes(r['to_0.99_s'])} | {ratio} | {alpha} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--only", nargs="+", choices=list(RECIPES), help="run only these recipes")
     ap.add_argument("--jobs", type=int, default=2, help="recipes run side by side, one core each (default 2)")
     ap.add_argument("--data-root", default="data/bench")
@@ -123,10 +168,17 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
-    done = {json.loads(line)["recipe"]: json.loads(line) for line in results.read_text().splitlines()} if results.exists() else {}
+    done = (
+        {json.loads(line)["recipe"]: json.loads(line) for line in results.read_text().splitlines()}
+        if results.exists()
+        else {}
+    )
     todo = [n for n in (args.only or list(RECIPES)) if n not in done]
-    print(f"machine: {platform.machine()} {platform.processor()}, {os.cpu_count()} cores; {len(todo)} recipe(s) to run, "
-          f"{args.jobs} at a time", flush=True)
+    print(
+        f"machine: {platform.machine()} {platform.processor()}, {os.cpu_count()} cores; {len(todo)} recipe(s) to run, "
+        f"{args.jobs} at a time",
+        flush=True,
+    )
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # numpy's BLAS in the workers, read when they start
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:

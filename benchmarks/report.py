@@ -42,11 +42,15 @@ def build_store(uri: str, trials: int, epochs: int) -> None:
     """One sweep named 'bench' over 4 systems x 5 models (L1 with two schedules) x seeds; the first
     ``trials`` of its plan are recorded (the rest show up in the report as not run)."""
     seeds = list(range(-(-trials // (len(SYSTEMS) * 5))))
-    cfg = from_dict(SweepConfig, {
-        "name": "bench", "data": {"system": SYSTEMS, "sims": 100},
-        "trials": {"model": MODELS, "l1_schedule": ["linear", "constant"], "seed": seeds, "epochs": epochs},
-        "tracking": {"uri": uri, "experiment": "bench"},
-    })
+    cfg = from_dict(
+        SweepConfig,
+        {
+            "name": "bench",
+            "data": {"system": SYSTEMS, "sims": 100},
+            "trials": {"model": MODELS, "l1_schedule": ["linear", "constant"], "seed": seeds, "epochs": epochs},
+            "tracking": {"uri": uri, "experiment": "bench"},
+        },
+    )
     tracker = MLflowTracker(uri, "bench")
     parent = tracker.start_sweep("bench", {})
     rng = np.random.default_rng(0)
@@ -56,24 +60,64 @@ def build_store(uri: str, trials: int, epochs: int) -> None:
     from raysym.sweep_plan import plan
 
     for i, spec in enumerate(plan(cfg)[:trials]):
-        run = tracker.start_trial(parent, f"bench_{i:05d}", f"{spec.key} {spec.label()}", spec.params,
-                                  {"raysym.trial_key": spec.key, "raysym.label": spec.label(), "cfg.dim": 2})
+        run = tracker.start_trial(
+            parent,
+            f"bench_{i:05d}",
+            f"{spec.key} {spec.label()}",
+            spec.params,
+            {"raysym.trial_key": spec.key, "raysym.label": spec.label(), "cfg.dim": 2},
+        )
         for epoch in range(1, epochs + 1):
             loss = float(np.exp(-epoch / 10) + rng.uniform(0, 0.05))
-            tracker.log_metrics(run, {"train/loss": loss, "train/base_loss": loss, "train/regularizer": 0.01, "train/lr": 1e-3,
-                                      "train/l1_coeff": 0.01 * epoch / epochs, "test/mae": loss * 1.1}, step=epoch)
+            tracker.log_metrics(
+                run,
+                {
+                    "train/loss": loss,
+                    "train/base_loss": loss,
+                    "train/regularizer": 0.01,
+                    "train/lr": 1e-3,
+                    "train/l1_coeff": 0.01 * epoch / epochs,
+                    "test/mae": loss * 1.1,
+                },
+                step=epoch,
+            )
         stds = np.sort(rng.lognormal(-3, 1, 100))[::-1]
-        tracker.log_metrics(run, {"messages/r2_force": rng.uniform(0.5, 1), "messages/r2_accel": rng.uniform(0.5, 1),
-                                  "messages/sparse": bool(rng.integers(2)), "messages/sparsity_ratio": float(stds[1] / stds[2]),
-                                  "messages/stds_top15": [float(s) for s in stds[:15]], "distill/recovered": int(rng.integers(2)),
-                                  "distill/test_mae": rng.uniform(0.5, 2), "distill/gn_test_mae": rng.uniform(0.3, 1)}, step=epochs)
+        tracker.log_metrics(
+            run,
+            {
+                "messages/r2_force": rng.uniform(0.5, 1),
+                "messages/r2_accel": rng.uniform(0.5, 1),
+                "messages/sparse": bool(rng.integers(2)),
+                "messages/sparsity_ratio": float(stds[1] / stds[2]),
+                "messages/stds_top15": [float(s) for s in stds[:15]],
+                "distill/recovered": int(rng.integers(2)),
+                "distill/test_mae": rng.uniform(0.5, 2),
+                "distill/gn_test_mae": rng.uniform(0.3, 1),
+            },
+            step=epochs,
+        )
         with tempfile.TemporaryDirectory() as tmp:
             force = rng.normal(size=(2000, 2))
-            np.savez(Path(tmp) / "messages.npz", messages=(force @ rng.normal(size=(2, 2))).astype(np.float32),
-                     force=force.astype(np.float32), m_recv=np.ones(2000, np.float32), stds=stds.astype(np.float32), top=np.arange(2))
+            np.savez(
+                Path(tmp) / "messages.npz",
+                messages=(force @ rng.normal(size=(2, 2))).astype(np.float32),
+                force=force.astype(np.float32),
+                m_recv=np.ones(2000, np.float32),
+                stds=stds.astype(np.float32),
+                top=np.arange(2),
+            )
             tracker.log_artifacts(run, tmp)
-        child = tracker.start_trial(run, f"distill-bench_{i:05d}", "distillation", {"backend": "operon"},
-                                    {"raysym.distill_of": f"bench_{i:05d}", "distill/recovered_as": "force", "distill/edge_formulas": "['dx - r']"})
+        child = tracker.start_trial(
+            run,
+            f"distill-bench_{i:05d}",
+            "distillation",
+            {"backend": "operon"},
+            {
+                "raysym.distill_of": f"bench_{i:05d}",
+                "distill/recovered_as": "force",
+                "distill/edge_formulas": "['dx - r']",
+            },
+        )
         tracker.end_run(child)
         tracker.end_run(run)
     tracker.end_run(parent)
@@ -114,8 +158,10 @@ def main() -> None:
     ours = outcome.seconds["total"]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"reference (search_runs + serial metric histories): {ref:.2f} s")
-    print(f"raysym report ({len(outcome.sweep.trials)} trials): {ours:.2f} s  (read {outcome.seconds['read']:.2f} s, "
-          f"tables + figures {outcome.seconds['build']:.2f} s); ratio {ours / ref:.2f}")
+    print(
+        f"raysym report ({len(outcome.sweep.trials)} trials): {ours:.2f} s  (read {outcome.seconds['read']:.2f} s, "
+        f"tables + figures {outcome.seconds['build']:.2f} s); ratio {ours / ref:.2f}"
+    )
 
 
 if __name__ == "__main__":

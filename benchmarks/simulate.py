@@ -85,12 +85,18 @@ def main() -> None:
     ap.add_argument("--kernel-sims", type=int, default=1024, help="simulations for the one-core kernel figure")
     args = ap.parse_args()
 
-    cfg = SimulationConfig(system=args.system, dim=args.dim, particles=args.particles, sims=args.sims,
-                           steps=args.steps, stride=args.stride)
+    cfg = SimulationConfig(
+        system=args.system, dim=args.dim, particles=args.particles, sims=args.sims, steps=args.steps, stride=args.stride
+    )
     rows = (cfg.sims + cfg.resolved_test_sims) * cfg.snapshots_per_sim
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"dataset: {cfg.system} {cfg.dim}D, {cfg.particles} particles, {cfg.sims:,} train + {cfg.resolved_test_sims:,} "
-          f"test sims x {cfg.steps} steps, stride {cfg.stride} -> {rows:,} graphs")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}"
+    )
+    print(
+        f"dataset: {cfg.system} {cfg.dim}D, {cfg.particles} particles, {cfg.sims:,} train + {cfg.resolved_test_sims:,} "
+        f"test sims x {cfg.steps} steps, stride {cfg.stride} -> {rows:,} graphs"
+    )
 
     sample = args.reference_sample
     truth, _ = solve_ivp_loop(cfg, sample, method="DOP853", rtol=1e-12, atol=1e-12)
@@ -114,14 +120,33 @@ def main() -> None:
 
     rows_fmt = "{:<58}{:>12,.0f} graphs/s {:>8.1f}x   error {:.1e}"
     print("(error: median over the sample of the largest position error against DOP853 at rtol = atol = 1e-12)")
-    print(rows_fmt.format("reference  solve_ivp RK45 rtol 1e-6 atol 1e-8, 1 core", ref, 1.0, median_error(matched, truth)))
-    print(rows_fmt.format("           solve_ivp RK45 defaults (rtol 1e-3), 1 core", ref_default, ref_default / ref, median_error(default, truth)))
+    print(
+        rows_fmt.format("reference  solve_ivp RK45 rtol 1e-6 atol 1e-8, 1 core", ref, 1.0, median_error(matched, truth))
+    )
+    print(
+        rows_fmt.format(
+            "           solve_ivp RK45 defaults (rtol 1e-3), 1 core",
+            ref_default,
+            ref_default / ref,
+            median_error(default, truth),
+        )
+    )
     print(rows_fmt.format("kernel     raysym RK4 (1 substep), 1 core", kernel, kernel / ref, median_error(ours, truth)))
-    print(rows_fmt.format(f"pipeline   raysym Ray Data -> Parquet, {os.cpu_count()} cores", pipeline, pipeline / ref, median_error(ours, truth)))
+    print(
+        rows_fmt.format(
+            f"pipeline   raysym Ray Data -> Parquet, {os.cpu_count()} cores",
+            pipeline,
+            pipeline / ref,
+            median_error(ours, truth),
+        )
+    )
     print(f"pipeline / solve_ivp at default tolerances: {pipeline / ref_default:.1f}x")
-    print(f"pipeline wall time: {result.seconds:.1f} s for {rows:,} graphs ({size / 2**20:,.0f} MiB of Parquet); "
-          f"Ray start-up {ray_start:.1f} s (not included)")
+    print(
+        f"pipeline wall time: {result.seconds:.1f} s for {rows:,} graphs ({size / 2**20:,.0f} MiB of Parquet); "
+        f"Ray start-up {ray_start:.1f} s (not included)"
+    )
     print(f"the matched-accuracy loop would take {rows / ref / 60:,.1f} min for the same dataset")
+
 
 if __name__ == "__main__":
     main()

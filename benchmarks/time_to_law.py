@@ -42,7 +42,8 @@ from pathlib import Path
 
 from raysym import shards
 from raysym.config import DistillConfig, SimulationConfig, TrainConfig
-from raysym.distill_jobs import DistillPool, distill_trial
+from raysym.distill_jobs import distill_trial
+from raysym.distill_pool import DistillPool
 from raysym.train import epoch_r2, run_trial
 
 # The CPU recipes (benchmarks/recipe.py, BENCHMARKS.md "Training recipe"). ``steps`` (optimiser steps of
@@ -69,7 +70,9 @@ def one_row(system: str, dim: int, model: str, args) -> dict:
     cap_s = 60 * (args.newtonian_cap_min if model == "newtonian" else args.cap_min)
     recipe = dict(RECIPES[model])
     steps = recipe.pop("steps")
-    epochs = max(1, math.ceil(steps / math.ceil(shards.training_graphs(data, TrainConfig.prune_k) / recipe["batch_size"])))
+    epochs = max(
+        1, math.ceil(steps / math.ceil(shards.training_graphs(data, TrainConfig.prune_k) / recipe["batch_size"]))
+    )
     cfg = TrainConfig(data=str(data), seed=args.seed, epochs=epochs, **recipe)
     target = TARGETS[model]
     trial = Path(args.runs) / f"{system}-{dim}d-{model}"
@@ -83,8 +86,11 @@ def one_row(system: str, dim: int, model: str, args) -> dict:
             if r2 >= level and level not in first:
                 first[level] = elapsed
         ratio = m.get("messages/sparsity_ratio_epoch_in_range")
-        print(f"  {system}-{dim}d {model} epoch {m['epoch'] + 1}: {elapsed:6.1f} s, in-distribution R² {r2:.5f}"
-              + (f", sparsity ratio {ratio:.3g}" if ratio is not None else ""), flush=True)
+        print(
+            f"  {system}-{dim}d {model} epoch {m['epoch'] + 1}: {elapsed:6.1f} s, in-distribution R² {r2:.5f}"
+            + (f", sparsity ratio {ratio:.3g}" if ratio is not None else ""),
+            flush=True,
+        )
 
     def stop(m: dict) -> bool:
         sparse_ok = model != "l1" or (m.get("messages/sparsity_ratio_epoch_in_range") or 0) >= SPARSE_RATIO
@@ -96,23 +102,41 @@ def one_row(system: str, dim: int, model: str, args) -> dict:
     # held while Ray Data simulates the next row's data) and stopped after.
     pool = DistillPool(os.cpu_count() or 1)
     try:
-        summary = distill_trial(trial, DistillConfig(backend="operon", setting=args.setting, samples=args.samples), pool)
+        summary = distill_trial(
+            trial, DistillConfig(backend="operon", setting=args.setting, samples=args.samples), pool
+        )
     finally:
         pool.shutdown()
     total = time.perf_counter() - start
     recovered = bool(summary.get("distill/recovered"))
     return {
-        "system": system, "dim": dim, "model": model, "epochs": metrics["epochs_done"], "stop": metrics["reason"] or "all epochs",
-        "to_r2_0.99_s": first.get(0.99), "to_r2_0.999_s": first.get(0.999), "train_s": trained,
-        "r2_force": metrics["messages/r2_force"], "r2_accel": metrics["messages/r2_accel"],
-        "r2_force_all": metrics["messages/r2_force_all"], "r2_force_robust": metrics["messages/r2_force_robust"],
-        "sparsity_ratio": metrics.get("messages/sparsity_ratio"), "test_mae": metrics["test/mae"],
-        "distill_s": total - trained, "recovered": recovered, "recovered_as": summary.get("distill/recovered_as"),
+        "system": system,
+        "dim": dim,
+        "model": model,
+        "epochs": metrics["epochs_done"],
+        "stop": metrics["reason"] or "all epochs",
+        "to_r2_0.99_s": first.get(0.99),
+        "to_r2_0.999_s": first.get(0.999),
+        "train_s": trained,
+        "r2_force": metrics["messages/r2_force"],
+        "r2_accel": metrics["messages/r2_accel"],
+        "r2_force_all": metrics["messages/r2_force_all"],
+        "r2_force_robust": metrics["messages/r2_force_robust"],
+        "sparsity_ratio": metrics.get("messages/sparsity_ratio"),
+        "test_mae": metrics["test/mae"],
+        "distill_s": total - trained,
+        "recovered": recovered,
+        "recovered_as": summary.get("distill/recovered_as"),
         "to_law_s": total if recovered else None,
-        "formula_r2_force": summary.get("distill/r2_force"), "formula_r2_accel": summary.get("distill/r2_accel"),
-        "formula_r2_force_all": summary.get("distill/r2_force_all"), "formula_r2_accel_all": summary.get("distill/r2_accel_all"),
-        "edge_formulas": summary.get("distill/edge_formulas"), "composed_mae": summary.get("distill/test_mae"),
-        "gn_mae": summary.get("distill/gn_test_mae"), "cap_s": cap_s, "target": target,
+        "formula_r2_force": summary.get("distill/r2_force"),
+        "formula_r2_accel": summary.get("distill/r2_accel"),
+        "formula_r2_force_all": summary.get("distill/r2_force_all"),
+        "formula_r2_accel_all": summary.get("distill/r2_accel_all"),
+        "edge_formulas": summary.get("distill/edge_formulas"),
+        "composed_mae": summary.get("distill/test_mae"),
+        "gn_mae": summary.get("distill/gn_test_mae"),
+        "cap_s": cap_s,
+        "target": target,
     }
 
 
@@ -121,18 +145,27 @@ def _s(value) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| system | model | epochs | to R² 0.99 (s) | to R² 0.999 (s) | R² in-dist (force / accel) | R² all edges | "
-             "R² robust | sparsity | law recovered | to law (s) | formula R² in-dist / all edges |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| system | model | epochs | to R² 0.99 (s) | to R² 0.999 (s) | R² in-dist (force / accel) | R² all edges | "
+        "R² robust | sparsity | law recovered | to law (s) | formula R² in-dist / all edges |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         which = "force" if r["recovered_as"] == "force" else "accel"
-        formula = (r["formula_r2_force"], r["formula_r2_force_all"]) if which == "force" else (r["formula_r2_accel"], r["formula_r2_accel_all"])
+        formula = (
+            (r["formula_r2_force"], r["formula_r2_force_all"])
+            if which == "force"
+            else (r["formula_r2_accel"], r["formula_r2_accel_all"])
+        )
         formula_cell = "-" if formula[0] is None else f"{formula[0]:.4f} / {formula[1]:.4f}"
         sparsity = "-" if r["sparsity_ratio"] is None else f"{r['sparsity_ratio']:.3g}"
         lines.append(
-            f"| {r['system']}-{r['dim']}d | {r['model']} | {r['epochs']} | {_s(r['to_r2_0.99_s'])} | {_s(r['to_r2_0.999_s'])} | "
-            f"{r['r2_force']:.4f} / {r['r2_accel']:.4f} | {r['r2_force_all']:.4f} | {r['r2_force_robust']:.4f} | {sparsity} | "
-            f"{r['recovered_as'] if r['recovered'] else 'no'} | {_s(r['to_law_s'])} | {formula_cell} |")
+            f"| {r['system']}-{r['dim']}d | {r['model']} | {r['epochs']} | {_s(r['to_r2_0.99_s'])} | "
+            f"{_s(r['to_r2_0.999_s'])} | "
+            f"{r['r2_force']:.4f} / {r['r2_accel']:.4f} | {r['r2_force_all']:.4f} | {r['r2_force_robust']:.4f} | "
+            f"{sparsity} | "
+            f"{r['recovered_as'] if r['recovered'] else 'no'} | {_s(r['to_law_s'])} | {formula_cell} |"
+        )
     return "\n".join(lines)
 
 
@@ -140,11 +173,16 @@ def ratios(rows: list[dict]) -> str:
     """The reference measured in the same benchmark: for each system and dimension with both rows, the
     paper's bottleneck model's time to in-distribution R² 0.99 over the Newtonian GN's (a capped time
     when the bottleneck never got there, shown as a lower bound)."""
-    lines = ["| system | newtonian to R² 0.99 (s) | bottleneck to R² 0.99 (s) | ratio (bottleneck / newtonian) |", "|---|---|---|---|"]
+    lines = [
+        "| system | newtonian to R² 0.99 (s) | bottleneck to R² 0.99 (s) | ratio (bottleneck / newtonian) |",
+        "|---|---|---|---|",
+    ]
     for r in rows:
         if r["model"] != "newtonian" or r["to_r2_0.99_s"] is None:
             continue
-        ref = next((b for b in rows if b["model"] == "bottleneck" and (b["system"], b["dim"]) == (r["system"], r["dim"])), None)
+        ref = next(
+            (b for b in rows if b["model"] == "bottleneck" and (b["system"], b["dim"]) == (r["system"], r["dim"])), None
+        )
         if ref is None:
             continue
         if ref["to_r2_0.99_s"] is None:
@@ -156,20 +194,30 @@ def ratios(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--systems", nargs="+", default=["spring", "charge", "r1", "r2"])
     ap.add_argument("--dims", nargs="+", type=int, default=[2, 3])
     ap.add_argument("--models", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     ap.add_argument("--sims", type=int, default=2000, help="training simulations per dataset (default 2000)")
-    ap.add_argument("--cap-min", type=float, default=15.0, help="training cap of the paper models, minutes (default 15)")
-    ap.add_argument("--newtonian-cap-min", type=float, default=5.0, help="training cap of the newtonian model, minutes (default 5)")
+    ap.add_argument(
+        "--cap-min", type=float, default=15.0, help="training cap of the paper models, minutes (default 15)"
+    )
+    ap.add_argument(
+        "--newtonian-cap-min", type=float, default=5.0, help="training cap of the newtonian model, minutes (default 5)"
+    )
     ap.add_argument("--setting", default="thorough", help="Operon setting for distillation (default thorough)")
-    ap.add_argument("--samples", type=int, default=2000, help="edges per distillation job (default 2000, as the quickstart)")
+    ap.add_argument(
+        "--samples", type=int, default=2000, help="edges per distillation job (default 2000, as the quickstart)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-root", default="data/bench")
     ap.add_argument("--runs", default="runs/time_to_law")
     ap.add_argument("--results", default="benchmarks/results/time_to_law.jsonl")
-    ap.add_argument("--table-only", action="store_true", help="print the tables of the rows in --results; train nothing")
+    ap.add_argument(
+        "--table-only", action="store_true", help="print the tables of the rows in --results; train nothing"
+    )
     args = ap.parse_args()
 
     results = Path(args.results)
@@ -178,7 +226,9 @@ def main() -> None:
     if not args.table_only:
         run_missing(done, results, args)
     wanted = [r for r in done if r["system"] in args.systems and r["dim"] in args.dims and r["model"] in args.models]
-    ordered = sorted(wanted, key=lambda r: (r["model"] != "newtonian", r["model"], r["dim"], args.systems.index(r["system"])))
+    ordered = sorted(
+        wanted, key=lambda r: (r["model"] != "newtonian", r["model"], r["dim"], args.systems.index(r["system"]))
+    )
     print(table(ordered))
     print(ratios(ordered))
 
@@ -188,7 +238,10 @@ def run_missing(done: list[dict], results: Path, args) -> None:
     from raysym._ray import ensure_ray
 
     ensure_ray(num_cpus=os.cpu_count())
-    print(f"machine: {platform.machine()} {platform.processor()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()} {platform.processor()}, {os.cpu_count()} cores, python "
+        f"{platform.python_version()}"
+    )
     for model in args.models:
         for dim in args.dims:
             for system in args.systems:

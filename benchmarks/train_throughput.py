@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from raysym.config import SimulationConfig, TrainConfig
-from raysym.model import GraphNetwork, batched_edge_index, node_features
+from raysym.graph import batched_edge_index, node_features
+from raysym.model import GraphNetwork
 from raysym.regularizers import l1
 from raysym.simulate import simulate
 from raysym.train import augment, base_loss, batch_loss
@@ -149,9 +150,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     x, y = make_graphs(args.sims, seed=0)
-    print(f"machine: {platform.machine()} {cpu_name()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    print(
+        f"machine: {platform.machine()} {cpu_name()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
     print(f"data: {len(x):,} 2D spring graphs of 4 particles; model: L1, hidden {args.hidden}, messages 100")
     print(f"{'batch':>6} {'raysym graphs/s':>16} {'reference graphs/s':>19} {'ratio':>7}")
     for batch in args.batch_sizes:

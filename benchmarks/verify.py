@@ -54,8 +54,11 @@ def main() -> None:
     verify = best_of(args.repeats, lambda: shards.verify_shards(folder, manifest))
     read = best_of(args.repeats, read_both)
     rows = sum(manifest["splits"][s]["rows"] for s in shards.SPLITS)
-    print(f"{folder.name}: {len(files)} shards, {size / 2**20:.0f} MiB, {rows:,} graphs; {platform.processor() or platform.machine()}, "
-          f"best of {args.repeats}")
+    print(
+        f"{folder.name}: {len(files)} shards, {size / 2**20:.0f} MiB, {rows:,} graphs; "
+        f"{platform.processor() or platform.machine()}, "
+        f"best of {args.repeats}"
+    )
     print(f"  sha256 (reference)         {reference:7.3f} s   1.00x")
     print(f"  verify (sha + finiteness)  {verify:7.3f} s   {verify / reference:.2f}x")
     print(f"  read both splits           {read:7.3f} s   {read / reference:.2f}x")

@@ -98,7 +98,6 @@ def _check_loopback() -> None:
         )
 
 
-
 def node_resources(autoscaled: bool = True) -> list[dict[str, float]]:
     """The total resources of each live node of the Ray cluster joined and, with ``autoscaled``, of each
     node type its autoscaler may add (cluster.yaml's GPU and distillation workers start at zero nodes).
@@ -111,7 +110,7 @@ def node_resources(autoscaled: bool = True) -> list[dict[str, float]]:
             from ray._private.state import state
 
             config = state.get_cluster_config()
-            for group in (config.node_group_configs if config is not None else []):
+            for group in config.node_group_configs if config is not None else []:
                 if group.max_count != 0:
                     nodes.append({k: float(v) for k, v in group.resources.items()})
         except Exception:  # noqa: BLE001 -- an older GCS or no autoscaler: the live nodes are all there is

@@ -37,6 +37,7 @@ def _systems_table() -> str:
 # raysym simulate
 # --------------------------------------------------------------------------------------------------
 
+
 def _add_simulate(sub) -> None:
     p = sub.add_parser(
         "simulate",
@@ -60,18 +61,41 @@ def _add_simulate(sub) -> None:
     p.add_argument("--dim", type=int, help=f"2 or 3 (default {d.dim})")
     p.add_argument("--particles", type=int, help=f"particles per system, at least 2 (default {d.particles})")
     p.add_argument("--sims", type=int, help=f"training simulations (default {d.sims})")
-    p.add_argument("--test-sims", dest="test_sims", type=int, help="test simulations, from other random streams (default sims // 4)")
+    p.add_argument(
+        "--test-sims",
+        dest="test_sims",
+        type=int,
+        help="test simulations, from other random streams (default sims // 4)",
+    )
     p.add_argument("--steps", type=int, help=f"states per simulation, dt apart (default {d.steps})")
     p.add_argument("--stride", type=int, help=f"store every stride-th state as a graph (default {d.stride})")
     p.add_argument("--dt", type=float, help="time between states (default: the system's, see below)")
-    p.add_argument("--substeps", type=int, help=f"RK4 steps per dt; more is more accurate and slower (default {d.substeps})")
-    p.add_argument("--damping", type=float, help=f"damped system only: damping c in a = ... - c v (default {physics.DEFAULT_DAMPING})")
+    p.add_argument(
+        "--substeps", type=int, help=f"RK4 steps per dt; more is more accurate and slower (default {d.substeps})"
+    )
+    p.add_argument(
+        "--damping",
+        type=float,
+        help=f"damped system only: damping c in a = ... - c v (default {physics.DEFAULT_DAMPING})",
+    )
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
-    p.add_argument("--sims-per-shard", dest="sims_per_shard", type=int, help="simulations per Parquet file; layout only, the data do not change (default: ~32 MiB per file)")
+    p.add_argument(
+        "--sims-per-shard",
+        dest="sims_per_shard",
+        type=int,
+        help="simulations per Parquet file; layout only, the data do not change (default: ~32 MiB per file)",
+    )
     p.add_argument("--out", required=True, help="dataset folder to create (or reuse, if it holds the same dataset)")
     p.add_argument("--address", help="Ray cluster address ('auto' on a cluster); default: a local Ray")
-    p.add_argument("--num-cpus", dest="num_cpus", type=_positive_int, help="CPUs for a local Ray, 1 or more (default: all)")
-    p.add_argument("--prune-k", dest="prune_k", type=float, help="also report how many training graphs IQR pruning with this k removes")
+    p.add_argument(
+        "--num-cpus", dest="num_cpus", type=_positive_int, help="CPUs for a local Ray, 1 or more (default: all)"
+    )
+    p.add_argument(
+        "--prune-k",
+        dest="prune_k",
+        type=float,
+        help="also report how many training graphs IQR pruning with this k removes",
+    )
     p.set_defaults(func=_cmd_simulate)
 
 
@@ -79,7 +103,9 @@ def _positive_int(text: str) -> int:
     """argparse type: a whole number of 1 or more (argparse turns the ValueError into exit 2 and usage)."""
     value = int(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value} (a local Ray with no CPU would wait for ever)")
+        raise argparse.ArgumentTypeError(
+            f"must be 1 or more, got {value} (a local Ray with no CPU would wait for ever)"
+        )
     return value
 
 
@@ -92,13 +118,18 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     rows = (cfg.sims + cfg.resolved_test_sims) * cfg.snapshots_per_sim
     _say(
         f"raysym simulate: {cfg.system} {cfg.dim}D, {cfg.particles} particles, {cfg.sims:,} train + "
-        f"{cfg.resolved_test_sims:,} test sims x {cfg.steps} steps (stride {cfg.stride}) = {rows:,} graphs -> {args.out}"
+        f"{cfg.resolved_test_sims:,} test sims x {cfg.steps} steps (stride {cfg.stride}) = {rows:,} graphs -> "
+        f"{args.out}"
     )
-    result = shards.write_dataset(cfg, args.out, address=given.get("address"), num_cpus=given.get("num_cpus"), progress=_say)
+    result = shards.write_dataset(
+        cfg, args.out, address=given.get("address"), num_cpus=given.get("num_cpus"), progress=_say
+    )
     if result.reused:
         print(f"Reusing the existing dataset at {result.path} (same parameters; checksums verified).")
     else:
-        print(f"Wrote {rows:,} graphs to {result.path} in {result.seconds:.1f} s ({rows / result.seconds:,.0f} graphs/s).")
+        print(
+            f"Wrote {rows:,} graphs to {result.path} in {result.seconds:.1f} s ({rows / result.seconds:,.0f} graphs/s)."
+        )
     print(shards.describe(result.manifest))
     if "prune_k" in given:
         print(shards.prune_report(result.path, given["prune_k"]).summary())
@@ -109,6 +140,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 # raysym inspect
 # --------------------------------------------------------------------------------------------------
 
+
 def _add_inspect(sub) -> None:
     p = sub.add_parser(
         "inspect",
@@ -117,7 +149,14 @@ def _add_inspect(sub) -> None:
         "many training graphs IQR pruning removes for each given whisker factor k.",
     )
     p.add_argument("path", help="dataset folder (made by raysym simulate)")
-    p.add_argument("--prune-k", dest="prune_k", type=float, nargs="*", default=[1.5, 3.0, 10.0], help="whisker factors to preview (default 1.5 3 10)")
+    p.add_argument(
+        "--prune-k",
+        dest="prune_k",
+        type=float,
+        nargs="*",
+        default=[1.5, 3.0, 10.0],
+        help="whisker factors to preview (default 1.5 3 10)",
+    )
     p.set_defaults(func=_cmd_inspect)
 
 
@@ -139,6 +178,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 # raysym train
 # --------------------------------------------------------------------------------------------------
 
+
 def _add_train(sub) -> None:
     from raysym.config import TrainConfig
 
@@ -149,23 +189,42 @@ def _add_train(sub) -> None:
         description=(
             "Train the Graph Network of Cranmer et al. 2020 on a dataset made by `raysym simulate`, then "
             "measure on held-out test graphs whether its messages became the pairwise forces (sparsity, R² "
-            "against force and force/mass: in distribution, i.e. on test graphs inside the training set's pruning bounds, "
-            "on every test edge, and by a trimmed robust fit). Each epoch prints the in-distribution R². Writes metrics.json, "
+            "against force and force/mass: in distribution, i.e. on test graphs inside the training set's pruning "
+            "bounds, "
+            "on every test edge, and by a trimmed robust fit). Each epoch prints the in-distribution R². Writes "
+            "metrics.json, "
             "checkpoint.pt (training resumes from it when run again with the same --out) and figures. Defaults are the "
-            "paper-faithful settings; --model newtonian --hidden 128 --lr 3e-3 reaches R² 0.999 on spring in about a minute on 2 cores."
+            "paper-faithful settings; --model newtonian --hidden 128 --lr 3e-3 reaches R² 0.999 on spring in about a "
+            "minute on 2 cores."
         ),
         argument_default=argparse.SUPPRESS,
     )
     p.add_argument("--config", metavar="YAML", help="read settings from a YAML file (flags override it)")
     p.add_argument("--data", help="dataset folder (made by raysym simulate)")
-    p.add_argument("--model", help="the paper's standard, bottleneck, l1 or kl; wide or inverse (L1 edge-model variants); hgn (the "
-                   "Hamiltonian GN); or newtonian (a = sum of messages / m built in: its messages are the pair force, the fast "
-                   f"path to a law) (default {d.model})")
-    p.add_argument("--newtonian-messages", dest="newtonian_messages", help="newtonian model: bottleneck (dim components, the force; "
-                   f"default), l1 or kl (--msg-dim components with that penalty) (default {d.newtonian_messages})")
-    p.add_argument("--node-term", dest="node_term", action=argparse.BooleanOptionalAction,
-                   help="newtonian model: add a small MLP g(v, q, m) for forces that are not pairwise, such as damping (default: on for damped data only)")
-    p.add_argument("--l1-schedule", dest="l1_schedule", help=f"constant, linear, triangle (default {d.l1_schedule}); 'shape' via --config")
+    p.add_argument(
+        "--model",
+        help="the paper's standard, bottleneck, l1 or kl; wide or inverse (L1 edge-model variants); hgn (the "
+        "Hamiltonian GN); or newtonian (a = sum of messages / m built in: its messages are the pair force, the fast "
+        f"path to a law) (default {d.model})",
+    )
+    p.add_argument(
+        "--newtonian-messages",
+        dest="newtonian_messages",
+        help="newtonian model: bottleneck (dim components, the force; "
+        f"default), l1 or kl (--msg-dim components with that penalty) (default {d.newtonian_messages})",
+    )
+    p.add_argument(
+        "--node-term",
+        dest="node_term",
+        action=argparse.BooleanOptionalAction,
+        help="newtonian model: add a small MLP g(v, q, m) for forces that are not pairwise, such as damping "
+        "(default: on for damped data only)",
+    )
+    p.add_argument(
+        "--l1-schedule",
+        dest="l1_schedule",
+        help=f"constant, linear, triangle (default {d.l1_schedule}); 'shape' via --config",
+    )
     p.add_argument("--kl-prior", dest="kl_prior", help=f"gaussian or laplace (default {d.kl_prior})")
     p.add_argument("--epochs", type=int, help=f"passes over the training graphs (default {d.epochs})")
     p.add_argument("--batch-size", dest="batch_size", type=int, help=f"graphs per step (default {d.batch_size})")
@@ -173,13 +232,29 @@ def _add_train(sub) -> None:
     p.add_argument("--loss", help=f"mae, mse or huber (default {d.loss})")
     p.add_argument("--hidden", type=int, help=f"units per hidden layer (default {d.hidden})")
     p.add_argument("--msg-dim", dest="msg_dim", type=int, help=f"message size of standard/l1/kl (default {d.msg_dim})")
-    p.add_argument("--prune-k", dest="prune_k", type=float, help=f"IQR whisker factor for training graphs (default {d.prune_k})")
+    p.add_argument(
+        "--prune-k", dest="prune_k", type=float, help=f"IQR whisker factor for training graphs (default {d.prune_k})"
+    )
     p.add_argument("--no-prune", dest="prune_k", action="store_const", const=None, help="train on every graph")
-    p.add_argument("--max-train-graphs", dest="max_train_graphs", type=int, help="random subset of training graphs (default all)")
-    p.add_argument("--max-test-graphs", dest="max_test_graphs", type=int, help="random subset of test graphs (default all)")
-    p.add_argument("--warmup-fraction", dest="warmup_fraction", type=float, help=f"share of the steps OneCycle spends raising the learning rate (default {d.warmup_fraction})")
-    p.add_argument("--stop-r2", dest="stop_r2", type=float, help="stop after the first epoch whose in-distribution R² of the messages "
-                   "(against force or force/mass) reaches this, e.g. 0.999 (default: train every epoch)")
+    p.add_argument(
+        "--max-train-graphs", dest="max_train_graphs", type=int, help="random subset of training graphs (default all)"
+    )
+    p.add_argument(
+        "--max-test-graphs", dest="max_test_graphs", type=int, help="random subset of test graphs (default all)"
+    )
+    p.add_argument(
+        "--warmup-fraction",
+        dest="warmup_fraction",
+        type=float,
+        help=f"share of the steps OneCycle spends raising the learning rate (default {d.warmup_fraction})",
+    )
+    p.add_argument(
+        "--stop-r2",
+        dest="stop_r2",
+        type=float,
+        help="stop after the first epoch whose in-distribution R² of the messages "
+        "(against force or force/mass) reaches this, e.g. 0.999 (default: train every epoch)",
+    )
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     p.add_argument("--device", help="auto, cpu or cuda (default auto: the GPU when there is one)")
     p.add_argument("--out", required=True, help="trial folder for metrics.json, checkpoint.pt and figures")
@@ -198,15 +273,39 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _say(f"raysym train: {cfg.model} model on {cfg.data}, {cfg.epochs} epochs, batch {cfg.batch_size} -> {args.out}")
 
     def progress(m: dict) -> None:
-        r2 = next((f", in-distribution R² {name} {m[key]:.4f}" for key, name in (
-            ("messages/r2_force_epoch", "vs force"), ("messages/r2_pair_force_epoch", "of the pair force")) if key in m), "")
+        r2 = next(
+            (
+                f", in-distribution R² {name} {m[key]:.4f}"
+                for key, name in (
+                    ("messages/r2_force_epoch", "vs force"),
+                    ("messages/r2_pair_force_epoch", "of the pair force"),
+                )
+                if key in m
+            ),
+            "",
+        )
         _say(f"epoch {m['epoch'] + 1}/{cfg.epochs}: train loss {m['train/loss']:.4g}, test MAE {m['test/mae']:.4g}{r2}")
 
     metrics = run_trial(cfg, args.out, callback=progress, resume=given.get("resume", True))
-    keys = ["status", "reason", "test/mae", "messages/r2_force", "messages/r2_accel", "messages/r2_force_all", "messages/r2_accel_all",
-            "messages/r2_force_robust", "messages/r2_accel_robust", "messages/in_range_fraction", "messages/r2_pair_force",
-            "messages/r2_pair_force_all", "messages/r2_pair_force_robust", "messages/r2_potential", "messages/sparse",
-            "messages/sparsity_ratio", "time/train_seconds"]
+    keys = [
+        "status",
+        "reason",
+        "test/mae",
+        "messages/r2_force",
+        "messages/r2_accel",
+        "messages/r2_force_all",
+        "messages/r2_accel_all",
+        "messages/r2_force_robust",
+        "messages/r2_accel_robust",
+        "messages/in_range_fraction",
+        "messages/r2_pair_force",
+        "messages/r2_pair_force_all",
+        "messages/r2_pair_force_robust",
+        "messages/r2_potential",
+        "messages/sparse",
+        "messages/sparsity_ratio",
+        "time/train_seconds",
+    ]
     print(json.dumps({k: metrics[k] for k in keys if k in metrics}, indent=2))
     if metrics["status"] != "finished":
         _say(f"raysym train: the trial {metrics['status']}: {metrics['reason']}")
@@ -217,6 +316,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------
 # raysym sweep
 # --------------------------------------------------------------------------------------------------
+
 
 def _add_sweep(sub) -> None:
     p = sub.add_parser(
@@ -230,7 +330,8 @@ def _add_sweep(sub) -> None:
             "data and trials sweeps node-level GNs on halo catalogs (tune_configs/halos.yaml). On a laptop it "
             "starts a local Ray; on a cluster made with `ray up cluster.yaml`, pass --address auto."
         ),
-        epilog="examples:\n  raysym sweep tune_configs/quickstart.yaml\n  raysym sweep tune_configs/paper_2d.yaml --dry-run\n"
+        epilog="examples:\n  raysym sweep tune_configs/quickstart.yaml\n"
+        "  raysym sweep tune_configs/paper_2d.yaml --dry-run\n"
         "  raysym sweep tune_configs/paper_2d.yaml --address auto --resume\n"
         "  raysym sweep tune_configs/halos.yaml\n"
         "then: mlflow ui --backend-store-uri sqlite:///mlflow.db",
@@ -238,12 +339,23 @@ def _add_sweep(sub) -> None:
     )
     p.add_argument("config", metavar="CONFIG", help="sweep YAML file")
     p.add_argument("--address", help="Ray cluster to join ('auto' on a cluster node); default: a local Ray")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same name (Tuner.restore); its MLflow runs are continued, not duplicated")
-    p.add_argument("--dry-run", action="store_true", help="print the expanded trials and the resources they ask for, then stop")
-    p.set_defaults(func=_cmd_sweep, interrupted=(
-        "raysym: interrupted; the sweep's saved progress is kept (finished trials and each running trial's last "
-        "checkpoint). Continue with `raysym sweep CONFIG --resume`; if training had not started, run it again "
-        "without --resume."))
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted sweep of the same name (Tuner.restore); its MLflow runs are continued, "
+        "not duplicated",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the expanded trials and the resources they ask for, then stop"
+    )
+    p.set_defaults(
+        func=_cmd_sweep,
+        interrupted=(
+            "raysym: interrupted; the sweep's saved progress is kept (finished trials and each running trial's last "
+            "checkpoint). Continue with `raysym sweep CONFIG --resume`; if training had not started, run it again "
+            "without --resume."
+        ),
+    )
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -264,7 +376,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(f"Compare them in MLflow: mlflow ui --backend-store-uri {cfg.tracking.uri}  (parent run '{cfg.name}')")
     if failed:
         for r in failed:
-            print(f"  {r['trial']} {r['system']} {r['model']}: {r['status']}" + (f" ({r['reason']})" if r.get("reason") else ""))
+            print(
+                f"  {r['trial']} {r['system']} {r['model']}: {r['status']}"
+                + (f" ({r['reason']})" if r.get("reason") else "")
+            )
         _say(f"raysym: {len(failed)} of {len(outcome.rows)} trials did not finish (listed above); exit status 1.")
         return 1
     return 0
@@ -273,6 +388,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------
 # raysym distill
 # --------------------------------------------------------------------------------------------------
+
 
 def _add_distill(sub) -> None:
     from raysym.config import DistillConfig
@@ -289,20 +405,40 @@ def _add_distill(sub) -> None:
             "formulas, the composed symbolic model's test MAE next to the GN's, and the verdict: is the "
             "edge formula a linear transformation of the true force (or force / receiver mass)?"
         ),
-        epilog="example:\n  raysym train --data data/spring-2d --model bottleneck --out runs/bn\n  raysym distill runs/bn --backend operon",
+        epilog="example:\n  raysym train --data data/spring-2d --model bottleneck --out runs/bn\n"
+        "  raysym distill runs/bn --backend operon",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("trials", nargs="*", metavar="TRIAL", help="trial folder(s) written by raysym train")
-    p.add_argument("--run", action="append", default=[], metavar="RUN_ID",
-                   help="an MLflow run to distil instead: a trial's run, or a sweep's parent run (all its finished "
-                   "trials); results are logged as nested distillation runs. Repeatable")
-    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI for --run (default sqlite:///mlflow.db)")
-    p.add_argument("--backend", default=d.backend, help="auto (pysr where Julia is found, else operon), operon or pysr (default auto)")
-    p.add_argument("--setting", default=d.setting, help="fast (seconds per fit) or thorough (about a minute) (default thorough)")
+    p.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="RUN_ID",
+        help="an MLflow run to distil instead: a trial's run, or a sweep's parent run (all its finished "
+        "trials); results are logged as nested distillation runs. Repeatable",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default="sqlite:///mlflow.db",
+        help="MLflow tracking URI for --run (default sqlite:///mlflow.db)",
+    )
+    p.add_argument(
+        "--backend",
+        default=d.backend,
+        help="auto (pysr where Julia is found, else operon), operon or pysr (default auto)",
+    )
+    p.add_argument(
+        "--setting", default=d.setting, help="fast (seconds per fit) or thorough (about a minute) (default thorough)"
+    )
     p.add_argument("--samples", type=int, default=d.samples, help=f"edges and nodes per job (default {d.samples})")
-    p.add_argument("--fit-range", default=d.fit_range, help="fit only on test graphs within the trial's pruning bounds, where "
-                   "the GN was trained (train), or on every test graph of the fitting half (all); the verdict is decided on "
-                   f"unseen graphs within the bounds either way, with the all-edges R² beside it (default {d.fit_range})")
+    p.add_argument(
+        "--fit-range",
+        default=d.fit_range,
+        help="fit only on test graphs within the trial's pruning bounds, where "
+        "the GN was trained (train), or on every test graph of the fitting half (all); the verdict is decided on "
+        f"unseen graphs within the bounds either way, with the all-edges R² beside it (default {d.fit_range})",
+    )
     p.add_argument("--workers", type=int, default=None, help="Ray actors fitting in parallel (default: one per CPU)")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
     p.add_argument("--address", help="Ray cluster to join; default: a local Ray")
@@ -313,8 +449,17 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from raysym.config import DistillConfig
     from raysym.distill_jobs import run_trials
 
-    cfg = from_dict(DistillConfig, {"backend": args.backend, "setting": args.setting, "samples": args.samples,
-                                    "fit_range": args.fit_range, "seed": args.seed}, where="flags")
+    cfg = from_dict(
+        DistillConfig,
+        {
+            "backend": args.backend,
+            "setting": args.setting,
+            "samples": args.samples,
+            "fit_range": args.fit_range,
+            "seed": args.seed,
+        },
+        where="flags",
+    )
     if bool(args.trials) == bool(args.run):
         raise UserError("Give either trial folders or --run RUN_ID (one or more), not both and not neither.")
     if args.run:
@@ -328,8 +473,24 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     failed = 0
     for trial, summary in zip(names, summaries):
         print(f"\n{trial}:")
-        for k in ("distill/backend", "distill/edge_formulas", "distill/node_formulas", "distill/recovered_as",
-                  "distill/r2_force", "distill/r2_force_all", "distill/r2_accel", "distill/r2_accel_all", "distill/r2_pair_force", "distill/r2_pair_force_all", "distill/r2_pair_force_robust", "distill/test_mae", "distill/gn_test_mae", "distill/test_mae_in_range", "distill/gn_test_mae_in_range", "distill/errors"):
+        for k in (
+            "distill/backend",
+            "distill/edge_formulas",
+            "distill/node_formulas",
+            "distill/recovered_as",
+            "distill/r2_force",
+            "distill/r2_force_all",
+            "distill/r2_accel",
+            "distill/r2_accel_all",
+            "distill/r2_pair_force",
+            "distill/r2_pair_force_all",
+            "distill/r2_pair_force_robust",
+            "distill/test_mae",
+            "distill/gn_test_mae",
+            "distill/test_mae_in_range",
+            "distill/gn_test_mae_in_range",
+            "distill/errors",
+        ):
             if k in summary:
                 print(f"  {k.split('/', 1)[1]:<20} {summary[k]}")
         failed += bool(summary.get("distill/errors"))
@@ -339,6 +500,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------
 # raysym halos
 # --------------------------------------------------------------------------------------------------
+
 
 def _add_halos(sub) -> None:
     from raysym.config import HaloConfig
@@ -366,11 +528,19 @@ def _add_halos(sub) -> None:
     p.add_argument("--config", metavar="YAML", help="read settings from a YAML file (flags override it)")
     p.add_argument("--catalog", help=f"catalog file, or 'synthetic' (default {d.catalog})")
     p.add_argument("--target", help=f"the target column of a catalog file (default {d.target})")
-    p.add_argument("--box", type=float, help="periodic box size of the catalog (default: none; synthetic: about 9 neighbours per point)")
+    p.add_argument(
+        "--box",
+        type=float,
+        help="periodic box size of the catalog (default: none; synthetic: about 9 neighbours per point)",
+    )
     p.add_argument("--radius", type=float, help=f"link points closer than this (default {d.radius})")
     p.add_argument("--points", type=int, help=f"points of a synthetic catalog (default {d.points})")
     p.add_argument("--epochs", type=int, help=f"passes over the training nodes (default {d.epochs})")
-    p.add_argument("--batch-nodes", type=int, help="training nodes (with their incoming edges) per step; default: all (one full-batch step per epoch)")
+    p.add_argument(
+        "--batch-nodes",
+        type=int,
+        help="training nodes (with their incoming edges) per step; default: all (one full-batch step per epoch)",
+    )
     p.add_argument("--lr", type=float, help=f"Adam's learning rate, decayed to 1%% by a cosine (default {d.lr})")
     p.add_argument("--l1", type=float, help=f"L1 coefficient on the messages (default {d.l1})")
     p.add_argument("--msg-dim", type=int, help=f"message size; 1 is a bottleneck (default {d.msg_dim})")
@@ -387,10 +557,23 @@ def _cmd_halos(args: argparse.Namespace) -> int:
     from raysym.halo_distill import run_halos
 
     cfg = _config_from(args, HaloConfig, "halo config")
-    distill_cfg = from_dict(DistillConfig, {"setting": getattr(args, "setting", "thorough"), "seed": cfg.seed}, where="flags")
+    distill_cfg = from_dict(
+        DistillConfig, {"setting": getattr(args, "setting", "thorough"), "seed": cfg.seed}, where="flags"
+    )
     summary = run_halos(cfg, distill_cfg, args.out, say=_say)
-    keys = ["data/points", "data/edges", "data/target_std", "test/mae", "messages/r2_vs_true_edge", "distill/edge_formulas",
-            "distill/node_formulas", "distill/r2_vs_true_edge", "distill/recovered_as", "distill/test_mae", "distill/gn_test_mae"]
+    keys = [
+        "data/points",
+        "data/edges",
+        "data/target_std",
+        "test/mae",
+        "messages/r2_vs_true_edge",
+        "distill/edge_formulas",
+        "distill/node_formulas",
+        "distill/r2_vs_true_edge",
+        "distill/recovered_as",
+        "distill/test_mae",
+        "distill/gn_test_mae",
+    ]
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2, default=float))
     return 0
 
@@ -398,6 +581,7 @@ def _cmd_halos(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------
 # raysym report
 # --------------------------------------------------------------------------------------------------
+
 
 def _add_report(sub) -> None:
     p = sub.add_parser(
@@ -416,7 +600,11 @@ def _add_report(sub) -> None:
         "  raysym report 3f2a...c1 --tracking-uri http://127.0.0.1:5000   (a sweep's parent run id)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("sweep", metavar="SWEEP", help="the sweep's YAML file (its name and tracking URI are used), its name, or its parent run id")
+    p.add_argument(
+        "sweep",
+        metavar="SWEEP",
+        help="the sweep's YAML file (its name and tracking URI are used), its name, or its parent run id",
+    )
     p.add_argument("--out", help="output folder (default reports/<sweep name>)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the YAML's, else sqlite:///mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment to look in (default: the YAML's, else every experiment)")
@@ -432,17 +620,26 @@ def _cmd_report(args: argparse.Namespace) -> int:
     sweep, uri, experiment = args.sweep, "sqlite:///mlflow.db", None
     if sweep.endswith((".yaml", ".yml")):
         if not Path(sweep).is_file():
-            raise UserError(f"The sweep YAML {sweep} does not exist. Pass an existing file, or the sweep's name or parent run id.")
+            raise UserError(
+                f"The sweep YAML {sweep} does not exist. Pass an existing file, or the sweep's name or parent run id."
+            )
         from raysym.config import SweepConfig
 
         cfg = from_dict(SweepConfig, load_yaml(sweep), where=f"sweep config ({sweep})")
         sweep, uri, experiment = cfg.name, cfg.tracking.uri, cfg.tracking.experiment
-    make_report(args.tracking_uri or uri, sweep, args.out, experiment=args.experiment or experiment,
-                published_csv=args.published, say=_say)
+    make_report(
+        args.tracking_uri or uri,
+        sweep,
+        args.out,
+        experiment=args.experiment or experiment,
+        published_csv=args.published,
+        say=_say,
+    )
     return 0
 
 
 # --------------------------------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

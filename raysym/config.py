@@ -13,21 +13,24 @@ import math
 from typing import Any
 
 from raysym import physics
+from raysym.names import (
+    BACKENDS,
+    DEVICES,
+    L1_MODELS,
+    LOSSES,
+    MODELS,
+    NEWTONIAN_MESSAGES,
+    OPERATORS,
+    PRIORS,
+    SCHEDULES,
+)
 from raysym.schedules import ScheduleShape
 from raysym.strict import _coerce, _require, did_you_mean, from_dict, load_yaml  # noqa: F401 -- load_yaml: re-exported
-
-# The models trained with the L1 penalty on their messages and an L1 schedule (see raysym.model). Kept
-# here, not in raysym.model, so that configs, sweeps and reports can use it without importing torch.
-L1_MODELS = ("l1", "wide", "inverse", "hgn")  # hgn: the L1 penalty is on its energy terms
-# The message forms of the Newtonian GN (raysym.newtonian): dim components and no penalty, or msg_dim
-# components with the L1 or the KL penalty.
-NEWTONIAN_MESSAGES = ("bottleneck", "l1", "kl")
-
-
 
 # --------------------------------------------------------------------------------------------------
 # Stage configs
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class SimulationConfig:
@@ -60,8 +63,7 @@ class SimulationConfig:
         _require(self.dim in (2, 3), f"dim must be 2 or 3, got {self.dim}. Use --dim 2 or --dim 3.")
         _require(
             self.particles >= 2,
-            f"particles must be at least 2 (a graph needs an edge), got {self.particles}. "
-            "Use --particles 2 or more.",
+            f"particles must be at least 2 (a graph needs an edge), got {self.particles}. Use --particles 2 or more.",
         )
         for name in ("sims", "steps", "stride", "substeps", "sims_per_shard"):
             value = getattr(self, name)
@@ -132,7 +134,6 @@ class SimulationConfig:
         return params
 
 
-
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """One training trial of the Graph Network (defaults: the paper-faithful settings).
@@ -180,25 +181,30 @@ class TrainConfig:
         return "l1" if self.model in L1_MODELS else "kl" if self.model == "kl" else "none"
 
     def validate(self) -> None:
-        from raysym.model import MODELS
-        from raysym.regularizers import PRIORS
-        from raysym.schedules import NAMED
-
         _require(bool(self.data), "data must name a dataset folder (made by `raysym simulate`). Use --data DIR.")
         _require(self.model in MODELS, f"Unknown model '{self.model}'.{did_you_mean(self.model, MODELS)}")
-        schedules = [*NAMED, "shape"]
-        _require(self.l1_schedule in schedules, f"Unknown L1 schedule '{self.l1_schedule}'.{did_you_mean(self.l1_schedule, schedules)}")
+        schedules = [*SCHEDULES, "shape"]
+        _require(
+            self.l1_schedule in schedules,
+            f"Unknown L1 schedule '{self.l1_schedule}'.{did_you_mean(self.l1_schedule, schedules)}",
+        )
         _require(
             self.l1_schedule != "shape" or self.schedule_shape is not None,
             "l1_schedule 'shape' needs schedule_shape (start, peak, end, peak_at, curvature).",
         )
-        _require(self.newtonian_messages in NEWTONIAN_MESSAGES,
-                 f"Unknown newtonian_messages '{self.newtonian_messages}'.{did_you_mean(self.newtonian_messages, NEWTONIAN_MESSAGES)}")
+        _require(
+            self.newtonian_messages in NEWTONIAN_MESSAGES,
+            "Unknown newtonian_messages "
+            f"'{self.newtonian_messages}'.{did_you_mean(self.newtonian_messages, NEWTONIAN_MESSAGES)}",
+        )
         _require(self.kl_prior in PRIORS, f"Unknown KL prior '{self.kl_prior}'.{did_you_mean(self.kl_prior, PRIORS)}")
-        losses = ("mae", "mse", "huber")
+        losses = LOSSES
         _require(self.loss in losses, f"Unknown loss '{self.loss}'.{did_you_mean(self.loss, losses)}")
-        devices = ("auto", "cpu", "cuda")
-        _require(self.device in devices or self.device.startswith("cuda:"), f"Unknown device '{self.device}'. Use auto, cpu or cuda.")
+        devices = DEVICES
+        _require(
+            self.device in devices or self.device.startswith("cuda:"),
+            f"Unknown device '{self.device}'. Use auto, cpu or cuda.",
+        )
         for name in ("epochs", "batch_size", "hidden", "layers", "msg_dim", "analysis_graphs"):
             value = getattr(self, name)
             _require(value > 0, f"{name} must be a positive integer, got {value}.")
@@ -208,8 +214,14 @@ class TrainConfig:
         for name in ("lr", "final_div_factor", "kl_alpha"):
             value = getattr(self, name)
             _require(math.isfinite(value) and value > 0, f"{name} must be a positive finite number, got {value}.")
-        _require(self.stop_r2 is None or 0 < self.stop_r2 <= 1, f"stop_r2 must lie in (0, 1] or be left out, got {self.stop_r2}.")
-        _require(0 < self.warmup_fraction < 1, f"warmup_fraction must lie between 0 and 1 (OneCycle's pct_start), got {self.warmup_fraction}.")
+        _require(
+            self.stop_r2 is None or 0 < self.stop_r2 <= 1,
+            f"stop_r2 must lie in (0, 1] or be left out, got {self.stop_r2}.",
+        )
+        _require(
+            0 < self.warmup_fraction < 1,
+            f"warmup_fraction must lie between 0 and 1 (OneCycle's pct_start), got {self.warmup_fraction}.",
+        )
         for name in ("weight_decay", "augment"):
             value = getattr(self, name)
             _require(math.isfinite(value) and value >= 0, f"{name} must be a non-negative finite number, got {value}.")
@@ -223,14 +235,18 @@ class TrainConfig:
             _require(shape.curvature > 0, f"schedule_shape.curvature must be positive, got {shape.curvature}.")
             for name in ("start", "peak", "end"):
                 value = getattr(shape, name)
-                _require(math.isfinite(value) and value >= 0, f"schedule_shape.{name} must be a non-negative number, got {value}.")
+                _require(
+                    math.isfinite(value) and value >= 0,
+                    f"schedule_shape.{name} must be a non-negative number, got {value}.",
+                )
 
 
 @dataclasses.dataclass(frozen=True)
 class HaloConfig:
     """A halo-catalog run (raysym.halos): a catalog file (Parquet or CSV with x, y, z, vx, vy, vz, mass
     and ``target`` columns) or ``synthetic`` (``points`` points with a known target), the radius graph,
-    and the node-level GN's training (full batch, or ``batch_nodes`` nodes per step). ``box``: the periodic box size, if the catalog has one
+    and the node-level GN's training (full batch, or ``batch_nodes`` nodes per step). ``box``: the periodic box
+    size, if the catalog has one
     (synthetic: chosen so each point has about 9 neighbours within the default radius)."""
 
     catalog: str = "synthetic"
@@ -250,8 +266,13 @@ class HaloConfig:
     batch_nodes: int | None = None  # None: full batch; else training nodes (with their incoming edges) per step
 
     def validate(self) -> None:
-        _require(self.radius > 0 and math.isfinite(self.radius), f"radius must be a positive distance, got {self.radius}.")
-        _require(self.box is None or (self.box > 0 and math.isfinite(self.box)), f"box must be a positive size or left out, got {self.box}.")
+        _require(
+            self.radius > 0 and math.isfinite(self.radius), f"radius must be a positive distance, got {self.radius}."
+        )
+        _require(
+            self.box is None or (self.box > 0 and math.isfinite(self.box)),
+            f"box must be a positive size or left out, got {self.box}.",
+        )
         _require(self.points >= 2, f"points must be at least 2, got {self.points}.")
         _require(self.epochs > 0, f"epochs must be positive, got {self.epochs}.")
         _require(self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr}.")
@@ -260,10 +281,15 @@ class HaloConfig:
         _require(self.msg_dim > 0, f"msg_dim must be a positive message size, got {self.msg_dim}.")
         _require(0 < self.test_fraction < 1, f"test_fraction must lie between 0 and 1, got {self.test_fraction}.")
         _require(self.report_every > 0, f"report_every must be a positive number of epochs, got {self.report_every}.")
-        _require(self.batch_nodes is None or self.batch_nodes > 0,
-                 f"batch_nodes must be a positive number of nodes per step, or left out for full batch; got {self.batch_nodes}.")
-        _require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-                 f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'.")
+        _require(
+            self.batch_nodes is None or self.batch_nodes > 0,
+            "batch_nodes must be a positive number of nodes per step, or left out for full batch; got "
+            f"{self.batch_nodes}.",
+        )
+        _require(
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'.",
+        )
 
     def synthetic_box(self) -> float:
         return self.box if self.box is not None else 20.0 * (self.points / 2000) ** (1 / 3)
@@ -299,22 +325,33 @@ class DistillConfig:
     # and 1.5x chooses the law (0.997). None (the default): 10 for N-body trials, 1.5 for halo trials.
     loss_factor: float | None = None
     samples: int = 5000
-    fit_range: str = "train"  # train: fit only on test graphs within the pruning bounds (where the GN was trained); all: every one
+    fit_range: str = (
+        "train"  # train: fit only on test graphs within the pruning bounds (where the GN was trained); all: every one
+    )
     threads: int = 1  # per job (operon's n_threads, Julia's threads)
     seed: int = 0
 
     def validate(self) -> None:
-        from raysym.distill import _OPERON_SYMBOLS, BACKENDS
-
-        _require(self.backend in BACKENDS, f"Unknown distillation backend '{self.backend}'.{did_you_mean(self.backend, BACKENDS)}")
-        _require(self.setting in ("fast", "thorough"), f"distill setting must be 'fast' or 'thorough', got '{self.setting}'.")
+        _require(
+            self.backend in BACKENDS,
+            f"Unknown distillation backend '{self.backend}'.{did_you_mean(self.backend, BACKENDS)}",
+        )
+        _require(
+            self.setting in ("fast", "thorough"), f"distill setting must be 'fast' or 'thorough', got '{self.setting}'."
+        )
         for op in self.operators:
-            _require(op in _OPERON_SYMBOLS, f"Unknown operator '{op}'.{did_you_mean(op, _OPERON_SYMBOLS)}")
+            _require(op in OPERATORS, f"Unknown operator '{op}'.{did_you_mean(op, OPERATORS)}")
         _require(all(op in self.operators for op in "+*"), "operators must include at least + and *.")
         _require(self.max_size is None or self.max_size >= 3, f"max_size must be at least 3, got {self.max_size}.")
-        _require(self.loss_factor is None or self.loss_factor >= 1, f"loss_factor must be at least 1, got {self.loss_factor}.")
+        _require(
+            self.loss_factor is None or self.loss_factor >= 1,
+            f"loss_factor must be at least 1, got {self.loss_factor}.",
+        )
         _require(self.samples >= 10, f"samples must be at least 10, got {self.samples}.")
-        _require(self.fit_range in ("train", "all"), f"fit_range must be 'train' (the pruning bounds the GN was trained in) or 'all', got '{self.fit_range}'.")
+        _require(
+            self.fit_range in ("train", "all"),
+            f"fit_range must be 'train' (the pruning bounds the GN was trained in) or 'all', got '{self.fit_range}'.",
+        )
         _require(self.threads >= 1, f"threads must be at least 1, got {self.threads}.")
         _require(self.timeout_s is None or self.timeout_s > 0, f"timeout_s must be positive, got {self.timeout_s}.")
 
@@ -344,6 +381,8 @@ def _applies(key: str, point: dict[str, Any]) -> bool:
         messages = point.get("newtonian_messages", TrainConfig.newtonian_messages)
         return TrainConfig(model=model, newtonian_messages=messages).regularizer == _PENALTY_ONLY[key]
     return True
+
+
 _SWEEP_DATA_EXTRA = ("root", "prune_k")
 _NOT_IN_TRIALS = ("data", "prune_k")  # set by the data section
 
@@ -377,18 +416,30 @@ class SearchConfig:
     def validate(self) -> None:
         _require(self.kind in ("grid", "optuna"), f"search.kind must be 'grid' or 'optuna', got '{self.kind}'.")
         samplers = ("tpe", "random")
-        _require(self.sampler in samplers, f"Unknown search.sampler '{self.sampler}'.{did_you_mean(self.sampler, samplers)}")
+        _require(
+            self.sampler in samplers, f"Unknown search.sampler '{self.sampler}'.{did_you_mean(self.sampler, samplers)}"
+        )
         _require(self.mode in ("min", "max"), f"search.mode must be 'min' or 'max', got '{self.mode}'.")
         _require(self.trials > 0, f"search.trials must be a positive integer, got {self.trials}.")
         shape_keys = [f"schedule_shape.{f.name}" for f in dataclasses.fields(ScheduleShape)]
         for key, rng in self.space.items():
-            _require(key in shape_keys, f"search.space has an unknown dimension '{key}'.{did_you_mean(key, shape_keys)}")
             _require(
-                math.isfinite(rng.low) and math.isfinite(rng.high) and rng.low < rng.high and (not rng.log or rng.low > 0),
-                f"search.space.{key} needs low < high (and low > 0 when log is true), got low={rng.low}, high={rng.high}.",
+                key in shape_keys, f"search.space has an unknown dimension '{key}'.{did_you_mean(key, shape_keys)}"
+            )
+            _require(
+                math.isfinite(rng.low)
+                and math.isfinite(rng.high)
+                and rng.low < rng.high
+                and (not rng.log or rng.low > 0),
+                f"search.space.{key} needs low < high (and low > 0 when log is true), got low={rng.low}, "
+                f"high={rng.high}.",
             )
         if self.kind == "optuna":
-            _require(bool(self.space), "search.kind 'optuna' needs a search.space, e.g. {schedule_shape.peak: {low: 0.01, high: 1, log: true}}.")
+            _require(
+                bool(self.space),
+                "search.kind 'optuna' needs a search.space, e.g. {schedule_shape.peak: {low: 0.01, high: 1, log: "
+                "true}}.",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -426,7 +477,8 @@ class ResourcesConfig:
         _require(self.gpus_per_trial >= 0, f"resources.gpus_per_trial must be 0 or more, got {self.gpus_per_trial}.")
         _require(
             self.max_concurrent_trials is None or self.max_concurrent_trials > 0,
-            f"resources.max_concurrent_trials must be a positive integer or left out, got {self.max_concurrent_trials}.",
+            "resources.max_concurrent_trials must be a positive integer or left out, got "
+            f"{self.max_concurrent_trials}.",
         )
         _require(self.retries >= 0, f"resources.retries must be 0 or more, got {self.retries}.")
         _require(self.distill_workers > 0, f"resources.distill_workers must be at least 1, got {self.distill_workers}.")
@@ -443,12 +495,18 @@ class TrackingConfig:
     patience_s: float = 120.0
 
     def validate(self) -> None:
-        _require(self.patience_s > 0 and math.isfinite(self.patience_s),
-                 f"tracking.patience_s must be a positive number of seconds, got {self.patience_s}.")
-        _require(bool(self.experiment.strip()) and len(self.experiment) <= 250,
-                 f"tracking.experiment must name an MLflow experiment (1 to 250 characters, not only spaces), got "
-                 f"{self.experiment[:40]!r}. Leave it out for the default 'raysym'.")
-        _require(bool(self.uri.strip()), "tracking.uri is empty. Leave it out for the local database sqlite:///mlflow.db.")
+        _require(
+            self.patience_s > 0 and math.isfinite(self.patience_s),
+            f"tracking.patience_s must be a positive number of seconds, got {self.patience_s}.",
+        )
+        _require(
+            bool(self.experiment.strip()) and len(self.experiment) <= 250,
+            f"tracking.experiment must name an MLflow experiment (1 to 250 characters, not only spaces), got "
+            f"{self.experiment[:40]!r}. Leave it out for the default 'raysym'.",
+        )
+        _require(
+            bool(self.uri.strip()), "tracking.uri is empty. Leave it out for the local database sqlite:///mlflow.db."
+        )
 
 
 # The most trial points one sweep expands to (before duplicates are removed).
@@ -484,9 +542,11 @@ class SweepConfig:
             bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name),
             f"name must be letters, digits, '-', '_' or '.', got {self.name!r} (it names folders and runs).",
         )
-        _require(self.name.strip(".") != "" and len(self.name) <= 100,
-                 f"name must not be only dots and at most 100 characters, got {self.name[:40]!r}"
-                 f"{'...' if len(self.name) > 40 else ''} (it names a folder under storage, never a path).")
+        _require(
+            self.name.strip(".") != "" and len(self.name) <= 100,
+            f"name must not be only dots and at most 100 characters, got {self.name[:40]!r}"
+            f"{'...' if len(self.name) > 40 else ''} (it names a folder under storage, never a path).",
+        )
         self._check_grid_size()
         if self.halos:
             self._validate_halos()
@@ -500,7 +560,9 @@ class SweepConfig:
             _require(key in trial_keys, f"trials has an unknown key '{key}'.{hint}")
         for section, values in (("data", self.data), ("trials", self.trials)):
             for key, value in values.items():
-                _require(value != [], f"{section}.{key} is an empty list, so the grid is empty. Give it at least one value.")
+                _require(
+                    value != [], f"{section}.{key} is an empty list, so the grid is empty. Give it at least one value."
+                )
         self.data_points()  # builds (and so type-checks and validates) every point
         self.trial_points()
 
@@ -514,18 +576,25 @@ class SweepConfig:
         size = math.prod(dims.values())
         if size > MAX_GRID:
             largest = ", ".join(f"{k} ({n})" for k, n in sorted(dims.items(), key=lambda kv: -kv[1])[:3])
-            _require(False,
+            _require(
+                False,
                 f"The sweep's grid has {size:,} points, more than the {MAX_GRID:,} one sweep runs (the longest lists: "
-                f"{largest}). Shorten those lists, split the sweep, or search the space with search.kind: optuna."
+                f"{largest}). Shorten those lists, split the sweep, or search the space with search.kind: optuna.",
             )
 
     def _validate_halos(self) -> None:
-        _require(not self.data and not self.trials,
-                 "A sweep trains either on simulated N-body data (the data and trials sections) or on halo catalogs "
-                 f"(the halos section), not both; this one has halos and {' and '.join(k for k in ('data', 'trials') if getattr(self, k))}. "
-                 "Split it into two sweep YAMLs.")
-        _require(self.search.kind == "grid", "A halo sweep is a grid (search.kind: grid); the Optuna search explores "
-                 "the L1 schedule shapes of N-body trials. Give the halos settings as lists instead.")
+        _require(
+            not self.data and not self.trials,
+            "A sweep trains either on simulated N-body data (the data and trials sections) or on halo catalogs "
+            "(the halos section), not both; this one has halos and "
+            f"{' and '.join(k for k in ('data', 'trials') if getattr(self, k))}. "
+            "Split it into two sweep YAMLs.",
+        )
+        _require(
+            self.search.kind == "grid",
+            "A halo sweep is a grid (search.kind: grid); the Optuna search explores "
+            "the L1 schedule shapes of N-body trials. Give the halos settings as lists instead.",
+        )
         keys = [f.name for f in dataclasses.fields(HaloConfig)]
         for key, value in self.halos.items():
             _require(key in keys, f"halos has an unknown key '{key}'.{did_you_mean(key, keys)}")

@@ -33,6 +33,7 @@ import numpy as np
 
 from raysym.config import DistillConfig
 from raysym.errors import UserError
+from raysym.names import BACKENDS
 
 LOSS_FLOOR = 1e-10  # relative to var(y)
 # A formula that fits no more than 1% better than a shorter one is the same fit with more nodes; on the
@@ -49,12 +50,22 @@ PYSR_PRESETS = {
     "fast": dict(niterations=5, populations=8),
     "thorough": dict(niterations=100, populations=30),
 }
-_OPERON_SYMBOLS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "sqrt": "sqrt", "exp": "exp", "log": "log", "square": "square"}
+_OPERON_SYMBOLS = {
+    "+": "add",
+    "-": "sub",
+    "*": "mul",
+    "/": "div",
+    "sqrt": "sqrt",
+    "exp": "exp",
+    "log": "log",
+    "square": "square",
+}
 
 
 # --------------------------------------------------------------------------------------------------
 # Fronts and selection (shared by every backend)
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Formula:
@@ -88,7 +99,13 @@ class Front:
 
     def rows(self) -> list[dict[str, Any]]:
         return [
-            {"complexity": f.complexity, "loss": f.loss, "score": f.score, "equation": f.equation, "chosen": i == self.chosen}
+            {
+                "complexity": f.complexity,
+                "loss": f.loss,
+                "score": f.score,
+                "equation": f.equation,
+                "chosen": i == self.chosen,
+            }
             for i, f in enumerate(self.formulas)
         ]
 
@@ -104,7 +121,9 @@ class Front:
         lines = ["| complexity | loss (MSE) | score | equation | LaTeX |", "|---|---|---|---|---|"]
         for i, f in enumerate(self.formulas):
             mark = " **(chosen)**" if i == self.chosen else ""
-            lines.append(f"| {f.complexity} | {f.loss:.4g} | {f.score:.3g} | `{f.equation}`{mark} | ${f.latex(self.names)}$ |")
+            lines.append(
+                f"| {f.complexity} | {f.loss:.4g} | {f.score:.3g} | `{f.equation}`{mark} | ${f.latex(self.names)}$ |"
+            )
         return "\n".join(lines)
 
 
@@ -197,6 +216,7 @@ def select(front: list[Formula], loss_factor: float, variance: float | None = No
 # Backends
 # --------------------------------------------------------------------------------------------------
 
+
 class Backend(Protocol):
     name: str
 
@@ -215,9 +235,14 @@ class OperonBackend:
     def settings(self) -> dict[str, Any]:
         symbols = ",".join(_OPERON_SYMBOLS[op] for op in self.cfg.operators) + ",constant,variable"
         return dict(
-            allowed_symbols=symbols, objectives=["r2", "length"], optimizer="lm", tournament_size=3,
-            model_selection_criterion="minimum_description_length", max_depth=10,
-            n_threads=self.cfg.threads, random_state=self.cfg.seed,
+            allowed_symbols=symbols,
+            objectives=["r2", "length"],
+            optimizer="lm",
+            tournament_size=3,
+            model_selection_criterion="minimum_description_length",
+            max_depth=10,
+            n_threads=self.cfg.threads,
+            random_state=self.cfg.seed,
             **{**OPERON_PRESETS[self.cfg.setting], **({"max_length": self.cfg.max_size} if self.cfg.max_size else {})},
             **({"max_time": int(self.cfg.timeout_s)} if self.cfg.timeout_s else {}),
         )
@@ -257,10 +282,19 @@ class PySRBackend:
         binary = [op for op in self.cfg.operators if op in ("+", "-", "*", "/")]
         unary = [op for op in self.cfg.operators if op not in binary]
         opts = dict(
-            binary_operators=binary, unary_operators=unary, maxsize=self.cfg.max_size or 30,
-            elementwise_loss="L2DistLoss()", parsimony=self.cfg.parsimony, model_selection="best",
-            random_state=self.cfg.seed, deterministic=True, parallelism="serial", progress=False,
-            temp_equation_file=False, verbosity=0, **PYSR_PRESETS[self.cfg.setting],
+            binary_operators=binary,
+            unary_operators=unary,
+            maxsize=self.cfg.max_size or 30,
+            elementwise_loss="L2DistLoss()",
+            parsimony=self.cfg.parsimony,
+            model_selection="best",
+            random_state=self.cfg.seed,
+            deterministic=True,
+            parallelism="serial",
+            progress=False,
+            temp_equation_file=False,
+            verbosity=0,
+            **PYSR_PRESETS[self.cfg.setting],
         )
         if self.cfg.timeout_s:
             opts["timeout_in_seconds"] = self.cfg.timeout_s
@@ -296,7 +330,6 @@ _NO_JULIA = (
     "PYTHON_JULIAPKG_EXE). Install Julia (https://julialang.org/install) and PySR's Julia packages "
     "(`python -c 'import pysr'` once), or use backend: operon (the embedded default, no Julia needed)."
 )
-BACKENDS = ("auto", "operon", "pysr")
 
 
 def get_backend(cfg: DistillConfig) -> Backend:

@@ -32,24 +32,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import sys
-import time
-import traceback
-import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from raysym import distill
 from raysym.config import DistillConfig
+from raysym.distill_pool import RECOVERED_R2, DistillPool, run_job, start_pool, write_outputs
 from raysym.errors import UserError
 from raysym.messages import r2_linear
-
-RECOVERED_R2 = 0.99
-OUT = "distill"
 
 
 def edge_names(dim: int) -> list[str]:
@@ -84,23 +76,27 @@ def _edge_matrix(edges) -> np.ndarray:
     return np.column_stack([edges.dx, edges.r, edges.m_recv, edges.m_send, edges.q_recv, edges.q_send])
 
 
-def prepare(model, graphs, system: str, top: list[int], samples: int, seed: int, fit_bounds: tuple[float, float] | None = None):
+def prepare(
+    model, graphs, system: str, top: list[int], samples: int, seed: int, fit_bounds: tuple[float, float] | None = None
+):
     """(TrialData on fitting graphs, scoring graphs) for a trained model; top: the message components.
     ``fit_bounds`` (lo, hi): fit only on graphs whose acceleration components all lie within them (the
     trial's pruning bounds, where the GN was trained; outside it extrapolates). Scoring graphs are kept
     whole either way."""
     import torch
 
+    from raysym.graph import node_features
     from raysym.messages import edge_data
-    from raysym.model import node_features
     from raysym.simulate import Snapshots
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(graphs))
     half = len(order) // 2
     if half < 2:
-        raise UserError(f"Distillation needs at least 4 test graphs, this trial has {len(graphs)}. Simulate more test data.")
-    pick = lambda idx: Snapshots(**{f: getattr(graphs, f)[np.sort(idx)] for f in Snapshots.__dataclass_fields__})  # noqa: E731
+        raise UserError(
+            f"Distillation needs at least 4 test graphs, this trial has {len(graphs)}. Simulate more test data."
+        )
+    pick = lambda idx: Snapshots(**{f: getattr(graphs, f)[np.sort(idx)] for f in Snapshots.__dataclass_fields__})
     fit_rows = order[:half]
     if fit_bounds is not None:
         acc = graphs.acc[fit_rows].reshape(len(fit_rows), -1)
@@ -118,20 +114,34 @@ def prepare(model, graphs, system: str, top: list[int], samples: int, seed: int,
         if kind == "newtonian":  # node jobs: its non-pairwise term g(v, q, m), if it has one
             node_X = x[..., dim:].reshape(-1, dim + 2).numpy().astype(np.float64)
             term = model.node_term
-            node_y = term(x[..., dim:].to(next(model.parameters()).device)).cpu().numpy().reshape(-1, dim) if term is not None else None
+            node_y = (
+                term(x[..., dim:].to(next(model.parameters()).device)).cpu().numpy().reshape(-1, dim)
+                if term is not None
+                else None
+            )
             names = node_term_names(dim) if term is not None else None
         else:  # node jobs: the GN's own summed messages and predictions at each node of the fitting graphs
             out = model(x.to(next(model.parameters()).device))
             n = x.shape[1]
             summed = out.messages.reshape(len(x), n, n - 1, -1).sum(2)[..., top].cpu().numpy()
-            node_X = np.concatenate([summed, x.numpy()], axis=-1).reshape(len(x) * n, -1).astype(np.float64)  # (nodes, len(top) + features)
+            node_X = (
+                np.concatenate([summed, x.numpy()], axis=-1).reshape(len(x) * n, -1).astype(np.float64)
+            )  # (nodes, len(top) + features)
             node_y = out.acc.cpu().numpy().reshape(-1, dim)
             names = None if kind == "hgn" else node_names(dim)  # hgn: accelerations come from differentiating H
     node_rows = rng.choice(len(node_X), size=min(samples, len(node_X)), replace=False)
     node_y = np.zeros((len(node_X), dim)) if node_y is None else node_y.astype(np.float64)
     pair_force = edges.pair_force[edge_rows] if edges.pair_force is not None else None
-    data = TrialData(dim, list(top), edge_X.astype(np.float64), messages.astype(np.float64), node_X[node_rows], node_y[node_rows],
-                     pair_force, names)
+    data = TrialData(
+        dim,
+        list(top),
+        edge_X.astype(np.float64),
+        messages.astype(np.float64),
+        node_X[node_rows],
+        node_y[node_rows],
+        pair_force,
+        names,
+    )
     return data, score_graphs
 
 
@@ -142,44 +152,46 @@ def jobs(data: TrialData, cfg: DistillConfig, workdir: Path) -> list[dict[str, A
     has node jobs only for its non-pairwise term."""
     out = []
     for k, comp in enumerate(data.top):
-        out.append(dict(kind="edge", index=k, component=comp, X=data.edge_X, y=data.messages[:, k],
-                        names=edge_names(data.dim), cfg=dataclasses.asdict(cfg), workdir=str(workdir / f"edge{k}")))
+        out.append(
+            dict(
+                kind="edge",
+                index=k,
+                component=comp,
+                X=data.edge_X,
+                y=data.messages[:, k],
+                names=edge_names(data.dim),
+                cfg=dataclasses.asdict(cfg),
+                workdir=str(workdir / f"edge{k}"),
+            )
+        )
     if data.node_names is None:
         return out
     for d in range(data.dim):
-        out.append(dict(kind="node", index=d, component=d, X=data.node_X, y=data.node_y[:, d],
-                        names=list(data.node_names), cfg=dataclasses.asdict(cfg), workdir=str(workdir / f"node{d}")))
+        out.append(
+            dict(
+                kind="node",
+                index=d,
+                component=d,
+                X=data.node_X,
+                y=data.node_y[:, d],
+                names=list(data.node_names),
+                cfg=dataclasses.asdict(cfg),
+                workdir=str(workdir / f"node{d}"),
+            )
+        )
     return out
-
-
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Fit one job; never raises: a failure comes back as {"error": ...} so a pool survives it."""
-    start = time.perf_counter()
-    base = {k: job[k] for k in ("kind", "index", "component")}
-    try:
-        from raysym.config import from_dict
-
-        cfg = from_dict(DistillConfig, job["cfg"])
-        X, y, names = job["X"], job["y"], list(job["names"])
-        keep = [i for i in range(X.shape[1]) if np.std(X[:, i]) > 0]  # constant inputs carry nothing
-        names = [names[i] for i in keep]
-        front = distill.fit(X[:, keep], y, names, cfg, Path(job["workdir"]))
-        return {**base, "names": names, "front": front.rows(), "chosen": front.chosen, "backend": front.backend,
-                "settings": front.settings, "seconds": time.perf_counter() - start}
-    except Exception as exc:  # noqa: BLE001 -- reported per job, by design
-        reason = str(exc) if isinstance(exc, (UserError, ValueError)) else traceback.format_exc(limit=3)
-        return {**base, "error": f"{type(exc).__name__}: {reason}", "seconds": time.perf_counter() - start}
 
 
 # --------------------------------------------------------------------------------------------------
 # Composed model and verdict
 # --------------------------------------------------------------------------------------------------
 
+
 def graph_edges(graphs, system: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every edge of ``graphs`` (receiver-major, as the GN orders them): (edge inputs (G*n*(n-1), dim + 5)
     in edge_names order, true force on the receiver (same rows, dim), receiver mass (same rows))."""
     from raysym import physics
-    from raysym.model import complete_edges
+    from raysym.graph import complete_edges
 
     n, dim = graphs.pos.shape[1], graphs.pos.shape[2]
     recv, send = (t.numpy() for t in complete_edges(n, "cpu"))
@@ -193,28 +205,42 @@ def graph_edges(graphs, system: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def composed_accelerations(edge_eqs: list[str], node_eqs: list[str], graphs, system: str) -> np.ndarray:
     """Accelerations (G, n, dim) of the symbolic model: edge formulas, sum over senders, node formulas."""
-    from raysym.model import node_features
+    from raysym.graph import node_features
 
     g, n, dim = graphs.pos.shape
     edge_X, _, _ = graph_edges(graphs, system)
-    messages = np.column_stack([distill.evaluate(eq, edge_X, edge_names(dim)) for eq in edge_eqs]).reshape(g, n, n - 1, -1)
+    messages = np.column_stack([distill.evaluate(eq, edge_X, edge_names(dim)) for eq in edge_eqs]).reshape(
+        g, n, n - 1, -1
+    )
     x, _ = node_features(graphs)
     node_X = np.concatenate([messages.sum(2), x.numpy().astype(np.float64)], -1).reshape(g * n, -1)
     return np.column_stack([distill.evaluate(eq, node_X, node_names(dim)) for eq in node_eqs]).reshape(g, n, dim)
 
 
-def newtonian_accelerations(edge_eqs: list[str], node_eqs: list[str], readout: np.ndarray, graphs, system: str) -> np.ndarray:
+def newtonian_accelerations(
+    edge_eqs: list[str], node_eqs: list[str], readout: np.ndarray, graphs, system: str
+) -> np.ndarray:
     """Accelerations (G, n, dim) of the Newtonian GN's symbolic model: edge formulas summed over senders,
     mapped by ``readout`` (dim, len(edge_eqs)): the model's readout columns of the distilled components,
     the identity for dim-component messages), divided by the receiver's mass, plus the node formulas of
     g(v, q, m) when there are any."""
     g, n, dim = graphs.pos.shape
     edge_X, _, _ = graph_edges(graphs, system)
-    summed = np.column_stack([distill.evaluate(eq, edge_X, edge_names(dim)) for eq in edge_eqs]).reshape(g, n, n - 1, -1).sum(2)
+    summed = (
+        np.column_stack([distill.evaluate(eq, edge_X, edge_names(dim)) for eq in edge_eqs])
+        .reshape(g, n, n - 1, -1)
+        .sum(2)
+    )
     acc = (summed @ readout.T) / graphs.mass.astype(np.float64)[..., None]
     if node_eqs:
-        node_X = np.concatenate([graphs.vel, graphs.charge[..., None], graphs.mass[..., None]], -1).astype(np.float64).reshape(g * n, -1)
-        acc = acc + np.column_stack([distill.evaluate(eq, node_X, node_term_names(dim)) for eq in node_eqs]).reshape(g, n, dim)
+        node_X = (
+            np.concatenate([graphs.vel, graphs.charge[..., None], graphs.mass[..., None]], -1)
+            .astype(np.float64)
+            .reshape(g * n, -1)
+        )
+        acc = acc + np.column_stack([distill.evaluate(eq, node_X, node_term_names(dim)) for eq in node_eqs]).reshape(
+            g, n, dim
+        )
     return acc
 
 
@@ -237,7 +263,7 @@ def energy_gradient(pair_eq: str, edge_X: np.ndarray, dim: int) -> np.ndarray:
 
 def reverse_edge_rows(edge_X: np.ndarray, dim: int) -> np.ndarray:
     """The rows of the reverse edges (sender and receiver swapped): -dx, the same r, m1 <-> m2, q1 <-> q2.
-    Built from each row alone, so sampled edges need no graph (raysym.model.reverse_edges indexes them
+    Built from each row alone, so sampled edges need no graph (raysym.graph.reverse_edges indexes them
     within a complete graph instead)."""
     out = edge_X.copy()
     out[:, :dim] *= -1
@@ -256,7 +282,7 @@ def energy_accelerations(pair_eq: str, graphs, system: str) -> np.ndarray:
     """Accelerations (G, n, dim) of the Hamiltonian GN's symbolic model: H = the pair-energy formula
     summed over every directed edge (the self energies are left out: their dependence on position is
     not distilled), a = -(dH/dq) / m."""
-    from raysym.model import complete_edges
+    from raysym.graph import complete_edges
 
     g, n, dim = graphs.pos.shape
     edge_X, _, _ = graph_edges(graphs, system)
@@ -269,7 +295,9 @@ def energy_accelerations(pair_eq: str, graphs, system: str) -> np.ndarray:
     return -dH_dq / graphs.mass.astype(np.float64)[..., None]
 
 
-def force_front(front_rows: list[dict[str, Any]], names: list[str], data: TrialData, loss_factor: float) -> distill.Front:
+def force_front(
+    front_rows: list[dict[str, Any]], names: list[str], data: TrialData, loss_factor: float
+) -> distill.Front:
     """The pair-energy front re-scored by what training fixes: each formula's implied pair force
     (:func:`formula_pair_forces`) against the GN's (``data.pair_force``) on the fitting edges, mean
     squared error, then the same Pareto front and choice rule. The energy's own loss also counts the
@@ -279,7 +307,9 @@ def force_front(front_rows: list[dict[str, Any]], names: list[str], data: TrialD
     for row in front_rows:
         with np.errstate(all="ignore"):
             implied = formula_pair_forces(row["equation"], data.edge_X, data.dim)
-        scored.append(distill.Formula(row["equation"], row["complexity"], float(np.mean((implied - data.pair_force) ** 2))))
+        scored.append(
+            distill.Formula(row["equation"], row["complexity"], float(np.mean((implied - data.pair_force) ** 2)))
+        )
     return distill.pareto_front(scored, names, float(np.var(data.pair_force)), loss_factor)
 
 
@@ -305,8 +335,12 @@ def verdict(edge_eqs: list[str], graphs, system: str, bounds: tuple[float, float
     out = {k: float(np.mean(v)) for k, v in scores.items()}
     f, a = out["r2_force"], out["r2_accel"]
     recovered = bool(max(f, a) >= RECOVERED_R2)
-    return {"recovered": recovered, "which": ("force" if f >= a else "force/mass") if recovered else "none",
-            "in_range_graphs": int(inside.sum()) // (n * (n - 1)), **out}
+    return {
+        "recovered": recovered,
+        "which": ("force" if f >= a else "force/mass") if recovered else "none",
+        "in_range_graphs": int(inside.sum()) // (n * (n - 1)),
+        **out,
+    }
 
 
 def energy_verdict(pair_eq: str, graphs, system: str, bounds: tuple[float, float] | None = None) -> dict[str, Any]:
@@ -326,133 +360,33 @@ def energy_verdict(pair_eq: str, graphs, system: str, bounds: tuple[float, float
     inside = np.repeat(graphs_in_range(graphs, bounds), n * (n - 1))
     names = edge_names(dim)
     col = {n: edge_X[:, i] for i, n in enumerate(names)}
-    potential = physics.get_law(system).potential(col["r"] + physics.SOFTENING, col["q1"], col["q2"], col["m1"], col["m2"])
+    potential = physics.get_law(system).potential(
+        col["r"] + physics.SOFTENING, col["q1"], col["q2"], col["m1"], col["m2"]
+    )
     value = distill.evaluate(pair_eq, edge_X, names)
     r2_u = r2_linear(value[inside], potential[inside, None])[0] if np.all(np.isfinite(value[inside])) else 0.0
     with np.errstate(all="ignore"):
         implied = formula_pair_forces(pair_eq, edge_X, dim)
-    score = lambda rows, keep=1.0: r2_prediction(force[rows], implied[rows], keep) if np.all(np.isfinite(implied[rows])) else 0.0  # noqa: E731
+
+    def score(rows, keep=1.0):
+        return r2_prediction(force[rows], implied[rows], keep) if np.all(np.isfinite(implied[rows])) else 0.0
+
     r2_f = score(inside)
-    return {"recovered": bool(r2_f >= RECOVERED_R2), "which": "potential" if r2_f >= RECOVERED_R2 else "none",
-            "r2_potential": float(r2_u), "r2_pair_force": float(r2_f), "r2_pair_force_all": float(score(slice(None))),
-            "r2_pair_force_robust": float(score(slice(None), ROBUST_FRACTION)), "in_range_graphs": int(inside.sum()) // (n * (n - 1))}
-
-
-# --------------------------------------------------------------------------------------------------
-# The actor pool
-# --------------------------------------------------------------------------------------------------
-
-class DistillPool:
-    """Long-lived Ray actors, one fit at a time each, that take jobs from any number of trials.
-
-    ``resources`` (e.g. {"distill": 1}) steers the actors onto distillation nodes of a cluster. A job
-    that fails comes back as an error result. An actor that dies (killed, out of memory, its node lost)
-    is replaced, and the job it was running is run again on the next free actor, up to ``retries``
-    times; only then is it reported failed.
-    """
-
-    # How long the pool waits, with nothing finishing, before it looks at why: a job still waiting for
-    # an actor that no live node can host (its node lost, an autoscaler that cannot add the node type)
-    # fails after start_timeout_s instead of hanging; one waiting for CPUs that trials hold is said once.
-    poll_s = 30.0
-    start_timeout_s = 600.0
-
-    def __init__(self, workers: int, cpus_per_worker: float = 1.0, resources: dict[str, float] | None = None, retries: int = 1,
-                 say: Callable[[str], None] | None = None):
-        import ray
-
-        @ray.remote
-        class DistillWorker:
-            def run(self, job):
-                return run_job(job)
-
-            def pid(self) -> int:
-                return os.getpid()
-
-        self._cls = DistillWorker.options(num_cpus=cpus_per_worker, resources=resources or {})
-        self.actors = [self._cls.remote() for _ in range(workers)]
-        self.retries = retries
-        self.replaced = 0  # actors that died and were replaced, over the pool's life
-        self.request = {"CPU": float(cpus_per_worker), **{k: float(v) for k, v in (resources or {}).items()}}
-        # answered once an actor has started (queued before any job, so it runs first)
-        self._alive = [a.pid.remote() for a in self.actors]
-        self.say = say or (lambda message: print(message, file=sys.stderr, flush=True))
-
-    def map(self, job_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run every job on the pool; results in job order (a retried job's result says ``attempts``)."""
-        import ray
-
-        results: list[dict[str, Any] | None] = [None] * len(job_list)
-        attempts = [0] * len(job_list)
-        idle = list(self.actors)
-        pending: dict[Any, tuple[int, Any]] = {}
-        todo = list(range(len(job_list)))
-        while todo or pending:
-            while todo and idle:
-                i = todo.pop(0)
-                actor = idle.pop()
-                attempts[i] += 1
-                pending[actor.run.remote(job_list[i])] = (i, actor)
-            done = self._wait(list(pending))
-            i, actor = pending.pop(done[0])
-            try:
-                results[i] = ray.get(done[0]) | ({"attempts": attempts[i]} if attempts[i] > 1 else {})
-                idle.append(actor)
-            except ray.exceptions.RayActorError as exc:
-                replacement = self._cls.remote()
-                self.actors[self.actors.index(actor)] = replacement
-                self._alive.append(replacement.pid.remote())
-                self.replaced += 1
-                idle.append(replacement)
-                if attempts[i] <= self.retries:
-                    todo.insert(0, i)  # first in line for the next free actor
-                else:
-                    job = job_list[i]
-                    results[i] = {k: job[k] for k in ("kind", "index", "component")} | {
-                        "error": f"worker died {attempts[i]} time(s) running this job: {exc}"}
-        return results  # type: ignore[return-value]
-
-    def _wait(self, refs: list) -> list:
-        """The first finished of ``refs``; a wait with nothing finishing is bounded or said (see poll_s)."""
-        import ray
-
-        from raysym._ray import node_resources
-
-        waited, said, unschedulable = 0.0, False, 0.0
-        while True:
-            done, _ = ray.wait(refs, num_returns=1, timeout=self.poll_s)
-            if done:
-                return done
-            waited += self.poll_s
-            started = ray.wait(self._alive, num_returns=len(self._alive), timeout=0)[0]
-            if started:  # some actor runs a job: a long fit (operon, PySR) is not a hang
-                unschedulable = 0.0
-                continue
-            fits = any(all(n.get(k, 0.0) >= v for k, v in self.request.items()) for n in node_resources(autoscaled=False))
-            unschedulable = 0.0 if fits else unschedulable + self.poll_s
-            if unschedulable >= self.start_timeout_s:
-                raise UserError(
-                    f"No distillation actor could start for {unschedulable:.0f} s: each asks for "
-                    + ", ".join(f"{k} {v:g}" for k, v in self.request.items())
-                    + " on one node, and no live node of the Ray cluster has that. Lower distill.threads, or start "
-                    "(or let the autoscaler add) a node with those resources; then distil again (`raysym distill`)."
-                )
-            if not said:
-                why = "CPUs held by trials still training" if fits else "a node with those resources (none is up)"
-                self.say(f"distillation: {len(refs)} job(s) wait for {why}; each actor asks for "
-                         + ", ".join(f"{k} {v:g}" for k, v in self.request.items()))
-                said = True
-
-    def shutdown(self) -> None:
-        import ray
-
-        for actor in self.actors:
-            ray.kill(actor)
+    return {
+        "recovered": bool(r2_f >= RECOVERED_R2),
+        "which": "potential" if r2_f >= RECOVERED_R2 else "none",
+        "r2_potential": float(r2_u),
+        "r2_pair_force": float(r2_f),
+        "r2_pair_force_all": float(score(slice(None))),
+        "r2_pair_force_robust": float(score(slice(None), ROBUST_FRACTION)),
+        "in_range_graphs": int(inside.sum()) // (n * (n - 1)),
+    }
 
 
 # --------------------------------------------------------------------------------------------------
 # One trial, end to end
 # --------------------------------------------------------------------------------------------------
+
 
 def distill_trial(trial_dir: str | Path, cfg: DistillConfig, pool: DistillPool | None = None) -> dict[str, Any]:
     """Distil a trial folder (from ``raysym train`` or a sweep): write ``<trial>/distill/`` with the
@@ -474,13 +408,17 @@ def distill_trial(trial_dir: str | Path, cfg: DistillConfig, pool: DistillPool |
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     top = metrics.get("messages/top_components")
     if not top:
-        raise UserError(f"{trial_dir} has no message analysis (messages/top_components in metrics.json): the trial did not finish. Train it to the end first.")
+        raise UserError(
+            f"{trial_dir} has no message analysis (messages/top_components in metrics.json): the trial did not finish. "
+            "Train it to the end first."
+        )
     system = shards.read_manifest(train_cfg.data)["params"]["system"]
     data = shards.load_dataset(train_cfg.data, prune_k=None)
     # The trial's pruning bounds: where the GN was trained. The verdict is decided inside them.
     bounds = shards.prune_bounds(data.manifest, train_cfg.prune_k) if train_cfg.prune_k is not None else None
-    data_, score_graphs = prepare(model, data.test, system, top, cfg.samples, cfg.seed,
-                                  fit_bounds=bounds if cfg.fit_range == "train" else None)
+    data_, score_graphs = prepare(
+        model, data.test, system, top, cfg.samples, cfg.seed, fit_bounds=bounds if cfg.fit_range == "train" else None
+    )
     energy = getattr(model, "model", "") == "hgn"
 
     def summary_of(workdir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -503,47 +441,25 @@ def choose_by_force(result: dict[str, Any], data: TrialData, loss_factor: float)
         front = force_front(result["front"], result["names"], data, loss_factor)
     except ValueError:
         return result
-    return result | {"front": front.rows(), "chosen": front.chosen, "energy_front": result["front"], "energy_chosen": result["chosen"]}
+    return result | {
+        "front": front.rows(),
+        "chosen": front.chosen,
+        "energy_front": result["front"],
+        "energy_chosen": result["chosen"],
+    }
 
 
-def write_outputs(trial_dir: Path, summary_of) -> dict[str, Any]:
-    """Run ``summary_of(workdir) -> (job results, summary)`` and write ``trial_dir/distill/``: each job's
-    front (CSV and Markdown) and summary.json, built under a temporary name and renamed, so an
-    interrupted distillation never leaves a half-written folder (nor removes the previous one)."""
-    tmp = trial_dir / f".{OUT}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        results, summary = summary_of(tmp / "work")
-        for res in results:
-            for key, suffix in (("front", "front"), ("energy_front", "energy_front")):
-                if key not in res:
-                    continue
-                chosen = res["chosen" if key == "front" else "energy_chosen"]
-                front = distill.Front(res["names"], [distill.Formula(r["equation"], r["complexity"], r["loss"], r["score"]) for r in res[key]], chosen)
-                name = f"{res['kind']}{res['index']}_{suffix}"
-                front.to_csv(tmp / f"{name}.csv")
-                (tmp / f"{name}.md").write_text(front.to_markdown() + "\n")
-        shutil.rmtree(tmp / "work", ignore_errors=True)
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
-        final = trial_dir / OUT
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return summary
-
-
-def summarize(results: list[dict[str, Any]], model, score_graphs, system: str, dim: int,
-              bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+def summarize(
+    results: list[dict[str, Any]], model, score_graphs, system: str, dim: int, bounds: tuple[float, float] | None = None
+) -> dict[str, Any]:
     """Flat ``distill/...`` metrics plus the formulas, from the job results of one trial: the verdict
     (decided on the scoring graphs inside ``bounds``, all-edges R² beside it) and the composed symbolic
     model's MAE next to the GN's, on every scoring graph and on those in range. The Hamiltonian GN's
     single pair-energy formula is judged by its implied pair force."""
     import torch
 
+    from raysym.graph import node_features
     from raysym.messages import graphs_in_range
-    from raysym.model import node_features
 
     kind = getattr(model, "model", "")
     errors = [f"{r['kind']} {r['index']}: {r['error']}" for r in results if "error" in r]
@@ -572,7 +488,12 @@ def summarize(results: list[dict[str, Any]], model, score_graphs, system: str, d
     if kind == "hgn":
         if edge_eqs:
             v = energy_verdict(edge_eqs[0], score_graphs, system, bounds)
-            out.update({f"distill/{k}": v[k] for k in ("r2_potential", "r2_pair_force", "r2_pair_force_all", "r2_pair_force_robust")})
+            out.update(
+                {
+                    f"distill/{k}": v[k]
+                    for k in ("r2_potential", "r2_pair_force", "r2_pair_force_all", "r2_pair_force_robust")
+                }
+            )
             out.update({"distill/recovered": int(v["recovered"]), "distill/recovered_as": v["which"]})
             with np.errstate(all="ignore"):  # the formula's H, differentiated; no node model
                 acc = energy_accelerations(edge_eqs[0], score_graphs, system)
@@ -600,22 +521,14 @@ def edge_components(results: list[dict[str, Any]]) -> list[int]:
     return [r["component"] for r in sorted((r for r in results if r["kind"] == "edge"), key=lambda r: r["index"])]
 
 
-def start_pool(cfg: DistillConfig, *, workers: int | None, address: str | None, say, what: str) -> DistillPool:
-    """Check the backend (pysr without Julia fails here, before Ray starts), join or start Ray and
-    start ``workers`` actors (default: as many as the cluster's CPUs hold at cfg.threads each)."""
-    import ray
-
-    from raysym._ray import ensure_ray
-
-    backend = distill.get_backend(cfg)
-    ensure_ray(address)
-    workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cfg.threads))
-    say(f"distilling {what} with the {backend.name} backend ({cfg.setting}) on {workers} Ray actor(s)")
-    return DistillPool(workers, cpus_per_worker=cfg.threads)
-
-
-def run_trials(trials: list[str | Path], cfg: DistillConfig, *, workers: int | None = None, address: str | None = None,
-               say=lambda m: None) -> list[dict[str, Any]]:
+def run_trials(
+    trials: list[str | Path],
+    cfg: DistillConfig,
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    say=lambda m: None,
+) -> list[dict[str, Any]]:
     """Distil several trial folders on one actor pool (``raysym distill``)."""
     pool = start_pool(cfg, workers=workers, address=address, say=say, what=f"{len(trials)} trial(s)")
     try:

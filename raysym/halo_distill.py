@@ -30,14 +30,16 @@ import numpy as np
 
 from raysym import distill
 from raysym.config import DistillConfig
-from raysym.distill_jobs import RECOVERED_R2, run_job, write_outputs
+from raysym.distill_pool import RECOVERED_R2, run_job, write_outputs
 from raysym.halos import EDGE_NAMES, GraphTensors, build_graph, leading_direction, load_halo_trial, run_halo_trial
 from raysym.messages import r2_linear
 
 NODE_NAMES = ["m", "s"]
 
 
-def halo_jobs(graph, messages: np.ndarray, prediction: np.ndarray, cfg: DistillConfig, workdir: Path) -> list[dict[str, Any]]:
+def halo_jobs(
+    graph, messages: np.ndarray, prediction: np.ndarray, cfg: DistillConfig, workdir: Path
+) -> list[dict[str, Any]]:
     """The edge and node jobs of one halo trial (see the module doc); messages (E, msg_dim), prediction
     (N,) the GN's output in the target's units."""
     axis, _ = leading_direction(messages)
@@ -52,8 +54,26 @@ def halo_jobs(graph, messages: np.ndarray, prediction: np.ndarray, cfg: DistillC
     node_x = np.column_stack([graph.catalog.mass, s])
     settings = dataclasses.asdict(cfg)
     return [
-        dict(kind="edge", index=0, component=0, X=graph.edge_x[rows], y=y_edge[rows], names=EDGE_NAMES, cfg=settings, workdir=str(workdir / "edge0")),
-        dict(kind="node", index=0, component=0, X=node_x[nodes], y=prediction[nodes], names=NODE_NAMES, cfg=settings, workdir=str(workdir / "node0")),
+        dict(
+            kind="edge",
+            index=0,
+            component=0,
+            X=graph.edge_x[rows],
+            y=y_edge[rows],
+            names=EDGE_NAMES,
+            cfg=settings,
+            workdir=str(workdir / "edge0"),
+        ),
+        dict(
+            kind="node",
+            index=0,
+            component=0,
+            X=node_x[nodes],
+            y=prediction[nodes],
+            names=NODE_NAMES,
+            cfg=settings,
+            workdir=str(workdir / "node0"),
+        ),
     ]
 
 
@@ -87,8 +107,13 @@ def halo_summary(results: list[dict[str, Any]], graph, prediction: np.ndarray) -
             with np.errstate(all="ignore"):
                 value = distill.evaluate(chosen["edge"]["equation"], graph.edge_x, EDGE_NAMES)
             r2 = float(r2_linear(value, true[:, None])[0]) if np.all(np.isfinite(value)) else 0.0
-            out.update({"distill/r2_vs_true_edge": r2, "distill/recovered": int(r2 >= RECOVERED_R2),
-                        "distill/recovered_as": "edge term" if r2 >= RECOVERED_R2 else "none"})
+            out.update(
+                {
+                    "distill/r2_vs_true_edge": r2,
+                    "distill/recovered": int(r2 >= RECOVERED_R2),
+                    "distill/recovered_as": "edge term" if r2 >= RECOVERED_R2 else "none",
+                }
+            )
         else:
             out["distill/recovered_as"] = "unknown (real catalog)"
         if "node" in chosen:
@@ -108,7 +133,9 @@ def distill_halo_trial(trial_dir: str | Path, cfg: DistillConfig, pool=None) -> 
     halo_cfg, model = load_halo_trial(trial_dir)
     metrics_path = trial_dir / "metrics.json"
     if not metrics_path.exists() or json.loads(metrics_path.read_text()).get("status") != "finished":
-        raise UserError(f"{trial_dir} is a halo trial that did not finish training (see its metrics.json). Train it again first.")
+        raise UserError(
+            f"{trial_dir} is a halo trial that did not finish training (see its metrics.json). Train it again first."
+        )
     graph = build_graph(halo_cfg)
     scaled, messages = GraphTensors(graph, "cpu").evaluate(model, halo_cfg.batch_nodes)  # as in training
     # the GN predicts the target divided by its std (raysym.halos.train_halos)
@@ -131,14 +158,19 @@ def run_halos(cfg, distill_cfg: DistillConfig, out: str | Path, say=lambda m: No
 
     out = Path(out)
     say(f"catalog {cfg.catalog}: training the node-level GN for {cfg.epochs} epochs")
-    report = lambda m: say(f"epoch {m['epoch'] + 1}/{cfg.epochs}: train loss {m['train/loss']:.4g}, test MAE {m['test/mae']:.4g}")  # noqa: E731
+
+    def report(m):
+        say(f"epoch {m['epoch'] + 1}/{cfg.epochs}: train loss {m['train/loss']:.4g}, test MAE {m['test/mae']:.4g}")
+
     metrics = run_halo_trial(cfg, out, callback=report, resume=False)
     if metrics["status"] != "finished":
         from raysym.errors import UserError
 
         raise UserError(f"Training diverged ({metrics['reason']}). Lower lr (now {cfg.lr}) or l1 (now {cfg.l1}).")
-    say(f"{metrics['data/points']:,} points, {metrics['data/edges']:,} edges; test MAE {metrics['test/mae']:.4g} "
-        f"(target std {metrics['data/target_std']:.4g}); distilling the edge and node functions")
+    say(
+        f"{metrics['data/points']:,} points, {metrics['data/edges']:,} edges; test MAE {metrics['test/mae']:.4g} "
+        f"(target std {metrics['data/target_std']:.4g}); distilling the edge and node functions"
+    )
     found = distill_halo_trial(out, distill_cfg)
     summary = {"config": dataclasses.asdict(cfg), **metrics, **found}
     _write_json(out / "halos.json", summary)

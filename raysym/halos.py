@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from raysym.errors import UserError
-from raysym.model import mlp
+from raysym.graph import mlp
 
 COLUMNS = ("x", "y", "z", "vx", "vy", "vz", "mass")
 EDGE_NAMES = ["dx", "dy", "dz", "r", "m1", "m2"]  # 1 = receiver, 2 = sender, dx = x_sender - x_receiver
@@ -82,19 +82,31 @@ def read_catalog(path: str | Path, target: str = "delta", box: float | None = No
         raise UserError(f"The catalog {path} cannot be read ({exc}). Give a Parquet or CSV file.") from None
     missing = [c for c in (*COLUMNS, target) if c not in table.column_names]
     if missing:
-        raise UserError(f"The catalog {path} has no column(s) {', '.join(missing)} (it has {', '.join(table.column_names)}). "
-                        f"Rename them, or name the target column with target=...")
+        raise UserError(
+            f"The catalog {path} has no column(s) {', '.join(missing)} (it has {', '.join(table.column_names)}). "
+            f"Rename them, or name the target column with target=..."
+        )
     for name in (*COLUMNS, target):
         kind = table.schema.field(name).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
             first = next((i for i, v in enumerate(table[name].to_pylist()) if not isinstance(v, (int, float))), 0)
-            raise UserError(f"The catalog {path} has non-numeric values in column '{name}' ({kind}; e.g. row {first}: "
-                            f"{str(table[name][first].as_py())[:30]!r}). Every column must hold numbers; clean the file first.")
+            raise UserError(
+                f"The catalog {path} has non-numeric values in column '{name}' ({kind}; e.g. row {first}: "
+                f"{str(table[name][first].as_py())[:30]!r}). Every column must hold numbers; clean the file first."
+            )
         if table[name].null_count:
-            raise UserError(f"The catalog {path} has {table[name].null_count} empty cell(s) in column '{name}'. Fill or drop "
-                            "those rows first.")
-    col = lambda name: table[name].to_numpy().astype(np.float64)  # noqa: E731
-    cat = Catalog(np.stack([col(c) for c in "xyz"], 1), np.stack([col(c) for c in ("vx", "vy", "vz")], 1), col("mass"), col(target), box)
+            raise UserError(
+                f"The catalog {path} has {table[name].null_count} empty cell(s) in column '{name}'. Fill or drop "
+                "those rows first."
+            )
+    col = lambda name: table[name].to_numpy().astype(np.float64)
+    cat = Catalog(
+        np.stack([col(c) for c in "xyz"], 1),
+        np.stack([col(c) for c in ("vx", "vy", "vz")], 1),
+        col("mass"),
+        col(target),
+        box,
+    )
     if not all(np.isfinite(a).all() for a in (cat.pos, cat.vel, cat.mass, cat.target)):
         raise UserError(f"The catalog {path} holds NaN or infinite values. Clean it first.")
     return cat
@@ -106,7 +118,9 @@ def radius_graph(pos: np.ndarray, radius: float, box: float | None = None) -> tu
     from scipy.spatial import cKDTree
 
     if box is not None and radius >= box / 2:
-        raise UserError(f"The radius {radius} must be below half the box size {box}: a periodic pair would be counted twice.")
+        raise UserError(
+            f"The radius {radius} must be below half the box size {box}: a periodic pair would be counted twice."
+        )
     tree = cKDTree(np.mod(pos, box) if box else pos, boxsize=box)
     pairs = tree.query_pairs(radius, output_type="ndarray")  # i < j, within radius (<=)
     if len(pairs):
@@ -151,10 +165,10 @@ class NodeGN(nn.Module):
         return self.node_model(torch.cat([node_mass[:, None], summed], dim=1)).squeeze(1), messages
 
 
-
 # --------------------------------------------------------------------------------------------------
 # One catalog as one graph
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class HaloGraph:
@@ -205,13 +219,15 @@ def check_memory(graph: HaloGraph, cfg, memory: int | None = None) -> None:
     layer_widths = 3 * cfg.hidden + cfg.msg_dim
     edges, nodes = len(graph.senders), len(graph.catalog)
     if cfg.batch_nodes is not None and cfg.batch_nodes < nodes:
-        edges, nodes = int(np.sort(in_degrees(graph))[-cfg.batch_nodes:].sum()), cfg.batch_nodes
+        edges, nodes = int(np.sort(in_degrees(graph))[-cfg.batch_nodes :].sum()), cfg.batch_nodes
     need = 2 * 4 * (edges + nodes) * layer_widths + 4 * len(graph.senders) * (cfg.msg_dim + len(EDGE_NAMES))
     if need > memory:
         how = "full batch" if cfg.batch_nodes is None else f"in batches of {cfg.batch_nodes:,} nodes"
         raise UserError(
-            f"Training on this catalog's graph ({len(graph.catalog):,} points, {len(graph.senders):,} edges within radius "
-            f"{cfg.radius:g}) {how} would need about {need / 2**30:,.1f} GiB, more than this machine's {memory / 2**30:,.0f} GiB. "
+            f"Training on this catalog's graph ({len(graph.catalog):,} points, {len(graph.senders):,} edges within "
+            "radius "
+            f"{cfg.radius:g}) {how} would need about {need / 2**30:,.1f} GiB, more than this machine's "
+            f"{memory / 2**30:,.0f} GiB. "
             "Set batch_nodes (or a smaller one), lower radius or hidden, or cut the catalog into sub-volumes."
         )
 
@@ -219,6 +235,7 @@ def check_memory(graph: HaloGraph, cfg, memory: int | None = None) -> None:
 # --------------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class HaloResult:
@@ -249,7 +266,11 @@ class GraphTensors:
             return model(self.edge_x, self.receivers, self.mass)
         counts = self.first[nodes + 1] - self.first[nodes]
         # the edge ids of each node's run, concatenated: start of the run + position within it
-        edges = np.repeat(self.first[nodes], counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        edges = (
+            np.repeat(self.first[nodes], counts)
+            + np.arange(counts.sum())
+            - np.repeat(np.cumsum(counts) - counts, counts)
+        )
         local = torch.from_numpy(np.repeat(np.arange(len(nodes)), counts)).to(self.device)
         rows = torch.from_numpy(edges).to(self.device)
         return model(self.edge_x[rows], local, self.mass[torch.from_numpy(nodes).to(self.device)])
@@ -283,7 +304,9 @@ def message_stds(messages: torch.Tensor, chunk: int = 100_000) -> np.ndarray:
     return np.sqrt(np.clip(squares / len(messages) - mean**2, 0, None))
 
 
-def train_halos(graph: HaloGraph, cfg, *, out_dir: str | Path | None = None, callback=None, resume: bool = True) -> HaloResult:
+def train_halos(
+    graph: HaloGraph, cfg, *, out_dir: str | Path | None = None, callback=None, resume: bool = True
+) -> HaloResult:
     """Train a NodeGN on one catalog graph with Adam on the training nodes' targets (MAE on the target
     divided by its std, so one learning rate suits any catalog) plus ``cfg.l1`` times the mean over edges
     of the summed |messages|, and a cosine decay to lr / 100 over the epochs (full-batch Adam at a
@@ -333,11 +356,22 @@ def train_halos(graph: HaloGraph, cfg, *, out_dir: str | Path | None = None, cal
         losses, l1s = [], []
         for nodes in batches:
             pred, messages = tensors.forward(model, nodes)
-            base = (pred[~test] - y[~test]).abs().mean() if nodes is None else (pred - y[torch.from_numpy(nodes).to(device)]).abs().mean()
+            base = (
+                (pred[~test] - y[~test]).abs().mean()
+                if nodes is None
+                else (pred - y[torch.from_numpy(nodes).to(device)]).abs().mean()
+            )
             l1 = messages.abs().sum(1).mean()
             loss = base + cfg.l1 * l1
             if not torch.isfinite(loss):
-                return HaloResult("diverged", model, history, float("nan"), messages.detach().cpu().numpy(), time.perf_counter() - start)
+                return HaloResult(
+                    "diverged",
+                    model,
+                    history,
+                    float("nan"),
+                    messages.detach().cpu().numpy(),
+                    time.perf_counter() - start,
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -350,19 +384,41 @@ def train_halos(graph: HaloGraph, cfg, *, out_dir: str | Path | None = None, cal
         evaluated = None  # the last one's messages can go before this one's are made
         evaluated = pred, messages = tensors.evaluate(model, cfg.batch_nodes)  # the model after this epoch
         stds = message_stds(messages)
-        metrics = {"epoch": epoch, "train/loss": float(np.mean(losses)), "train/regularizer": float(np.mean(l1s)),
-                   "train/lr": scheduler.get_last_lr()[0], "train/mae": (pred[~test] - y[~test]).abs().mean().item() * scale,
-                   "test/mae": (pred[test] - y[test]).abs().mean().item() * scale, **std_metrics(stds, 1)}
+        metrics = {
+            "epoch": epoch,
+            "train/loss": float(np.mean(losses)),
+            "train/regularizer": float(np.mean(l1s)),
+            "train/lr": scheduler.get_last_lr()[0],
+            "train/mae": (pred[~test] - y[~test]).abs().mean().item() * scale,
+            "test/mae": (pred[test] - y[test]).abs().mean().item() * scale,
+            **std_metrics(stds, 1),
+        }
         history.append({**metrics, "message_stds": [float(v) for v in stds]})
         if ckpt is not None:
-            _save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                    "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch})
+            _save_checkpoint(
+                ckpt,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "history": history,
+                    "epoch": epoch,
+                },
+            )
         if callback is not None:
             callback(metrics)
     model.eval()
-    pred, messages = evaluated if evaluated is not None else tensors.evaluate(model, cfg.batch_nodes)  # the last epoch reported
-    return HaloResult("finished", model, history, float((pred[test] - y[test]).abs().mean()) * scale,
-                      messages.numpy(), time.perf_counter() - start)
+    pred, messages = (
+        evaluated if evaluated is not None else tensors.evaluate(model, cfg.batch_nodes)
+    )  # the last epoch reported
+    return HaloResult(
+        "finished",
+        model,
+        history,
+        float((pred[test] - y[test]).abs().mean()) * scale,
+        messages.numpy(),
+        time.perf_counter() - start,
+    )
 
 
 def leading_direction(messages: np.ndarray) -> tuple[np.ndarray, float]:
@@ -427,24 +483,41 @@ def run_halo_trial(cfg, out_dir: str | Path, *, callback=None, resume: bool = Tr
     result = train_halos(graph, cfg, out_dir=out_dir, callback=callback, resume=resume)
     n, e = len(graph.catalog), len(graph.senders)
     metrics: dict = {
-        "status": result.status, "reason": "" if result.status == "finished" else "non-finite loss",
-        "data/points": n, "data/edges": e, "data/neighbours_per_point": e / n, "data/test_nodes": int(graph.test.sum()),
-        "data/target_std": float(np.std(graph.catalog.target)), "time/train_seconds": result.seconds,
-        **{k: v for k, v in (result.history[-1] if result.history else {}).items() if k not in ("epoch", "message_stds")},
+        "status": result.status,
+        "reason": "" if result.status == "finished" else "non-finite loss",
+        "data/points": n,
+        "data/edges": e,
+        "data/neighbours_per_point": e / n,
+        "data/test_nodes": int(graph.test.sum()),
+        "data/target_std": float(np.std(graph.catalog.target)),
+        "time/train_seconds": result.seconds,
+        **{
+            k: v
+            for k, v in (result.history[-1] if result.history else {}).items()
+            if k not in ("epoch", "message_stds")
+        },
         "epochs_done": (result.history[-1]["epoch"] + 1) if result.history else 0,
     }
     if result.status == "finished":
         axis, fraction = leading_direction(result.messages)
         projection = result.messages @ axis
         stds = np.sort(result.messages.std(0))[::-1]
-        metrics.update({"test/mae": result.test_mae, "test/mae_over_std": result.test_mae / (metrics["data/target_std"] or 1.0),
-                        "messages/leading_variance": fraction, "messages/top_std": [float(stds[0])],
-                        "messages/stds_top15": [float(v) for v in stds[:15]]})
+        metrics.update(
+            {
+                "test/mae": result.test_mae,
+                "test/mae_over_std": result.test_mae / (metrics["data/target_std"] or 1.0),
+                "messages/leading_variance": fraction,
+                "messages/top_std": [float(stds[0])],
+                "messages/stds_top15": [float(v) for v in stds[:15]],
+            }
+        )
         true = graph.true_edge()
         if true is not None:
             metrics["messages/r2_vs_true_edge"] = msgs.r2_linear(projection, true[:, None])[0]
         rows = np.sort(np.random.default_rng(cfg.seed).choice(e, size=min(2000, e), replace=False))
-        sample = {"edge_x": graph.edge_x[rows], "projection": projection[rows]} | ({"true_edge": true[rows]} if true is not None else {})
+        sample = {"edge_x": graph.edge_x[rows], "projection": projection[rows]} | (
+            {"true_edge": true[rows]} if true is not None else {}
+        )
         tmp = out_dir / f".{SAMPLE}.tmp.npz"
         np.savez_compressed(tmp, **sample)
         tmp.replace(out_dir / SAMPLE)
@@ -465,7 +538,9 @@ def load_halo_trial(trial_dir: str | Path):
     from raysym.train import CHECKPOINT, read_checkpoint
 
     trial_dir = Path(trial_dir)
-    cfg = from_dict(HaloConfig, json.loads((trial_dir / "config.json").read_text())["halos"], where=str(trial_dir / "config.json"))
+    cfg = from_dict(
+        HaloConfig, json.loads((trial_dir / "config.json").read_text())["halos"], where=str(trial_dir / "config.json")
+    )
     if not (trial_dir / CHECKPOINT).exists():
         raise UserError(f"{trial_dir} has no {CHECKPOINT}: the halo trial did not train. Run it again.")
     model = NodeGN(hidden=cfg.hidden, msg_dim=cfg.msg_dim)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from raysym.model import GNOutput, complete_edges, node_feature_size, reverse_edges
+from raysym.graph import GNOutput, complete_edges, node_feature_size, reverse_edges
 
 
 def softplus_mlp(n_in: int, hidden: int, layers: int) -> nn.Sequential:

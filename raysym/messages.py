@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from raysym import physics, regularizers
-from raysym.model import GraphNetwork, complete_edges, node_features
+from raysym.graph import complete_edges, node_features
+from raysym.model import GraphNetwork
 from raysym.simulate import Snapshots
 
 SPARSITY_RATIO = 100.0
@@ -82,8 +83,9 @@ def graphs_in_range(graphs: Snapshots, bounds: tuple[float, float] | None) -> np
 
 
 @torch.no_grad()
-def edge_data(model: GraphNetwork, graphs: Snapshots, system: str, batch: int = 4096,
-              bounds: tuple[float, float] | None = None) -> EdgeData:
+def edge_data(
+    model: GraphNetwork, graphs: Snapshots, system: str, batch: int = 4096, bounds: tuple[float, float] | None = None
+) -> EdgeData:
     """Evaluate the edge model on every edge of ``graphs`` and pair it with the true forces; ``bounds``
     (the trial's pruning bounds) mark the edges of in-range graphs."""
     model.eval()
@@ -98,7 +100,9 @@ def edge_data(model: GraphNetwork, graphs: Snapshots, system: str, batch: int = 
         if out.logvar is not None:
             logvars.append(out.logvar.cpu().numpy())
         if hasattr(model, "pair_forces"):  # the Hamiltonian GN
-            pair_forces.append(model.pair_forces(x[i : i + batch].to(device)).reshape(-1, x.shape[-1] // 2 - 1).cpu().numpy())
+            pair_forces.append(
+                model.pair_forces(x[i : i + batch].to(device)).reshape(-1, x.shape[-1] // 2 - 1).cpu().numpy()
+            )
     pos = graphs.pos.astype(np.float64)
     dx = (pos[:, send] - pos[:, recv]).reshape(-1, pos.shape[-1])
     q, m = graphs.charge.astype(np.float64), graphs.mass.astype(np.float64)
@@ -107,11 +111,19 @@ def edge_data(model: GraphNetwork, graphs: Snapshots, system: str, batch: int = 
     return EdgeData(
         messages=np.concatenate(messages).astype(np.float64),
         logvar=np.concatenate(logvars).astype(np.float64) if logvars else None,
-        dx=dx, r=np.sqrt((dx**2).sum(-1)), q_recv=q_recv, q_send=q_send, m_recv=m_recv, m_send=m_send,
+        dx=dx,
+        r=np.sqrt((dx**2).sum(-1)),
+        q_recv=q_recv,
+        q_send=q_send,
+        m_recv=m_recv,
+        m_send=m_send,
         force=physics.pair_force(system, dx, q_recv, q_send, m_recv, m_send),
-        potential=physics.get_law(system).potential(np.sqrt((dx**2).sum(-1)) + physics.SOFTENING, q_recv, q_send, m_recv, m_send),
+        potential=physics.get_law(system).potential(
+            np.sqrt((dx**2).sum(-1)) + physics.SOFTENING, q_recv, q_send, m_recv, m_send
+        ),
         pair_force=np.concatenate(pair_forces).astype(np.float64) if pair_forces else None,
-        in_range=np.repeat(graphs_in_range(graphs, bounds), len(recv)), edges_per_graph=len(recv),
+        in_range=np.repeat(graphs_in_range(graphs, bounds), len(recv)),
+        edges_per_graph=len(recv),
     )
 
 
@@ -154,8 +166,14 @@ def r2_prediction(truth: np.ndarray, predicted: np.ndarray, keep: float = 1.0) -
     return float(1.0 - residual[rows].sum() / ss_tot) if ss_tot > 0 else 0.0
 
 
-def r2_trimmed(target: np.ndarray, features: np.ndarray, keep: float = ROBUST_FRACTION, starts: int = 20,
-               seed: int = 0, max_steps: int = 50) -> float:
+def r2_trimmed(
+    target: np.ndarray,
+    features: np.ndarray,
+    keep: float = ROBUST_FRACTION,
+    starts: int = 20,
+    seed: int = 0,
+    max_steps: int = 50,
+) -> float:
     """R² of the least trimmed squares fit of target ~ [features, 1]: the coefficients that minimise the
     sum of the ``keep`` fraction of smallest squared residuals, scored on the rows they keep.
 
@@ -224,10 +242,17 @@ class MessageAnalysis:
 
     def metrics(self) -> dict:
         """Flat, namespaced metrics (the names MLflow and metrics.json use)."""
-        finite = lambda v: float(v) if np.isfinite(v) else None  # noqa: E731 -- JSON null for "does not apply"
-        extra = {} if self.r2_potential is None else {
-            "messages/r2_potential": self.r2_potential, "messages/r2_pair_force": self.r2_pair_force,
-            "messages/r2_pair_force_all": self.r2_pair_force_all, "messages/r2_pair_force_robust": self.r2_pair_force_robust}
+        finite = lambda v: float(v) if np.isfinite(v) else None  # JSON null for "does not apply"
+        extra = (
+            {}
+            if self.r2_potential is None
+            else {
+                "messages/r2_potential": self.r2_potential,
+                "messages/r2_pair_force": self.r2_pair_force,
+                "messages/r2_pair_force_all": self.r2_pair_force_all,
+                "messages/r2_pair_force_robust": self.r2_pair_force_robust,
+            }
+        )
         return extra | {
             "messages/r2_force": self.r2_force,
             "messages/r2_accel": self.r2_accel,
@@ -259,8 +284,10 @@ def mass_exponent(messages_top: np.ndarray, force: np.ndarray, m_recv: np.ndarra
     (E, k) are best, on average, a linear transformation of force * m_recv^-alpha (E, dim); NaN without edges."""
     if len(force) < force.shape[1] + 2:
         return float("nan"), float("nan")
-    scores = [np.mean([r2_linear(messages_top[:, k], force * m_recv[:, None] ** -a)[0] for k in range(messages_top.shape[1])])
-              for a in MASS_EXPONENTS]
+    scores = [
+        np.mean([r2_linear(messages_top[:, k], force * m_recv[:, None] ** -a)[0] for k in range(messages_top.shape[1])])
+        for a in MASS_EXPONENTS
+    ]
     best = int(np.argmax(scores))
     return float(MASS_EXPONENTS[best]), float(scores[best])
 
@@ -273,7 +300,9 @@ def _ratio(stds: np.ndarray, top: list[int]) -> float:
 def analyze(edges: EdgeData, dim: int, kl_prior: str = "gaussian") -> MessageAnalysis:
     """Sparsity and the three R² variants (module docstring) of the top-dim message components."""
     inside = edges.in_range if edges.in_range is not None else np.ones(len(edges.r), dtype=bool)
-    counts = dict(in_range_graphs=int(inside.sum()) // edges.edges_per_graph, graphs=len(inside) // edges.edges_per_graph)
+    counts = dict(
+        in_range_graphs=int(inside.sum()) // edges.edges_per_graph, graphs=len(inside) // edges.edges_per_graph
+    )
     stds_all = edges.messages.std(axis=0)
     stds = edges.messages[inside].std(axis=0) if inside.any() else np.full_like(stds_all, np.nan)
     nan = float("nan")
@@ -282,15 +311,34 @@ def analyze(edges: EdgeData, dim: int, kl_prior: str = "gaussian") -> MessageAna
         # is blind to the offsets training leaves free) and its implied pair force with the true one (which
         # is not); the message R² do not apply.
         implied = edges.pair_force
-        r2u = r2_linear(edges.messages[inside, 0], edges.potential[inside, None])[0] if edges.potential is not None else nan
+        r2u = (
+            r2_linear(edges.messages[inside, 0], edges.potential[inside, None])[0]
+            if edges.potential is not None
+            else nan
+        )
         pf = dict(r2_pair_force=nan, r2_pair_force_all=nan, r2_pair_force_robust=nan)
         if implied is not None:
-            pf = dict(r2_pair_force=r2_prediction(edges.force[inside], implied[inside]),
-                      r2_pair_force_all=r2_prediction(edges.force, implied),
-                      r2_pair_force_robust=r2_prediction(edges.force, implied, ROBUST_FRACTION))
-        return MessageAnalysis(stds=stds, top=[0], sparse=True, sparsity_ratio=float("inf"), sparsity_ratio_all=float("inf"),
-                               r2_force=nan, r2_accel=nan, r2_force_all=nan, r2_accel_all=nan, r2_force_robust=nan,
-                               r2_accel_robust=nan, r2_potential=float(r2u), **pf, **counts)
+            pf = dict(
+                r2_pair_force=r2_prediction(edges.force[inside], implied[inside]),
+                r2_pair_force_all=r2_prediction(edges.force, implied),
+                r2_pair_force_robust=r2_prediction(edges.force, implied, ROBUST_FRACTION),
+            )
+        return MessageAnalysis(
+            stds=stds,
+            top=[0],
+            sparse=True,
+            sparsity_ratio=float("inf"),
+            sparsity_ratio_all=float("inf"),
+            r2_force=nan,
+            r2_accel=nan,
+            r2_force_all=nan,
+            r2_accel_all=nan,
+            r2_force_robust=nan,
+            r2_accel_robust=nan,
+            r2_potential=float(r2u),
+            **pf,
+            **counts,
+        )
     if edges.logvar is not None:
         mu = torch.from_numpy(edges.messages[inside] if inside.any() else edges.messages)
         logvar = torch.from_numpy(edges.logvar[inside] if inside.any() else edges.logvar)
@@ -300,8 +348,10 @@ def analyze(edges: EdgeData, dim: int, kl_prior: str = "gaussian") -> MessageAna
         top = list(np.argsort(-np.nan_to_num(stds, nan=-1.0))[:dim])
     ratio = _ratio(stds, top)
     accel = edges.force / edges.m_recv[:, None]
-    per: dict[str, list[float]] = {key: [] for key in (
-        "r2_force", "r2_accel", "r2_force_all", "r2_accel_all", "r2_force_robust", "r2_accel_robust")}
+    per: dict[str, list[float]] = {
+        key: []
+        for key in ("r2_force", "r2_accel", "r2_force_all", "r2_accel_all", "r2_force_robust", "r2_accel_robust")
+    }
     for k in top:
         y = edges.messages[:, k]
         for name, target in (("force", edges.force), ("accel", accel)):
@@ -311,10 +361,16 @@ def analyze(edges: EdgeData, dim: int, kl_prior: str = "gaussian") -> MessageAna
     mean = {key: float(np.mean(v)) for key, v in per.items()}
     alpha, r2_scaled = mass_exponent(edges.messages[inside][:, top], edges.force[inside], edges.m_recv[inside])
     return MessageAnalysis(
-        stds=stds, top=[int(k) for k in top], sparse=bool(ratio >= SPARSITY_RATIO), sparsity_ratio=ratio,
-        mass_exponent=alpha, r2_mass_scaled=r2_scaled,
-        sparsity_ratio_all=_ratio(stds_all, top), per_component={k: [float(x) for x in v] for k, v in per.items()},
-        **mean, **counts,
+        stds=stds,
+        top=[int(k) for k in top],
+        sparse=bool(ratio >= SPARSITY_RATIO),
+        sparsity_ratio=ratio,
+        mass_exponent=alpha,
+        r2_mass_scaled=r2_scaled,
+        sparsity_ratio_all=_ratio(stds_all, top),
+        per_component={k: [float(x) for x in v] for k, v in per.items()},
+        **mean,
+        **counts,
     )
 
 
@@ -331,8 +387,10 @@ def epoch_metrics(model, graphs: Snapshots, system: str, dim: int) -> dict[str, 
     stds = edges.messages.std(axis=0)
     top = list(np.argsort(-stds)[:dim])
     accel = edges.force / edges.m_recv[:, None]
-    out = {"messages/r2_force_epoch": float(np.mean([r2_linear(edges.messages[:, k], edges.force)[0] for k in top])),
-           "messages/r2_accel_epoch": float(np.mean([r2_linear(edges.messages[:, k], accel)[0] for k in top]))}
+    out = {
+        "messages/r2_force_epoch": float(np.mean([r2_linear(edges.messages[:, k], edges.force)[0] for k in top])),
+        "messages/r2_accel_epoch": float(np.mean([r2_linear(edges.messages[:, k], accel)[0] for k in top])),
+    }
     if len(stds) > dim:
         out["messages/sparsity_ratio_epoch_in_range"] = _ratio(stds, top)
     return out
@@ -351,7 +409,9 @@ def _savefig(fig, path: Path) -> None:
     tmp.replace(path)
 
 
-def save_sample(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, size: int = 2000, seed: int = 0) -> Path:
+def save_sample(
+    edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, size: int = 2000, seed: int = 0
+) -> Path:
     """A small, fixed sample of test edges for reports (``messages.npz``, about 100 kB): the top message
     components (size, dim), the true force (size, dim), the receiver mass (size,), whether each edge is
     in distribution (size,) bool, plus every component's std (message size,) and the top indices. Written
@@ -361,9 +421,15 @@ def save_sample(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path,
     inside = edges.in_range if edges.in_range is not None else np.ones(len(edges.force), dtype=bool)
     path = Path(out_dir) / SAMPLE
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, messages=edges.messages[rows][:, analysis.top].astype(np.float32), force=edges.force[rows].astype(np.float32),
-             m_recv=edges.m_recv[rows].astype(np.float32), in_range=inside[rows], stds=analysis.stds.astype(np.float32),
-             top=np.asarray(analysis.top))
+    np.savez(
+        tmp,
+        messages=edges.messages[rows][:, analysis.top].astype(np.float32),
+        force=edges.force[rows].astype(np.float32),
+        m_recv=edges.m_recv[rows].astype(np.float32),
+        in_range=inside[rows],
+        stds=analysis.stds.astype(np.float32),
+        top=np.asarray(analysis.top),
+    )
     tmp.replace(path)
     return path
 
@@ -383,22 +449,30 @@ def plot(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, target
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    features = {"accel": lambda: edges.force / edges.m_recv[:, None], "force": lambda: edges.force,
-                "potential": lambda: edges.potential[:, None]}[target]()
+    features = {
+        "accel": lambda: edges.force / edges.m_recv[:, None],
+        "force": lambda: edges.force,
+        "potential": lambda: edges.potential[:, None],
+    }[target]()
     label = {"accel": "force / receiver mass", "force": "force", "potential": "true pair potential U(r')"}[target]
     rng = np.random.default_rng(0)
     shown = rng.choice(len(features), size=min(5000, len(features)), replace=False)
     panels = len(analysis.top) + (edges.pair_force is not None)
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4), squeeze=False)
     if edges.pair_force is not None:  # energy models: the force the pair energies imply, radial component
-        radial = lambda f: (f * edges.dx).sum(-1) / np.maximum(edges.r, 1e-12)  # noqa: E731 -- + is away from the sender
+        radial = lambda f: (f * edges.dx).sum(-1) / np.maximum(edges.r, 1e-12)  # + is away from the sender
         truth, implied = radial(edges.force)[shown], radial(edges.pair_force)[shown]
         ax = axes[0, -1]
         ax.scatter(truth, implied, s=2, alpha=0.3)
         lim = np.percentile(np.abs(truth), 99)
         ax.plot([-lim, lim], [-lim, lim], color="k", lw=0.8)
-        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="true pair force, radial component",
-               ylabel="-d(pair energies)/dq, radial", title=f"R² = {analysis.r2_pair_force:.3f} (robust {analysis.r2_pair_force_robust:.3f})")
+        ax.set(
+            xlim=(-lim, lim),
+            ylim=(-lim, lim),
+            xlabel="true pair force, radial component",
+            ylabel="-d(pair energies)/dq, radial",
+            title=f"R² = {analysis.r2_pair_force:.3f} (robust {analysis.r2_pair_force_robust:.3f})",
+        )
     inside = edges.in_range if edges.in_range is not None else np.ones(len(features), dtype=bool)
     for ax, k in zip(axes[0], analysis.top):
         # Fitted on the in-distribution edges (the headline R²); the others, drawn in grey with the same
@@ -410,8 +484,13 @@ def plot(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, target
         ax.scatter(fitted[out], y[out], s=2, alpha=0.3, color="0.6", label="outside the training range")
         ax.scatter(fitted[ins], y[ins], s=2, alpha=0.3, color="C0", label="in distribution")
         ax.plot([-lim, lim], [-lim, lim], color="k", lw=0.8)
-        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel=f"linear fit on {label} (in-distribution edges)",
-               ylabel=f"message component {k}", title=f"R² in distribution = {r2:.3f}")
+        ax.set(
+            xlim=(-lim, lim),
+            ylim=(-lim, lim),
+            xlabel=f"linear fit on {label} (in-distribution edges)",
+            ylabel=f"message component {k}",
+            title=f"R² in distribution = {r2:.3f}",
+        )
         ax.legend(fontsize=7, markerscale=4, loc="upper left")
     fig.tight_layout()
     scatter = out_dir / "messages_vs_force.png"
@@ -422,7 +501,11 @@ def plot(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, target
     ax.bar(range(len(order)), analysis.stds[order], color=["C1" if k in analysis.top else "C0" for k in order])
     ax.set_yscale("log")
     ax.set_xticks(range(len(order)), [str(k) for k in order], fontsize=8)
-    ax.set(xlabel="message component", ylabel="std over test edges", title=f"15 largest message stds (sparse: {analysis.sparse})")
+    ax.set(
+        xlabel="message component",
+        ylabel="std over test edges",
+        title=f"15 largest message stds (sparse: {analysis.sparse})",
+    )
     fig.tight_layout()
     stds = out_dir / "message_stds.png"
     _savefig(fig, stds)
@@ -443,8 +526,19 @@ def plot_stds_over_epochs(epochs: np.ndarray, stds: np.ndarray, dim: int, out_di
     for rank, k in enumerate(order[:shown]):
         ax.plot(epochs, stds[:, k], lw=2.2 if rank < dim else 0.9, label=f"component {k}" if rank < dim else None)
     if stds.shape[1] > shown:
-        ax.plot(epochs, stds[:, order[shown:]].max(axis=1), "k--", lw=1, label=f"largest of the other {stds.shape[1] - shown}")
-    ax.set(xlabel="epoch", ylabel="std over test edges", yscale="log", title=f"message stds over training ({shown} largest at the end)")
+        ax.plot(
+            epochs,
+            stds[:, order[shown:]].max(axis=1),
+            "k--",
+            lw=1,
+            label=f"largest of the other {stds.shape[1] - shown}",
+        )
+    ax.set(
+        xlabel="epoch",
+        ylabel="std over test edges",
+        yscale="log",
+        title=f"message stds over training ({shown} largest at the end)",
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(out_dir) / "message_stds_by_epoch.png"

@@ -28,7 +28,7 @@ gradients): ``forward``, dense over all n (n - 1) edges of a batch of graphs, wh
 Because a = F / m is built in, the network cannot fit the accelerations with anything but pair forces
 (plus g), and its messages are read as forces directly: the message analysis and the distillation judge
 them exactly as they judge the paper's models (R² of a linear fit on the true force), but here that
-fit is the identity. Edges are the complete directed graph of raysym.model.complete_edges.
+fit is the identity. Edges are the complete directed graph of raysym.graph.complete_edges.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from raysym.config import NEWTONIAN_MESSAGES as MESSAGE_FORMS
-from raysym.model import GNOutput, complete_edges, kl_messages, message_passing, mlp
+from raysym.graph import GNOutput, complete_edges, kl_messages, message_passing, mlp
+from raysym.names import NEWTONIAN_MESSAGES as MESSAGE_FORMS
 
 NODE_TERM_HIDDEN = 32  # the non-pairwise term is small: a damping is linear in v
 
@@ -48,15 +48,32 @@ def edge_inputs(x_receiver: torch.Tensor, x_sender: torch.Tensor, dim: int) -> t
     q, m = 2 * dim, 2 * dim + 1
     dx = x_sender[..., :dim] - x_receiver[..., :dim]
     r = torch.sqrt((dx * dx).sum(-1, keepdim=True))
-    return torch.cat([dx, r, x_receiver[..., m : m + 1], x_sender[..., m : m + 1], x_receiver[..., q : q + 1], x_sender[..., q : q + 1]], dim=-1)
+    return torch.cat(
+        [
+            dx,
+            r,
+            x_receiver[..., m : m + 1],
+            x_sender[..., m : m + 1],
+            x_receiver[..., q : q + 1],
+            x_sender[..., q : q + 1],
+        ],
+        dim=-1,
+    )
 
 
 class NewtonianGN(nn.Module):
     """Edge model on relative inputs, sum, a = readout(sum) / m (+ g(v, q, m)). Same call signature and
     output as :class:`raysym.model.GraphNetwork`'s dense path."""
 
-    def __init__(self, dim: int, hidden: int = 300, layers: int = 3, messages: str = "bottleneck",
-                 msg_dim: int = 100, node_term: bool = False):
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 300,
+        layers: int = 3,
+        messages: str = "bottleneck",
+        msg_dim: int = 100,
+        node_term: bool = False,
+    ):
         super().__init__()
         if messages not in MESSAGE_FORMS:
             raise ValueError(f"unknown message form {messages!r}; known: {MESSAGE_FORMS}")
@@ -84,7 +101,7 @@ class NewtonianGN(nn.Module):
         messages, mu, logvar = self.edge_messages(edge_inputs(x[:, recv], x[:, send], dim), noise)
         summed = messages.reshape(batch, n, n - 1, self.msg_dim).sum(dim=2)
         acc = self.node_update(x, summed)
-        flat = lambda t: None if t is None else t.reshape(-1, t.shape[-1])  # noqa: E731
+        flat = lambda t: None if t is None else t.reshape(-1, t.shape[-1])
         return GNOutput(acc, flat(messages), flat(mu), flat(logvar))
 
     def node_update(self, x: torch.Tensor, summed: torch.Tensor) -> torch.Tensor:
@@ -106,4 +123,6 @@ class NewtonianGN(nn.Module):
 
 def _message_passing(gn: NewtonianGN):
     """The Newtonian GN as a MessagePassing module (shares its weights)."""
-    return message_passing(lambda x_i, x_j, noise: gn.edge_messages(edge_inputs(x_i, x_j, gn.dim), noise), gn.node_update)
+    return message_passing(
+        lambda x_i, x_j, noise: gn.edge_messages(edge_inputs(x_i, x_j, gn.dim), noise), gn.node_update
+    )

@@ -26,19 +26,25 @@ def claim_trial_folder(out_dir: str | Path, config: dict[str, Any], flag: str = 
     if not config_path.is_file():
         names = sorted(p.name for p in out_dir.iterdir())
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        raise UserError(f"{out_dir} already holds files that are not a raysym trial ({shown}); writing a trial there "
-                        f"would overwrite them. Give {flag} a new or empty folder.")
+        raise UserError(
+            f"{out_dir} already holds files that are not a raysym trial ({shown}); writing a trial there "
+            f"would overwrite them. Give {flag} a new or empty folder."
+        )
     try:
         stored = json.loads(config_path.read_text())
     except (OSError, ValueError) as exc:
-        raise UserError(f"{config_path} cannot be read ({exc}), so raysym cannot tell whether {out_dir} holds this "
-                        f"trial. Give {flag} a new folder, or delete that one to start afresh.") from None
+        raise UserError(
+            f"{config_path} cannot be read ({exc}), so raysym cannot tell whether {out_dir} holds this "
+            f"trial. Give {flag} a new folder, or delete that one to start afresh."
+        ) from None
     wanted = json.loads(json.dumps(config, default=str))
     if stored != wanted:
         changes = differences(stored, wanted)
         shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
-        raise UserError(f"{out_dir} holds a trial with other settings (was -> now: {shown}); writing this one there would "
-                        f"mix the two. Give {flag} a new folder, or delete that one to start afresh.")
+        raise UserError(
+            f"{out_dir} holds a trial with other settings (was -> now: {shown}); writing this one there would "
+            f"mix the two. Give {flag} a new folder, or delete that one to start afresh."
+        )
 
 
 def differences(old: Any, new: Any, where: str = "") -> list[str]:

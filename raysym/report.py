@@ -15,129 +15,78 @@ import base64
 import html
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from raysym import report_figures as figs
-from raysym.report_data import (Published, Sweep, Trial, halo_sample, load_sweep, mean_std, message_sample, paper_model,
-                                stds_by_epoch)
-
-IGNORED_IN_ROWS = {"system", "dim", "model", "l1_schedule", "kl_prior", "seed", "prune_k"}
-EMPTY = "—"  # a cell the published source does not have
-
-
-@dataclass
-class Table:
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    note: str = ""
-
-
-@dataclass
-class Section:
-    title: str
-    text: str = ""
-    tables: list[Table] = field(default_factory=list)
-    figures: list[tuple[str, Path]] = field(default_factory=list)  # (caption, png)
-
+from raysym.report_cells import (
+    EMPTY,
+    Row,
+    Section,
+    Table,
+    count_cell,
+    formulas,
+    lead_header,
+    num,
+    published,
+    rows_of,
+    stat_cell,
+    trials_table,
+    why_missing,
+)
+from raysym.report_data import (
+    Published,
+    Sweep,
+    Trial,
+    halo_sample,
+    load_sweep,
+    mean_std,
+    message_sample,
+    paper_model,
+    stds_by_epoch,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Rows and cells
 # --------------------------------------------------------------------------------------------------
-
-@dataclass
-class Row:
-    system: str
-    dim: int
-    model: str
-    prune_k: float | None
-    other: str  # other swept settings, "lr=0.001"
-    trials: list[Trial]
-
-    @property
-    def k(self) -> str:
-        return "none" if self.prune_k is None else f"{self.prune_k:g}"
-
-    @property
-    def finished(self) -> list[Trial]:
-        return [t for t in self.trials if t.finished]
-
-    def lead(self) -> list[str]:
-        cells = [f"{self.system}-{self.dim}d", self.model, self.k]
-        return cells + [self.other] if self.other is not None else cells
-
-
-def rows_of(sweep: Sweep, keep: Callable[[Trial], bool] = lambda t: True) -> list[Row]:
-    others = [k for k in sweep.swept() if k not in IGNORED_IN_ROWS and not k.startswith("schedule_shape.")]
-    grouped: dict[tuple, list[Trial]] = defaultdict(list)
-    for t in sweep.trials:
-        if keep(t):
-            other = ", ".join(f"{k}={t.setting(k)}" for k in others)
-            grouped[(t.system, t.dim, t.model, t.prune_k, other)].append(t)
-    order = sorted(grouped, key=lambda g: (g[0], g[1], g[2], g[3] is None, g[3] or 0.0, g[4]))
-    return [Row(*g[:4], g[4] if others else None, grouped[g]) for g in order]
-
-
-def lead_header(sweep: Sweep) -> list[str]:
-    others = [k for k in sweep.swept() if k not in IGNORED_IN_ROWS and not k.startswith("schedule_shape.")]
-    return ["system", "model", "k"] + (["other settings"] if others else [])
-
-
-def why_missing(trials: list[Trial]) -> str:
-    """What happened to a row's trials when none finished: 'failed (2)', 'not run', ..."""
-    counts: dict[str, int] = defaultdict(int)
-    for t in trials:
-        counts[t.status.lower()] += 1
-    return ", ".join(f"{status}" + (f" ({n})" if n > 1 else "") for status, n in sorted(counts.items()))
-
-
-def stat_cell(row: Row, metric: str, digits: int = 3) -> str:
-    """Mean ± std over the row's finished trials that have ``metric``; n when not every trial counts."""
-    values = [t.metrics[metric] for t in row.finished if metric in t.metrics]
-    summary = mean_std(values)
-    if summary is None:
-        return why_missing(row.trials) if not row.finished else "not recorded"
-    mean, std = summary
-    text = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if len(values) > 1 else "")
-    if len(values) < len(row.trials):
-        text += f" ({len(values)} of {len(row.trials)})"
-    return text
-
-
-def count_cell(row: Row, metric: str) -> str:
-    """For a 0/1 metric: 'yes' / 'no' for one trial, '2 of 3' trials where it is 1 for several."""
-    values = [t.metrics[metric] for t in row.finished if metric in t.metrics]
-    if not values:
-        return why_missing(row.trials) if not row.finished else "not recorded"
-    hits = sum(v >= 0.5 for v in values)
-    return ("yes" if hits else "no") if len(values) == 1 else f"{hits} of {len(values)}"
-
-
-def published(pub: Published, source: str, metric: str, row: Row, table: str | None = None, model: str | None = None) -> str:
-    value = pub.value(source, metric, row.system, row.dim, model or row.model, table)
-    if value is None:
-        return EMPTY
-    return {"1": "yes", "0": "no"}.get(value, value) if metric in ("law_recovered", "sparse") else value
 
 
 # --------------------------------------------------------------------------------------------------
 # Tables
 # --------------------------------------------------------------------------------------------------
 
+
 def test_mae_table(sweep: Sweep, pub: Published) -> Table:
-    rows = [r.lead() + [str(len(r.trials)), stat_cell(r, "test/mae"), stat_cell(r, "test/acpcr"),
-                        published(pub, "paper2020", "test_mae", r, model=paper_model(r.model)),
-                        published(pub, "re2024", "test_mae", r)] for r in rows_of(sweep)]
-    return Table("Test MAE by system and model", lead_header(sweep) + ["trials", "raysym test MAE", "ACPCR", "paper 2020 (Table 3)", "reproduction 2024 (Table 1)"], rows,
-                 "Mean absolute error of the predicted accelerations on unpruned test graphs, mean ± std over seeds; "
-                 "ACPCR: the fraction of predicted acceleration components within 0.02 of the truth. "
-                 "The paper's L1 (a constant coefficient) is shown next to every L1 schedule. The paper's losses "
-                 "come from its own data scales and training length; compare orders of magnitude and model rankings.")
+    rows = [
+        r.lead()
+        + [
+            str(len(r.trials)),
+            stat_cell(r, "test/mae"),
+            stat_cell(r, "test/acpcr"),
+            published(pub, "paper2020", "test_mae", r, model=paper_model(r.model)),
+            published(pub, "re2024", "test_mae", r),
+        ]
+        for r in rows_of(sweep)
+    ]
+    return Table(
+        "Test MAE by system and model",
+        lead_header(sweep)
+        + ["trials", "raysym test MAE", "ACPCR", "paper 2020 (Table 3)", "reproduction 2024 (Table 1)"],
+        rows,
+        "Mean absolute error of the predicted accelerations on unpruned test graphs, mean ± std over seeds; "
+        "ACPCR: the fraction of predicted acceleration components within 0.02 of the truth. "
+        "The paper's L1 (a constant coefficient) is shown next to every L1 schedule. The paper's losses "
+        "come from its own data scales and training length; compare orders of magnitude and model rankings.",
+    )
 
 
-ENERGY_R2 = ("messages/r2_pair_force", "messages/r2_pair_force_all", "messages/r2_pair_force_robust", "messages/r2_potential")
+ENERGY_R2 = (
+    "messages/r2_pair_force",
+    "messages/r2_pair_force_all",
+    "messages/r2_pair_force_robust",
+    "messages/r2_potential",
+)
 
 
 def mass_scaled_cell(row: Row) -> str:
@@ -145,31 +94,64 @@ def mass_scaled_cell(row: Row) -> str:
     t = next((t for t in row.finished if t.metrics.get("messages/mass_exponent") is not None), None)
     if t is None:
         return EMPTY
-    return f"α = {t.metrics['messages/mass_exponent']:.2f}, R² {t.metrics.get('messages/r2_mass_scaled', float('nan')):.4f}"
+    r2 = t.metrics.get("messages/r2_mass_scaled", float("nan"))
+    return f"α = {t.metrics['messages/mass_exponent']:.2f}, R² {r2:.4f}"
 
 
 def r2_model_table(sweep: Sweep, pub: Published) -> Table:
     energy = any("messages/r2_potential" in t.metrics for t in sweep.trials)  # a Hamiltonian GN ran
-    rows = [r.lead() + [stat_cell(r, "messages/r2_force"), stat_cell(r, "messages/r2_force_all"), stat_cell(r, "messages/r2_force_robust"),
-                        stat_cell(r, "messages/r2_accel"), stat_cell(r, "messages/r2_accel_all"), mass_scaled_cell(r)]
-            + ([stat_cell(r, key) if r.model.startswith("hgn") else EMPTY for key in ENERGY_R2] if energy else [])
-            + [published(pub, "paper2020", "r2_force", r, model=paper_model(r.model)),
-               published(pub, "re2024", "r2_force", r, table="Table 3")] for r in rows_of(sweep)]
-    header = (["R² vs force, in distribution", "all edges", "robust", "R² vs force/mass, in distribution", "all edges",
-               "diagnostic: messages ~ F m^-α"]
-              + (["R² pair force (hgn), in distribution", "all edges", "robust", "R² pair energy vs U (hgn)"] if energy else [])
-              + ["paper 2020", "reproduction 2024 (Table 3)"])
-    return Table("R² of the messages by model", lead_header(sweep) + header, rows,
-                 "R² of the top message components as a linear transformation of the true pairwise force (and of the "
-                 "force divided by the receiver's mass), averaged over components (definitions: raysym/messages.py). "
-                 "In distribution: test graphs inside the training set's pruning bounds (the headline). All edges: every "
-                 "test edge, close encounters the network never trained on included (extrapolation). Robust: every test "
-                 "edge, by a least-trimmed-squares fit that ignores the worst 10%. Diagnostic: the exponent α for which "
-                 "the messages are best a linear transformation of F m_receiver^-α (0: the force, 1: force/mass) and that "
-                 "fit's R²; it decides nothing. Neither publication gives its exact R² formula."
-                 + (" Hamiltonian GN: R² of the pair force its pair energies imply against the true pair force (no fit), "
-                    "and R² of the pair energy as a linear function of U(r'), which terms without positions in them "
-                    "(free in training, e.g. c q1 q2) can lower for a correct law." if energy else ""))
+    rows = [
+        r.lead()
+        + [
+            stat_cell(r, "messages/r2_force"),
+            stat_cell(r, "messages/r2_force_all"),
+            stat_cell(r, "messages/r2_force_robust"),
+            stat_cell(r, "messages/r2_accel"),
+            stat_cell(r, "messages/r2_accel_all"),
+            mass_scaled_cell(r),
+        ]
+        + ([stat_cell(r, key) if r.model.startswith("hgn") else EMPTY for key in ENERGY_R2] if energy else [])
+        + [
+            published(pub, "paper2020", "r2_force", r, model=paper_model(r.model)),
+            published(pub, "re2024", "r2_force", r, table="Table 3"),
+        ]
+        for r in rows_of(sweep)
+    ]
+    header = (
+        [
+            "R² vs force, in distribution",
+            "all edges",
+            "robust",
+            "R² vs force/mass, in distribution",
+            "all edges",
+            "diagnostic: messages ~ F m^-α",
+        ]
+        + (
+            ["R² pair force (hgn), in distribution", "all edges", "robust", "R² pair energy vs U (hgn)"]
+            if energy
+            else []
+        )
+        + ["paper 2020", "reproduction 2024 (Table 3)"]
+    )
+    return Table(
+        "R² of the messages by model",
+        lead_header(sweep) + header,
+        rows,
+        "R² of the top message components as a linear transformation of the true pairwise force (and of the "
+        "force divided by the receiver's mass), averaged over components (definitions: raysym/messages.py). "
+        "In distribution: test graphs inside the training set's pruning bounds (the headline). All edges: every "
+        "test edge, close encounters the network never trained on included (extrapolation). Robust: every test "
+        "edge, by a least-trimmed-squares fit that ignores the worst 10%. Diagnostic: the exponent α for which "
+        "the messages are best a linear transformation of F m_receiver^-α (0: the force, 1: force/mass) and that "
+        "fit's R²; it decides nothing. Neither publication gives its exact R² formula."
+        + (
+            " Hamiltonian GN: R² of the pair force its pair energies imply against the true pair force (no fit), "
+            "and R² of the pair energy as a linear function of U(r'), which terms without positions in them "
+            "(free in training, e.g. c q1 q2) can lower for a correct law."
+            if energy
+            else ""
+        ),
+    )
 
 
 def law_cell(row: Row) -> str:
@@ -195,13 +177,15 @@ def paper_layout_tables(sweep: Sweep, pub: Published) -> list[Table]:
     if not rows or not systems:
         return []
     cell = {(r.system, r.dim, r.model): r for r in rows}
-    published_too = lambda m: paper_model(m) in MODEL_ORDER[:4]  # noqa: E731 -- the paper's own models
+    published_too = lambda m: paper_model(m) in MODEL_ORDER[:4]  # the paper's own models
     r2_rows, law_rows = [], []
     for system, dim in systems:
         r2_line, law_line = [f"{system}-{dim}d"], [f"{system}-{dim}d"]
         for m in models:
             row = cell.get((system, dim, m))
-            paper_r2 = [pub.value("paper2020", "r2_force", system, dim, paper_model(m)) or EMPTY] if published_too(m) else []
+            paper_r2 = (
+                [pub.value("paper2020", "r2_force", system, dim, paper_model(m)) or EMPTY] if published_too(m) else []
+            )
             law = pub.value("paper2020", "law_recovered", system, dim, paper_model(m)) or ""
             paper_law = [{"1": "yes", "0": "no"}.get(law, EMPTY)] if published_too(m) else []
             if row is None:
@@ -210,31 +194,60 @@ def paper_layout_tables(sweep: Sweep, pub: Published) -> list[Table]:
                 continue
             # The paper's models learn force / m_receiver on r1 and r2 (the law verdict accepts either), so the
             # R² against force / m follows: a low R² against the force alone would hide a recovered law.
-            r2_line += [f"{stat_cell(row, 'messages/r2_force')} ({stat_cell(row, 'messages/r2_force_all')}); "
-                        f"force÷m {stat_cell(row, 'messages/r2_accel')}", *paper_r2]
+            r2_line += [
+                f"{stat_cell(row, 'messages/r2_force')} ({stat_cell(row, 'messages/r2_force_all')}); "
+                f"force÷m {stat_cell(row, 'messages/r2_accel')}",
+                *paper_r2,
+            ]
             law_line += [law_cell(row), *paper_law]
         r2_rows.append(r2_line)
         law_rows.append(law_line)
-    header = ["system"] + [h for m in models for h in ((f"{m} (raysym)", f"{paper_model(m)} (paper)") if published_too(m) else (f"{m} (raysym)",))]
+    header = ["system"] + [
+        h
+        for m in models
+        for h in ((f"{m} (raysym)", f"{paper_model(m)} (paper)") if published_too(m) else (f"{m} (raysym)",))
+    ]
     return [
-        Table("The paper's Table 1: R² of the messages against the force", header, r2_rows,
-              "raysym: in-distribution R² against the force (all edges in brackets), then in-distribution R² against the force "
-              "divided by the receiver's mass; mean ± std over seeds; paper: Cranmer et al. 2020, Table 1 (against the force). "
-              "The Newtonian GN is raysym's and has no published value."),
-        Table("The paper's Table 5: was the correct law recovered?", header, law_rows,
-              "raysym: the distilled edge formulas are a linear transformation of the force (or force/mass) with in-distribution "
-              "R² ≥ 0.99 on unseen test graphs; paper: Cranmer et al. 2020, Table 5 (one answer for 2D and 3D)."),
+        Table(
+            "The paper's Table 1: R² of the messages against the force",
+            header,
+            r2_rows,
+            "raysym: in-distribution R² against the force (all edges in brackets), then in-distribution R² against the "
+            "force "
+            "divided by the receiver's mass; mean ± std over seeds; paper: Cranmer et al. 2020, Table 1 (against the "
+            "force). "
+            "The Newtonian GN is raysym's and has no published value.",
+        ),
+        Table(
+            "The paper's Table 5: was the correct law recovered?",
+            header,
+            law_rows,
+            "raysym: the distilled edge formulas are a linear transformation of the force (or force/mass) with "
+            "in-distribution "
+            "R² ≥ 0.99 on unseen test graphs; paper: Cranmer et al. 2020, Table 5 (one answer for 2D and 3D).",
+        ),
     ]
 
 
 def r2_schedule_table(sweep: Sweep, pub: Published) -> Table | None:
-    rows = [r.lead() + [stat_cell(r, "messages/r2_force"), stat_cell(r, "messages/r2_accel"), stat_cell(r, "messages/sparsity_ratio", 2),
-                        published(pub, "re2024", "r2_force", r, table="Table 2")]
-            for r in rows_of(sweep, lambda t: t.model.startswith("l1-"))]
+    rows = [
+        r.lead()
+        + [
+            stat_cell(r, "messages/r2_force"),
+            stat_cell(r, "messages/r2_accel"),
+            stat_cell(r, "messages/sparsity_ratio", 2),
+            published(pub, "re2024", "r2_force", r, table="Table 2"),
+        ]
+        for r in rows_of(sweep, lambda t: t.model.startswith("l1-"))
+    ]
     if not rows:
         return None
-    return Table("R² by L1 schedule", lead_header(sweep) + ["R² vs force", "R² vs force/mass", "sparsity ratio", "reproduction 2024 (Table 2)"], rows,
-                 "Sparsity ratio: the smallest top-dim std over the largest other std (100 or more is sparse).")
+    return Table(
+        "R² by L1 schedule",
+        lead_header(sweep) + ["R² vs force", "R² vs force/mass", "sparsity ratio", "reproduction 2024 (Table 2)"],
+        rows,
+        "Sparsity ratio: the smallest top-dim std over the largest other std (100 or more is sparse).",
+    )
 
 
 def law_table(sweep: Sweep, pub: Published) -> Table:
@@ -243,16 +256,43 @@ def law_table(sweep: Sweep, pub: Published) -> Table:
         law = law_cell(r)
         first = next((t for t in r.finished if "distill/recovered" in t.metrics), None)
         formula = formulas(first.distill.get("distill/edge_formulas", "")) if first else EMPTY
-        ratio = "n/a (no other components)" if r.model in ("bottleneck", "newtonian") else stat_cell(r, "messages/sparsity_ratio", 2)
-        rows.append(r.lead() + [count_cell(r, "messages/sparse"), ratio, law, formula_r2_cell(first), formula,
-                                published(pub, "paper2020", "law_recovered", r, model=paper_model(r.model)),
-                                published(pub, "re2024", "law_recovered", r)])
-    return Table("Law recovered and sparsity reached", lead_header(sweep) + ["sparse", "sparsity ratio", "law recovered",
-                 "formula R², in distribution / all edges (first trial)", "edge formulas (first trial)", "paper 2020", "reproduction 2024 (Tables 4-5)"], rows,
-                 "Law recovered: the distilled edge formulas, evaluated on unseen test graphs inside the training range, are a linear "
-                 "transformation of the true force (or of force/mass) with R² ≥ 0.99; the same R² on every unseen test edge is shown "
-                 "beside it and decides nothing. Sparse: every top-dim std at least 100x every other (bottleneck and newtonian "
-                 "messages have no other components). The reproduction states law and sparsity together.")
+        ratio = (
+            "n/a (no other components)"
+            if r.model in ("bottleneck", "newtonian")
+            else stat_cell(r, "messages/sparsity_ratio", 2)
+        )
+        rows.append(
+            r.lead()
+            + [
+                count_cell(r, "messages/sparse"),
+                ratio,
+                law,
+                formula_r2_cell(first),
+                formula,
+                published(pub, "paper2020", "law_recovered", r, model=paper_model(r.model)),
+                published(pub, "re2024", "law_recovered", r),
+            ]
+        )
+    return Table(
+        "Law recovered and sparsity reached",
+        lead_header(sweep)
+        + [
+            "sparse",
+            "sparsity ratio",
+            "law recovered",
+            "formula R², in distribution / all edges (first trial)",
+            "edge formulas (first trial)",
+            "paper 2020",
+            "reproduction 2024 (Tables 4-5)",
+        ],
+        rows,
+        "Law recovered: the distilled edge formulas, evaluated on unseen test graphs inside the training range, are a "
+        "linear "
+        "transformation of the true force (or of force/mass) with R² ≥ 0.99; the same R² on every unseen test edge is "
+        "shown "
+        "beside it and decides nothing. Sparse: every top-dim std at least 100x every other (bottleneck and newtonian "
+        "messages have no other components). The reproduction states law and sparsity together.",
+    )
 
 
 def formula_r2_cell(t: Trial | None) -> str:
@@ -270,24 +310,56 @@ def symbolic_table(sweep: Sweep, pub: Published) -> Table:
     rows = []
     for r in rows_of(sweep):
         both = [t for t in r.finished if "distill/test_mae" in t.metrics and "distill/gn_test_mae" in t.metrics]
-        ratio = mean_std([t.metrics["distill/test_mae"] / t.metrics["distill/gn_test_mae"] for t in both if t.metrics["distill/gn_test_mae"] > 0])
-        rows.append(r.lead() + [stat_cell(r, "distill/test_mae_in_range"), stat_cell(r, "distill/gn_test_mae_in_range"),
-                                stat_cell(r, "distill/test_mae"), stat_cell(r, "distill/gn_test_mae"),
-                                f"{ratio[0]:.2f}" if ratio else ("not distilled" if r.finished else why_missing(r.trials)),
-                                published(pub, "re2024", "symbolic_mae", r)])
-    return Table("Symbolic model against the Graph Network", lead_header(sweep) + [
-        "symbolic MAE, in distribution", "GN MAE, in distribution", "symbolic MAE, all graphs", "GN MAE, all graphs",
-        "symbolic / GN (all graphs)", "reproduction 2024 symbolic MAE (Table 6)"], rows,
-        "The composed symbolic model (edge formulas summed over senders, then the node formula; for the Newtonian GN, divided by "
-        "the receiver's mass) and the GN on the same unseen test graphs: those inside the training range, and all of them.")
+        ratio = mean_std(
+            [
+                t.metrics["distill/test_mae"] / t.metrics["distill/gn_test_mae"]
+                for t in both
+                if t.metrics["distill/gn_test_mae"] > 0
+            ]
+        )
+        rows.append(
+            r.lead()
+            + [
+                stat_cell(r, "distill/test_mae_in_range"),
+                stat_cell(r, "distill/gn_test_mae_in_range"),
+                stat_cell(r, "distill/test_mae"),
+                stat_cell(r, "distill/gn_test_mae"),
+                f"{ratio[0]:.2f}" if ratio else ("not distilled" if r.finished else why_missing(r.trials)),
+                published(pub, "re2024", "symbolic_mae", r),
+            ]
+        )
+    return Table(
+        "Symbolic model against the Graph Network",
+        lead_header(sweep)
+        + [
+            "symbolic MAE, in distribution",
+            "GN MAE, in distribution",
+            "symbolic MAE, all graphs",
+            "GN MAE, all graphs",
+            "symbolic / GN (all graphs)",
+            "reproduction 2024 symbolic MAE (Table 6)",
+        ],
+        rows,
+        "The composed symbolic model (edge formulas summed over senders, then the node formula; for the Newtonian GN, "
+        "divided by "
+        "the receiver's mass) and the GN on the same unseen test graphs: those inside the training range, and all of "
+        "them.",
+    )
 
 
 def prune_table(sweep: Sweep) -> Table | None:
     if len({t.prune_k for t in sweep.trials}) < 2:
         return None
-    rows = [r.lead() + [stat_cell(r, "messages/r2_force"), stat_cell(r, "test/mae"), stat_cell(r, "data/pruned_graphs", 0)] for r in rows_of(sweep)]
-    return Table("R² against pruning factor k", lead_header(sweep) + ["R² vs force", "test MAE", "training graphs pruned"], rows,
-                 "k is the IQR whisker factor of the outlier pruning of training graphs; 'none' trains on every graph.")
+    rows = [
+        r.lead() + [stat_cell(r, "messages/r2_force"), stat_cell(r, "test/mae"), stat_cell(r, "data/pruned_graphs", 0)]
+        for r in rows_of(sweep)
+    ]
+    return Table(
+        "R² against pruning factor k",
+        lead_header(sweep) + ["R² vs force", "test MAE", "training graphs pruned"],
+        rows,
+        "k is the IQR whisker factor of the outlier pruning of training graphs; 'none' trains on every graph.",
+    )
 
 
 def optuna_table(sweep: Sweep, top: int = 5) -> Table | None:
@@ -298,63 +370,24 @@ def optuna_table(sweep: Sweep, top: int = 5) -> Table | None:
         return None
     names = sorted({k for t in scored for k in t.params if k.startswith("schedule_shape.")})
     best = sorted(scored, key=lambda t: t.metrics[metric], reverse=(mode == "max"))[:top]
-    rows = [[t.key, t.model, f"{t.metrics[metric]:.4f}"] + [f"{float(t.params[n]):.4g}" if n in t.params else EMPTY for n in names]
-            + [_num(t.metrics.get("test/mae"))] for t in best]
-    return Table(f"Best schedule shapes ({mode} {metric})", ["trial", "model", metric] + [n.split(".", 1)[1] for n in names] + ["test MAE"], rows,
-                 f"The {len(best)} best of {len(scored)} finished Optuna trials.")
-
-
-def _law(t: Trial) -> str:
-    return t.distill.get("distill/recovered_as", EMPTY) if t.distill else EMPTY
-
-
-# The per-trial columns after key, trial, seed and status: (header, cell of a trial).
-TRIAL_COLUMNS: list[tuple[str, Callable[[Trial], str]]] = [
-    ("test MAE", lambda t: _num(t.metrics.get("test/mae"))),
-    ("R² vs force, in distribution", lambda t: _num(t.metrics.get("messages/r2_force"))),
-    ("all edges", lambda t: _num(t.metrics.get("messages/r2_force_all"))),
-    ("sparse", lambda t: {1.0: "yes", 0.0: "no"}.get(t.metrics.get("messages/sparse"), EMPTY)),
-    ("law", _law),
-]
-
-
-def trials_table(sweep: Sweep, columns: list[tuple[str, Callable[[Trial], str]]] = TRIAL_COLUMNS) -> Table:
-    rows = [[t.key, t.label, t.seed, t.status.lower()] + [cell(t) for _, cell in columns] + [t.run_id or EMPTY] for t in sweep.trials]
-    return Table("Every trial", ["key", "trial", "seed", "status"] + [h for h, _ in columns] + ["MLflow run"], rows)
-
-
-def _num(value: float | None) -> str:
-    return EMPTY if value is None else f"{value:.4f}"
-
-
-def _short(formula: str, width: int = 90) -> str:
-    return formula if len(formula) <= width else formula[: width - 1] + "…"
-
-
-def formulas(tag: str, width: int = 160) -> str:
-    """A distillation run's formulas tag (a list written as text) as "f1; f2", constants to 4 significant
-    digits, shortened to ``width`` characters."""
-    import ast
-
-    from raysym.distill import readable
-
-    try:
-        found = ast.literal_eval(tag) if tag else []
-    except (ValueError, SyntaxError):
-        return _short(tag, width)
-    found = found if isinstance(found, list) else [str(found)]
-    shown = []
-    for eq in found:
-        try:
-            shown.append(readable(eq, []))
-        except ValueError:
-            shown.append(eq)
-    return _short("; ".join(shown), width)
+    rows = [
+        [t.key, t.model, f"{t.metrics[metric]:.4f}"]
+        + [f"{float(t.params[n]):.4g}" if n in t.params else EMPTY for n in names]
+        + [num(t.metrics.get("test/mae"))]
+        for t in best
+    ]
+    return Table(
+        f"Best schedule shapes ({mode} {metric})",
+        ["trial", "model", metric] + [n.split(".", 1)[1] for n in names] + ["test MAE"],
+        rows,
+        f"The {len(best)} best of {len(scored)} finished Optuna trials.",
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # Rendering
 # --------------------------------------------------------------------------------------------------
+
 
 def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
@@ -377,24 +410,35 @@ def to_markdown(title: str, intro: str, sections: list[Section], out: Path) -> s
     return "\n".join(lines)
 
 
-CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;margin:.5em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}"
-       "th{background:#f3f3f3}.note{color:#555;font-size:13px}img{max-width:100%}code{font-size:12px}")
+CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px "
+    "7px;text-align:left}"
+    "th{background:#f3f3f3}.note{color:#555;font-size:13px}img{max-width:100%}code{font-size:12px}"
+)
 
 
 def to_html(title: str, intro: str, sections: list[Section]) -> str:
     e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{CSS}</style></head><body>",
-             f"<h1>{e(title)}</h1><p>{e(intro)}</p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1><p>{e(intro)}</p>",
+    ]
     for s in sections:
         parts.append(f"<h2>{e(s.title)}</h2>" + (f"<p>{e(s.text)}</p>" if s.text else ""))
         for t in s.tables:
             head = "".join(f"<th>{e(h)}</th>" for h in t.header)
             body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in t.rows)
-            parts.append(f"<h3>{e(t.title)}</h3><table><tr>{head}</tr>{body}</table>" + (f"<p class='note'>{e(t.note)}</p>" if t.note else ""))
+            parts.append(
+                f"<h3>{e(t.title)}</h3><table><tr>{head}</tr>{body}</table>"
+                + (f"<p class='note'>{e(t.note)}</p>" if t.note else "")
+            )
         for caption, png in s.figures:  # embedded, so the file stands alone
             data = base64.b64encode(png.read_bytes()).decode()
-            parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{e(caption)}'><figcaption class='note'>{e(caption)}</figcaption></figure>")
+            parts.append(
+                f"<figure><img src='data:image/png;base64,{data}' alt='{e(caption)}'><figcaption "
+                f"class='note'>{e(caption)}</figcaption></figure>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -408,6 +452,7 @@ def _write(path: Path, text: str) -> None:
 # --------------------------------------------------------------------------------------------------
 # The report
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class ReportOutcome:
@@ -428,7 +473,10 @@ def table_sections(sweep: Sweep, pub: Published) -> list[Section]:
     sections = [Section("The paper's tables", tables=paper)] if paper else []
     sections += [
         Section("Test error", tables=[test_mae_table(sweep, pub)]),
-        Section("Messages against the true force", tables=[t for t in (r2_model_table(sweep, pub), r2_schedule_table(sweep, pub)) if t]),
+        Section(
+            "Messages against the true force",
+            tables=[t for t in (r2_model_table(sweep, pub), r2_schedule_table(sweep, pub)) if t],
+        ),
         Section("Symbolic laws", tables=[law_table(sweep, pub), symbolic_table(sweep, pub)]),
     ]
     prune = prune_table(sweep)
@@ -447,17 +495,32 @@ def draw_figures(sweep: Sweep, folder: Path) -> list[tuple[str, Path | None]]:
     drawers = {  # called only for the figures a sweep's kind shows
         "l1": lambda: ("L1 coefficient at the end of each epoch, per schedule", figs.l1_schedules(sweep, folder)),
         "loss": lambda: ("Training loss and test MAE per epoch, every trial", figs.loss_curves(sweep, folder)),
-        "force": lambda: (("Top message components against their linear fit on the true force or force/mass (first trial of each "
-                           "group), fitted on in-distribution test edges (blue); edges outside the training range in grey, same fit; "
-                           "panel R² on the stored 2,000-edge sample, the tables' on every in-distribution edge"),
-                          figs.messages_vs_force(sweep, folder, lambda t: message_sample(sweep.uri, t))),
-        "halo": lambda: ("The messages' leading direction against the true edge term (first trial of each group)",
-                         figs.halo_messages(sweep, folder, lambda t: halo_sample(sweep.uri, t))),
-        "stds": lambda: ("The 15 largest message standard deviations, box plots across seeds", figs.message_stds(sweep, folder)),
-        "stds_epochs": lambda: ("Message standard deviations over the epochs (first trial of each group)",
-                                figs.stds_over_epochs(sweep, folder, lambda t: stds_by_epoch(sweep.uri, t))),
+        "force": lambda: (
+            (
+                "Top message components against their linear fit on the true force or force/mass (first trial of each "
+                "group), fitted on in-distribution test edges (blue); edges outside the training range in grey, same "
+                "fit; "
+                "panel R² on the stored 2,000-edge sample, the tables' on every in-distribution edge"
+            ),
+            figs.messages_vs_force(sweep, folder, lambda t: message_sample(sweep.uri, t)),
+        ),
+        "halo": lambda: (
+            "The messages' leading direction against the true edge term (first trial of each group)",
+            figs.halo_messages(sweep, folder, lambda t: halo_sample(sweep.uri, t)),
+        ),
+        "stds": lambda: (
+            "The 15 largest message standard deviations, box plots across seeds",
+            figs.message_stds(sweep, folder),
+        ),
+        "stds_epochs": lambda: (
+            "Message standard deviations over the epochs (first trial of each group)",
+            figs.stds_over_epochs(sweep, folder, lambda t: stds_by_epoch(sweep.uri, t)),
+        ),
         "prune": lambda: ("R² of the messages against the pruning factor k", figs.r2_vs_prune(sweep, folder)),
-        "optuna": lambda: (f"Optuna objective ({metric}) against each schedule-shape parameter", figs.optuna_shapes(sweep, folder, metric)),
+        "optuna": lambda: (
+            f"Optuna objective ({metric}) against each schedule-shape parameter",
+            figs.optuna_shapes(sweep, folder, metric),
+        ),
     }
     if any(t.halo for t in sweep.trials):
         order = ["loss", "halo", "stds", "stds_epochs"]
@@ -466,19 +529,49 @@ def draw_figures(sweep: Sweep, folder: Path) -> list[tuple[str, Path | None]]:
     return [drawers[name]() for name in order]
 
 
-def build_sections(sweep: Sweep, pub: Published, out: Path, say: Callable[[str], None] = lambda m: None) -> list[Section]:
+def build_sections(
+    sweep: Sweep, pub: Published, out: Path, say: Callable[[str], None] = lambda m: None
+) -> list[Section]:
     """The report's sections: the tables, then the figures (written under ``out/figures``), then every trial."""
     sections = table_sections(sweep, pub)
     say("drawing figures")
     drawn = draw_figures(sweep, out / "figures")
     absent = [caption for caption, path in drawn if path is None]
-    figures = Section("Figures", text=("Not drawn (nothing to show in this sweep): " + "; ".join(absent) + ".") if absent else "",
-                      figures=[(c, p) for c, p in drawn if p is not None])
+    figures = Section(
+        "Figures",
+        text=("Not drawn (nothing to show in this sweep): " + "; ".join(absent) + ".") if absent else "",
+        figures=[(c, p) for c, p in drawn if p is not None],
+    )
     return sections[:-1] + [figures, sections[-1]]
 
 
-def make_report(uri: str, sweep: str, out: str | Path | None = None, *, experiment: str | None = None,
-                published_csv: str | Path | None = None, say: Callable[[str], None] = print) -> ReportOutcome:
+def claim_report_folder(folder: Path) -> None:
+    """Refuse (UserError) to write a report over files that are not a raysym report: an earlier raysym
+    report there is rewritten, a report.md or report.html of the user's is not."""
+    from raysym.errors import UserError
+
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file, not a folder. Give --out a folder for the report.")
+    for name, mark in (("report.md", "# raysym report:"), ("report.html", "<title>raysym report:")):
+        path = folder / name
+        if path.exists():
+            head = path.read_bytes()[:2000].decode("utf-8", "replace")
+            if mark not in head:
+                raise UserError(
+                    f"{path} exists and is not a raysym report; writing the report there would overwrite it. "
+                    "Give --out another folder."
+                )
+
+
+def make_report(
+    uri: str,
+    sweep: str,
+    out: str | Path | None = None,
+    *,
+    experiment: str | None = None,
+    published_csv: str | Path | None = None,
+    say: Callable[[str], None] = print,
+) -> ReportOutcome:
     """Read ``sweep`` (a name or parent run id) from the MLflow store at ``uri``; write report.md and
     report.html (plus figures/) to ``out`` (default ``reports/<sweep name>``). The CLI's and the tests' entry."""
     seconds: dict[str, float] = {}
@@ -493,14 +586,17 @@ def make_report(uri: str, sweep: str, out: str | Path | None = None, *, experime
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     say(f"{len(data.trials)} trial(s): {summary}")
     folder = Path(out) if out else Path("reports") / data.name
+    claim_report_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
     mid = time.perf_counter()
     sections = build_sections(data, pub, folder, say)
     seconds["build"] = time.perf_counter() - mid
     title = f"raysym report: sweep '{data.name}'"
-    intro = (f"{len(data.trials)} trial(s) ({summary}); sweep run {data.run_id} ({data.status.lower()}) in {uri}, "
-             f"experiment {data.experiment_id}. Published values: Cranmer et al. 2020 and the 2024 reproduction "
-             f"(analysis/published.csv). {EMPTY} marks a cell the publication does not have.")
+    intro = (
+        f"{len(data.trials)} trial(s) ({summary}); sweep run {data.run_id} ({data.status.lower()}) in {uri}, "
+        f"experiment {data.experiment_id}. Published values: Cranmer et al. 2020 and the 2024 reproduction "
+        f"(analysis/published.csv). {EMPTY} marks a cell the publication does not have."
+    )
     md, page = folder / "report.md", folder / "report.html"
     _write(md, to_markdown(title, intro, sections, folder))
     _write(page, to_html(title, intro, sections))

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from raysym import track
-from raysym.config import L1_MODELS
 from raysym.errors import UserError
+from raysym.names import L1_MODELS
 
 # A progress bar per downloaded file would drown the report's own progress lines.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -78,7 +78,11 @@ class Trial:
         model = self.setting("model", "?")
         if model == "newtonian":  # newtonian, newtonian-l1-<schedule>, newtonian-kl
             form = self.setting("newtonian_messages", "bottleneck")
-            return model if form == "bottleneck" else f"{model}-{form}" + (f"-{self.setting('l1_schedule', 'linear')}" if form == "l1" else "")
+            return (
+                model
+                if form == "bottleneck"
+                else f"{model}-{form}" + (f"-{self.setting('l1_schedule', 'linear')}" if form == "l1" else "")
+            )
         if model in L1_MODELS:
             return f"{model}-{self.setting('l1_schedule', 'linear')}"
         return model
@@ -140,17 +144,33 @@ def find_sweep(uri: str, sweep: str, experiment: str | None = None):
     if experiment is not None:
         found = client.get_experiment_by_name(experiment)
         if found is None:
-            raise UserError(f"There is no MLflow experiment '{experiment}' in {uri}. Check the name (the sweep YAML's tracking.experiment) or leave --experiment out.")
+            raise UserError(
+                f"There is no MLflow experiment '{experiment}' in {uri}. Check the name (the sweep YAML's "
+                "tracking.experiment) or leave --experiment out."
+            )
         experiments = [found.experiment_id]
     else:
         experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, filter_string=f"tags.`{track.SWEEP_TAG}` = '{sweep}'", order_by=["attributes.start_time DESC"])
+    runs = client.search_runs(
+        experiments, filter_string=f"tags.`{track.SWEEP_TAG}` = '{sweep}'", order_by=["attributes.start_time DESC"]
+    )
     runs = [r for r in runs if track.PARENT_TAG not in r.data.tags]
     if not runs:
-        names = sorted({r.data.tags[track.SWEEP_TAG] for r in client.search_runs(experiments, filter_string=f"tags.`{track.SWEEP_TAG}` LIKE '%'", max_results=500)
-                        if track.PARENT_TAG not in r.data.tags})
+        names = sorted(
+            {
+                r.data.tags[track.SWEEP_TAG]
+                for r in client.search_runs(
+                    experiments, filter_string=f"tags.`{track.SWEEP_TAG}` LIKE '%'", max_results=500
+                )
+                if track.PARENT_TAG not in r.data.tags
+            }
+        )
         known = f"Sweeps recorded there: {', '.join(names)}." if names else "No sweep is recorded there yet."
-        raise UserError(f"No sweep named '{sweep}' in the MLflow store {uri}. {known} Pass the sweep's name (its YAML's name key) or its parent run id (raysym report also takes the YAML file); use --tracking-uri if the runs live elsewhere.")
+        raise UserError(
+            f"No sweep named '{sweep}' in the MLflow store {uri}. {known} Pass the sweep's name (its YAML's name key) "
+            "or its parent run id (raysym report also takes the YAML file); use --tracking-uri if the runs live "
+            "elsewhere."
+        )
     if len(runs) > 1:  # a name used again (a sweep deleted and rerun, a failed start, another experiment)
         import sys
         from datetime import datetime, timezone
@@ -159,9 +179,12 @@ def find_sweep(uri: str, sweep: str, experiment: str | None = None):
             return datetime.fromtimestamp(r.info.start_time / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
         others = "; ".join(f"{r.info.run_id} ({r.info.status}, {when(r)})" for r in runs[1:6])
-        print(f"raysym: warning: {len(runs)} sweeps are named '{sweep}' in {uri}; reporting the newest, "
-              f"{runs[0].info.run_id} ({runs[0].info.status}, started {when(runs[0])}). The others: {others}. "
-              "Pass a parent run id instead of the name to choose one.", file=sys.stderr)
+        print(
+            f"raysym: warning: {len(runs)} sweeps are named '{sweep}' in {uri}; reporting the newest, "
+            f"{runs[0].info.run_id} ({runs[0].info.status}, started {when(runs[0])}). The others: {others}. "
+            "Pass a parent run id instead of the name to choose one.",
+            file=sys.stderr,
+        )
     return client, runs[0]
 
 
@@ -179,7 +202,9 @@ def _sweep_config(uri: str, parent) -> dict[str, Any] | None:
     import mlflow
 
     try:
-        folder = mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="sweep.json", tracking_uri=uri)
+        folder = mlflow.artifacts.download_artifacts(
+            run_id=parent.info.run_id, artifact_path="sweep.json", tracking_uri=uri
+        )
         return json.loads(Path(folder).read_text())
     except Exception:  # noqa: BLE001 -- an older or foreign sweep: the report works without its plan
         return None
@@ -203,11 +228,15 @@ def _planned(config: dict[str, Any] | None) -> list[Trial]:
         tags = {f"cfg.data.{k}": str(v) for k, v in spec.data.items()}
         tags.update({f"cfg.{k}": str(v) for k, v in spec.train.items()})
         tags["cfg.prune_k"] = str(spec.prune_k)
-        planned += [Trial(key=spec.key, label=spec.label(), status="NOT RUN", tags=dict(tags)) for _ in range(per_point)]
+        planned += [
+            Trial(key=spec.key, label=spec.label(), status="NOT RUN", tags=dict(tags)) for _ in range(per_point)
+        ]
     return planned
 
 
-def load_sweep(uri: str, sweep: str, experiment: str | None = None, *, histories: bool = True, threads: int = 8) -> Sweep:
+def load_sweep(
+    uri: str, sweep: str, experiment: str | None = None, *, histories: bool = True, threads: int = 8
+) -> Sweep:
     """Read a sweep (name or parent run id) and all its trials from the MLflow store at ``uri``.
 
     ``histories`` also reads the per-epoch curves in HISTORY_KEYS (one request per trial and metric, on
@@ -222,11 +251,17 @@ def load_sweep(uri: str, sweep: str, experiment: str | None = None, *, histories
         if r.data.tags.get(track.PARENT_TAG) in trial_run_ids:
             distills[r.data.tags[track.PARENT_TAG]] = dict(r.data.tags)
     trials = [
-        Trial(key=r.data.tags.get("raysym.trial_key", "?"), label=r.data.tags.get("raysym.label", r.info.run_name),
-              status="STOPPED EARLY" if track.STOPPED_TAG in r.data.tags else r.info.status,
-              run_id=r.info.run_id, trial_id=r.data.tags[track.TRIAL_TAG],
-              params=dict(r.data.params), tags=dict(r.data.tags), metrics=dict(r.data.metrics),
-              distill=distills.get(r.info.run_id, {}))
+        Trial(
+            key=r.data.tags.get("raysym.trial_key", "?"),
+            label=r.data.tags.get("raysym.label", r.info.run_name),
+            status="STOPPED EARLY" if track.STOPPED_TAG in r.data.tags else r.info.status,
+            run_id=r.info.run_id,
+            trial_id=r.data.tags[track.TRIAL_TAG],
+            params=dict(r.data.params),
+            tags=dict(r.data.tags),
+            metrics=dict(r.data.metrics),
+            distill=distills.get(r.info.run_id, {}),
+        )
         for r in runs
     ]
     config = _sweep_config(uri, parent)
@@ -275,7 +310,9 @@ def halo_sample(uri: str, trial: Trial) -> dict[str, Any] | None:
     import numpy as np
 
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=trial.run_id, artifact_path="halo_messages.npz", tracking_uri=uri)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=trial.run_id, artifact_path="halo_messages.npz", tracking_uri=uri
+        )
     except Exception:  # noqa: BLE001 -- a trial that did not finish has none
         return None
     with np.load(path) as data:
@@ -287,7 +324,9 @@ def stds_by_epoch(uri: str, trial: Trial) -> dict[str, Any] | None:
     import mlflow
 
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=trial.run_id, artifact_path="message_stds_by_epoch.json", tracking_uri=uri)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=trial.run_id, artifact_path="message_stds_by_epoch.json", tracking_uri=uri
+        )
     except Exception:  # noqa: BLE001 -- trials from before raysym kept it
         return None
     return json.loads(Path(path).read_text())
@@ -296,6 +335,7 @@ def stds_by_epoch(uri: str, trial: Trial) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------------------------------
 # Published numbers
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Published:
@@ -307,16 +347,27 @@ class Published:
     def load(cls, path: str | Path | None = None) -> "Published":
         path = Path(path) if path else PUBLISHED_CSV
         if not path.is_file():
-            raise UserError(f"The published numbers file {path} does not exist. Pass --published analysis/published.csv from a raysym checkout.")
+            raise UserError(
+                f"The published numbers file {path} does not exist. Pass --published analysis/published.csv from a "
+                "raysym checkout."
+            )
         with open(path, newline="") as f:
             rows = tuple(csv.DictReader(line for line in f if not line.startswith("#")))
         return cls(rows)
 
-    def value(self, source: str, metric: str, system: str, dim: int, model: str, table: str | None = None) -> str | None:
+    def value(
+        self, source: str, metric: str, system: str, dim: int, model: str, table: str | None = None
+    ) -> str | None:
         """The published value as written in the source, or None when the source has no such cell."""
         for r in self.rows:
-            if (r["source"] == source and r["metric"] == metric and r["system"] == system and int(r["dim"]) == dim
-                    and r["model"] == model and (table is None or table in r["table"])):
+            if (
+                r["source"] == source
+                and r["metric"] == metric
+                and r["system"] == system
+                and int(r["dim"]) == dim
+                and r["model"] == model
+                and (table is None or table in r["table"])
+            ):
                 return r["value"]
         return None
 

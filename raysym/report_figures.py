@@ -67,7 +67,11 @@ def l1_schedules(sweep: Sweep, out: Path) -> Path | None:
     for t in sweep.trials:
         points = t.history.get("train/l1_coeff")
         if t.model.startswith("l1-") and points:
-            shape = ", ".join(f"{k.split('.', 1)[1]}={float(v):.3g}" for k, v in sorted(t.params.items()) if k.startswith("schedule_shape."))
+            shape = ", ".join(
+                f"{k.split('.', 1)[1]}={float(v):.3g}"
+                for k, v in sorted(t.params.items())
+                if k.startswith("schedule_shape.")
+            )
             curves.setdefault(t.model + (f" ({shape})" if shape else ""), points)
     if not curves:
         return None
@@ -134,15 +138,20 @@ def messages_vs_force(sweep: Sweep, out: Path, sample_of: Callable[[Trial], dict
                 ax.axis("off")
                 continue
             y = s["messages"][:, k].astype(np.float64)
-            (r2f, fit_f), (r2a, fit_a) = (r2_linear_within(y, s["force"].astype(np.float64), inside),
-                                          r2_linear_within(y, accel.astype(np.float64), inside))
+            (r2f, fit_f), (r2a, fit_a) = (
+                r2_linear_within(y, s["force"].astype(np.float64), inside),
+                r2_linear_within(y, accel.astype(np.float64), inside),
+            )
             fitted, label, r2 = (fit_f, "force", r2f) if not r2a > r2f else (fit_a, "force/mass", r2a)
-            lim = (float(np.percentile(np.abs(np.concatenate([fitted[inside], y[inside]])), 99)) if inside.any() else 0.0) or 1.0
+            lim = (
+                float(np.percentile(np.abs(np.concatenate([fitted[inside], y[inside]])), 99)) if inside.any() else 0.0
+            ) or 1.0
             ax.scatter(fitted[~inside], y[~inside], s=2, alpha=0.3, color="0.6", label="outside training range")
             ax.scatter(fitted[inside], y[inside], s=2, alpha=0.3, color="C0", label=where)
             ax.plot([-lim, lim], [-lim, lim], color="k", lw=0.8)
-            ax.set(xlim=(-lim, lim), ylim=(-lim, lim),
-                   title=f"{name}\ncomponent {int(s['top'][k])}, R² {r2:.3f} ({where})")
+            ax.set(
+                xlim=(-lim, lim), ylim=(-lim, lim), title=f"{name}\ncomponent {int(s['top'][k])}, R² {r2:.3f} ({where})"
+            )
             ax.set_xlabel(f"linear fit on {label}", fontsize=8)
             ax.set_ylabel("message component", fontsize=8)
             ax.title.set_fontsize(8)
@@ -153,7 +162,10 @@ def messages_vs_force(sweep: Sweep, out: Path, sample_of: Callable[[Trial], dict
 
 def message_stds(sweep: Sweep, out: Path) -> Path | None:
     """The 15 largest message-component stds of each group as box plots across its trials (seeds)."""
-    groups = {n: [t.top_stds() for t in ts if t.top_stds()] for n, ts in _groups([t for t in sweep.trials if t.finished]).items()}
+    groups = {
+        n: [t.top_stds() for t in ts if t.top_stds()]
+        for n, ts in _groups([t for t in sweep.trials if t.finished]).items()
+    }
     groups = {n: v for n, v in groups.items() if v}
     if not groups:
         return None

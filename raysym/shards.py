@@ -70,14 +70,23 @@ def arrow_schema(n: int, dim: int) -> pa.Schema:
     vec = pa.list_(pa.float32(), n * dim)
     per_node = pa.list_(pa.float32(), n)
     types = {
-        "sim": pa.int64(), "step": pa.int64(), "t": pa.float64(),
-        "pos": vec, "vel": vec, "charge": per_node, "mass": per_node, "acc": vec,
-        "acc_min": pa.float32(), "acc_max": pa.float32(),
+        "sim": pa.int64(),
+        "step": pa.int64(),
+        "t": pa.float64(),
+        "pos": vec,
+        "vel": vec,
+        "charge": per_node,
+        "mass": per_node,
+        "acc": vec,
+        "acc_min": pa.float32(),
+        "acc_max": pa.float32(),
     }
-    return pa.schema([
-        pa.field(name, types[name], nullable=False, metadata=shape if types[name] == vec else None)
-        for name in COLUMNS
-    ])
+    return pa.schema(
+        [
+            pa.field(name, types[name], nullable=False, metadata=shape if types[name] == vec else None)
+            for name in COLUMNS
+        ]
+    )
 
 
 SHARD_BYTES = 32 * 2**20
@@ -111,7 +120,10 @@ def to_table(s: Snapshots) -> pa.Table:
         "sim": pa.array(s.sim, pa.int64()),
         "step": pa.array(s.step, pa.int64()),
         "t": pa.array(s.t, pa.float64()),
-        **{name: _fixed_list(getattr(s, name), schema.field(name).type) for name in ("pos", "vel", "charge", "mass", "acc")},
+        **{
+            name: _fixed_list(getattr(s, name), schema.field(name).type)
+            for name in ("pos", "vel", "charge", "mass", "acc")
+        },
         "acc_min": pa.array(acc_flat.min(axis=1), pa.float32()),
         "acc_max": pa.array(acc_flat.max(axis=1), pa.float32()),
     }
@@ -130,9 +142,13 @@ def from_table(table: pa.Table, n: int, dim: int) -> Snapshots:
     """Arrow table -> Snapshots, rows sorted by (sim, step)."""
     G = table.num_rows
     s = Snapshots(
-        sim=table["sim"].to_numpy(), step=table["step"].to_numpy(), t=table["t"].to_numpy(),
-        pos=_flat(table["pos"], (G, n, dim)), vel=_flat(table["vel"], (G, n, dim)),
-        charge=_flat(table["charge"], (G, n)), mass=_flat(table["mass"], (G, n)),
+        sim=table["sim"].to_numpy(),
+        step=table["step"].to_numpy(),
+        t=table["t"].to_numpy(),
+        pos=_flat(table["pos"], (G, n, dim)),
+        vel=_flat(table["vel"], (G, n, dim)),
+        charge=_flat(table["charge"], (G, n)),
+        mass=_flat(table["mass"], (G, n)),
         acc=_flat(table["acc"], (G, n, dim)),
     )
     order = np.lexsort((s.step, s.sim))
@@ -153,6 +169,7 @@ def sha256(path: Path) -> str:
 # Writing
 # --------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class WriteResult:
     path: Path
@@ -172,16 +189,28 @@ def _write_shard(batch: dict[str, np.ndarray], cfg: SimulationConfig, split: str
         finite &= np.isfinite(getattr(snaps, field)).reshape(len(snaps), -1).all(axis=1)
     bad = np.unique(snaps.sim[~finite])
     if len(bad):
-        return {"file": [f"{split}/"], "rows": [0], "sha256": [""], "first_sim": [int(ids[0])], "last_sim": [int(ids[-1])],
-                "blown_up": [len(bad)], "first_blown_up": [int(bad[0])]}
+        return {
+            "file": [f"{split}/"],
+            "rows": [0],
+            "sha256": [""],
+            "first_sim": [int(ids[0])],
+            "last_sim": [int(ids[-1])],
+            "blown_up": [len(bad)],
+            "first_blown_up": [int(bad[0])],
+        }
     table = to_table(snaps)
     name = f"{split}/sims-{ids[0]:07d}-{ids[-1]:07d}.parquet"
     path = Path(folder) / name
     # Dictionary encoding only bloats float columns: without it writing is ~5x faster and smaller.
     pq.write_table(table, path, use_dictionary=False)
     return {
-        "file": [name], "rows": [table.num_rows], "sha256": [sha256(path)],
-        "first_sim": [int(ids[0])], "last_sim": [int(ids[-1])], "blown_up": [0], "first_blown_up": [-1],
+        "file": [name],
+        "rows": [table.num_rows],
+        "sha256": [sha256(path)],
+        "first_sim": [int(ids[0])],
+        "last_sim": [int(ids[-1])],
+        "blown_up": [0],
+        "first_blown_up": [-1],
     }
 
 
@@ -206,7 +235,11 @@ def _check_output(out: Path, params: dict[str, Any]) -> dict[str, Any] | None:
     manifest = read_manifest(out)
     if manifest.get("params") != params or manifest.get("schema_version") != SCHEMA_VERSION:
         old = manifest.get("params", {})
-        diffs = [f"{k}: {old.get(k)!r} there, {params.get(k)!r} now" for k in sorted(set(old) | set(params)) if old.get(k) != params.get(k)]
+        diffs = [
+            f"{k}: {old.get(k)!r} there, {params.get(k)!r} now"
+            for k in sorted(set(old) | set(params))
+            if old.get(k) != params.get(k)
+        ]
         if manifest.get("schema_version") != SCHEMA_VERSION:
             diffs.append(f"schema version: {manifest.get('schema_version')} there, {SCHEMA_VERSION} now")
         raise UserError(
@@ -256,7 +289,7 @@ def _remove_leftovers(out: Path, progress: Callable[[str], None]) -> None:
     """Delete the hidden temporary folders of earlier runs on ``out`` that were killed outright (SIGKILL,
     power loss) before they could clean up; a folder whose writer still runs is left alone."""
     for tmp in out.parent.glob(f".{out.name}.tmp-*"):
-        pid = tmp.name[len(f".{out.name}.tmp-"):].split("-")[0]
+        pid = tmp.name[len(f".{out.name}.tmp-") :].split("-")[0]
         if pid.isdigit() and _alive(int(pid)):
             continue
         shutil.rmtree(tmp, ignore_errors=True)
@@ -294,8 +327,9 @@ def write_dataset(
         return WriteResult(out, existing, reused=True, seconds=time.perf_counter() - start)
     _check_resources(out, cfg)
 
-    from raysym._ray import ensure_ray  # Ray only where the work is distributed
     import ray.data
+
+    from raysym._ray import ensure_ray  # Ray only where the work is distributed
 
     ensure_ray(address, num_cpus)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -336,7 +370,8 @@ def write_dataset(
             first = ", ".join(f"{split} simulation {sim}" for split, sim, _ in sorted(blown_up)[:3])
             raise UserError(
                 f"The simulation blew up: positions, velocities or accelerations became infinite or NaN in "
-                f"{sum(n for *_, n in blown_up)} simulation(s) at dt={cfg.resolved_dt:g} ({cfg.system}), e.g. {first}. Nothing was "
+                f"{sum(n for *_, n in blown_up)} simulation(s) at dt={cfg.resolved_dt:g} ({cfg.system}), e.g. {first}. "
+                "Nothing was "
                 f"written. Use a smaller step, e.g. --dt {cfg.resolved_dt / 10:g}, or leave --dt out for the "
                 f"system's default ({physics.SYSTEMS[cfg.system].default_dt:g})."
             )
@@ -376,6 +411,7 @@ def write_dataset(
 # Reading
 # --------------------------------------------------------------------------------------------------
 
+
 def read_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
@@ -389,7 +425,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"The manifest {path / MANIFEST} cannot be read ({exc}). Re-create the dataset with `raysym simulate`."
         ) from None
     if not isinstance(manifest, dict):
-        raise UserError(f"The manifest {path / MANIFEST} is not a JSON object. Re-create the dataset with `raysym simulate`.")
+        raise UserError(
+            f"The manifest {path / MANIFEST} is not a JSON object. Re-create the dataset with `raysym simulate`."
+        )
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise UserError(
             f"The dataset at {path} has schema version {manifest.get('schema_version')}, this raysym reads "
@@ -397,8 +435,10 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         )
     problem = _manifest_problem(manifest)
     if problem:
-        raise UserError(f"The manifest {path / MANIFEST} is incomplete or altered: {problem}. Re-create the dataset "
-                        "with `raysym simulate`.")
+        raise UserError(
+            f"The manifest {path / MANIFEST} is incomplete or altered: {problem}. Re-create the dataset "
+            "with `raysym simulate`."
+        )
     return manifest
 
 
@@ -424,7 +464,9 @@ def _manifest_problem(manifest: dict[str, Any]) -> str | None:
         if not (isinstance(info, dict) and isinstance(info.get("shards"), list) and isinstance(info.get("rows"), int)):
             return f"splits.{split} (rows, shards) is missing"
         for i, shard in enumerate(info["shards"]):
-            if not (isinstance(shard, dict) and isinstance(shard.get("file"), str) and isinstance(shard.get("sha256"), str)):
+            if not (
+                isinstance(shard, dict) and isinstance(shard.get("file"), str) and isinstance(shard.get("sha256"), str)
+            ):
                 return f"shard {i} of {split} lacks its file or sha256"
             parts = Path(shard["file"]).parts
             if Path(shard["file"]).is_absolute() or ".." in parts or parts[:1] != (split,) or len(parts) != 2:
@@ -441,9 +483,14 @@ def verify_shards(path: str | Path, manifest: dict[str, Any], splits=SPLITS) -> 
         for shard in manifest["splits"][split]["shards"]:
             file = path / shard["file"]
             if not file.exists():
-                raise UserError(f"The shard {file} listed in {MANIFEST} is missing. Re-create the dataset with `raysym simulate`.")
+                raise UserError(
+                    f"The shard {file} listed in {MANIFEST} is missing. Re-create the dataset with `raysym simulate`."
+                )
             if not file.is_file() or file.is_symlink():
-                raise UserError(f"The shard {file} listed in {MANIFEST} is not a regular file. Re-create the dataset with `raysym simulate`.")
+                raise UserError(
+                    f"The shard {file} listed in {MANIFEST} is not a regular file. Re-create the dataset with `raysym "
+                    "simulate`."
+                )
             data = file.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
             if digest != shard["sha256"]:
@@ -455,7 +502,9 @@ def verify_shards(path: str | Path, manifest: dict[str, Any], splits=SPLITS) -> 
             try:
                 table = pq.read_table(pa.BufferReader(data))
             except (pa.ArrowInvalid, OSError) as exc:
-                raise UserError(f"The shard {file} cannot be read as Parquet ({exc}). Re-create the dataset with `raysym simulate`.") from None
+                raise UserError(
+                    f"The shard {file} cannot be read as Parquet ({exc}). Re-create the dataset with `raysym simulate`."
+                ) from None
             _refuse_non_finite(table, str(file))
 
 
@@ -509,7 +558,10 @@ class PruneReport:
 def prune_bounds(manifest: dict[str, Any], k: float) -> tuple[float, float]:
     """[Q1 - k IQR, Q3 + k IQR] from the training set's acceleration quartiles."""
     if not (np.isfinite(k) and k >= 0):
-        raise UserError(f"The pruning whisker factor k must be a non-negative number, got {k}. Use e.g. 1.5, or none to keep every graph.")
+        raise UserError(
+            f"The pruning whisker factor k must be a non-negative number, got {k}. Use e.g. 1.5, or none to keep every "
+            "graph."
+        )
     q = manifest["train_acc_quartiles"]
     iqr = q["q3"] - q["q1"]
     return q["q1"] - k * iqr, q["q3"] + k * iqr
@@ -574,7 +626,9 @@ def read_split(
         else:
             raise ValueError(f"unknown engine {engine!r}")
     except (pa.ArrowInvalid, OSError) as exc:
-        raise UserError(f"The shards of {path}/{split} cannot be read ({exc}). Re-create the dataset with `raysym simulate`.") from None
+        raise UserError(
+            f"The shards of {path}/{split} cannot be read ({exc}). Re-create the dataset with `raysym simulate`."
+        ) from None
     try:
         _refuse_non_finite(table, f"The {split} split of {path}")
     except UserError:
@@ -639,4 +693,3 @@ def describe(manifest: dict[str, Any]) -> str:
         f"train {tr['sims']:,} sims / {tr['rows']:,} graphs in {_count(len(tr['shards']), 'shard')}, "
         f"test {te['sims']:,} sims / {te['rows']:,} graphs in {_count(len(te['shards']), 'shard')}"
     )
-

@@ -97,8 +97,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     for key, value in data.items():
         if key not in fields:
             raise UserError(
-                f"{where} has an unknown key '{key}'.{did_you_mean(key, fields)} "
-                "Fix the spelling or remove the key."
+                f"{where} has an unknown key '{key}'.{did_you_mean(key, fields)} Fix the spelling or remove the key."
             )
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
     obj = cls(**kwargs)
@@ -142,8 +141,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise UserError(f"The config file {path} is not UTF-8 text (byte {raw[exc.start]:#04x} on line {line}). "
-                        "Save it as UTF-8 (or plain ASCII).") from None
+        raise UserError(
+            f"The config file {path} is not UTF-8 text (byte {raw[exc.start]:#04x} on line {line}). "
+            "Save it as UTF-8 (or plain ASCII)."
+        ) from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except DuplicateKeyError as exc:
@@ -152,7 +153,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         where = " ".join(str(exc).split())  # one line: YAML's messages span several
         raise UserError(f"The config file {path} is not valid YAML ({where}). Fix the syntax.") from None
     if data is None:
-        raise UserError(f"The config file {path} is empty. Start from one of tune_configs/*.yaml (e.g. quickstart.yaml).")
+        raise UserError(
+            f"The config file {path} is empty. Start from one of tune_configs/*.yaml (e.g. quickstart.yaml)."
+        )
     if not isinstance(data, dict):
         raise UserError(f"The config file {path} must hold a mapping of keys to values, not {type(data).__name__}.")
     return data

@@ -31,8 +31,21 @@ from raysym import track
 from raysym.config import SimulationConfig, SweepConfig, TrainConfig, from_dict
 from raysym.errors import UserError
 from raysym.sweep_plan import (
-    PLAN_FILE, TrialSpec, _penalty, check_memory, check_resources, check_same_plan, check_search, describe_plan, experiment_path,
-    halo_config, model_label, plan, plan_record, save_plan, train_config,
+    PLAN_FILE,
+    TrialSpec,
+    _penalty,
+    check_memory,
+    check_resources,
+    check_same_plan,
+    check_search,
+    describe_plan,
+    experiment_path,
+    halo_config,
+    model_label,
+    plan,
+    plan_record,
+    save_plan,
+    train_config,
 )
 from raysym.sweep_tracking import Distiller, distill_summaries, law_lines, tracking_callback, verdict_of
 
@@ -46,6 +59,7 @@ INJECT_ENV = "RAYSYM_INJECT_CRASH"
 # 1. Plan: raysym.sweep_plan
 # 2. Data
 # --------------------------------------------------------------------------------------------------
+
 
 def prepare_data(specs: list[TrialSpec], say: Callable[[str], None], address: str | None = None) -> None:
     from raysym import shards
@@ -64,7 +78,10 @@ def prepare_data(specs: list[TrialSpec], say: Callable[[str], None], address: st
             graph = build_graph(cfg)
             if address is None:  # on a cluster the trials run on other machines
                 check_memory(graph, cfg)
-            say(f"catalog {s.data_dir}: {len(graph.catalog):,} points, {len(graph.senders):,} edges within radius {s.data['radius']:g}")
+            say(
+                f"catalog {s.data_dir}: {len(graph.catalog):,} points, {len(graph.senders):,} edges within radius "
+                f"{s.data['radius']:g}"
+            )
             continue
         if s.data_dir in done:
             continue
@@ -78,6 +95,7 @@ def prepare_data(specs: list[TrialSpec], say: Callable[[str], None], address: st
 # --------------------------------------------------------------------------------------------------
 # 3. The Tune trainable
 # --------------------------------------------------------------------------------------------------
+
 
 def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
     """Ray Tune function trainable: restore the last checkpoint if any, train, report every epoch.
@@ -124,6 +142,7 @@ def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
 # 5. Running the sweep
 # --------------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class SweepOutcome:
     rows: list[dict[str, Any]]
@@ -135,8 +154,10 @@ class SweepOutcome:
 
 def _find_parent(tracker: track.MLflowTracker, name: str) -> str | None:
     runs = tracker.client.search_runs(
-        [tracker.experiment_id], filter_string=f"tags.`{track.SWEEP_TAG}` = '{name}'",
-        order_by=["attributes.start_time DESC"], max_results=1,
+        [tracker.experiment_id],
+        filter_string=f"tags.`{track.SWEEP_TAG}` = '{name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
     )
     return runs[0].info.run_id if runs else None
 
@@ -147,9 +168,13 @@ def _search_alg(cfg: SweepConfig):
     from raysym._optuna import EndOfTrialOptunaSearch
 
     s = cfg.search
-    sampler = optuna.samplers.TPESampler(seed=s.seed) if s.sampler == "tpe" else optuna.samplers.RandomSampler(seed=s.seed)
+    sampler = (
+        optuna.samplers.TPESampler(seed=s.seed) if s.sampler == "tpe" else optuna.samplers.RandomSampler(seed=s.seed)
+    )
     storage = optuna.storages.RDBStorage(s.storage)
-    return EndOfTrialOptunaSearch(metric=s.metric, mode=s.mode, sampler=sampler, study_name=s.study or cfg.name, storage=storage)
+    return EndOfTrialOptunaSearch(
+        metric=s.metric, mode=s.mode, sampler=sampler, study_name=s.study or cfg.name, storage=storage
+    )
 
 
 def _param_space(cfg: SweepConfig, specs: list[TrialSpec]) -> dict[str, Any]:
@@ -203,10 +228,14 @@ def run_sweep(
             track.check_writable_folder(cfg.data_root, "The data folder", "data.root")
     if local and resume:
         if not tune.Tuner.can_restore(path) or not _has_tune_state(path):
-            raise UserError(f"There is no interrupted sweep '{cfg.name}' to resume in {path}. Run without --resume to start it.")
+            raise UserError(
+                f"There is no interrupted sweep '{cfg.name}' to resume in {path}. Run without --resume to start it."
+            )
         if not check_same_plan(path, record, cfg.name):
-            say(f"note: sweep '{cfg.name}' was started by a raysym that kept no plan, so this YAML cannot be checked "
-                "against it; make sure it is unchanged.")
+            say(
+                f"note: sweep '{cfg.name}' was started by a raysym that kept no plan, so this YAML cannot be checked "
+                "against it; make sure it is unchanged."
+            )
     if local and not resume and Path(path).exists() and any(p.name != PLAN_FILE for p in Path(path).iterdir()):
         if not _has_tune_state(path):
             raise UserError(
@@ -220,7 +249,9 @@ def run_sweep(
         )
     ensure_ray(address)
     if address is not None:
-        check_resources(cfg, node_resources(), where="this Ray cluster (its nodes and the node types its autoscaler may add)")
+        check_resources(
+            cfg, node_resources(), where="this Ray cluster (its nodes and the node types its autoscaler may add)"
+        )
     say(describe_plan(cfg, specs))
     prepare_data(specs, say, address)
 
@@ -258,7 +289,9 @@ def _end_parent_after(tracker: track.MLflowTracker, parent_id: str, exc: BaseExc
     try:
         tracker.set_tags(parent_id, {"raysym.failure": f"{type(exc).__name__}: {exc}"[:1000]})
         children = tracker.client.search_runs(
-            [tracker.experiment_id], filter_string=f"tags.`{track.PARENT_TAG}` = '{parent_id}' and attributes.status = 'RUNNING'")
+            [tracker.experiment_id],
+            filter_string=f"tags.`{track.PARENT_TAG}` = '{parent_id}' and attributes.status = 'RUNNING'",
+        )
         for run in children:  # the trials it was running: continued (set RUNNING again) by --resume
             tracker.end_run(run.info.run_id, "KILLED")
         tracker.end_run(parent_id, status)
@@ -266,13 +299,24 @@ def _end_parent_after(tracker: track.MLflowTracker, parent_id: str, exc: BaseExc
         pass
 
 
-def _tune(cfg: SweepConfig, specs: list[TrialSpec], path: str, record: dict[str, Any], resume: bool,
-          tracker: track.MLflowTracker, parent_id: str, say: Callable[[str], None], verbose: int) -> SweepOutcome:
+def _tune(
+    cfg: SweepConfig,
+    specs: list[TrialSpec],
+    path: str,
+    record: dict[str, Any],
+    resume: bool,
+    tracker: track.MLflowTracker,
+    parent_id: str,
+    say: Callable[[str], None],
+    verbose: int,
+) -> SweepOutcome:
     """Stages 3 to 5 (Tune, tracking, the results table), once the data and the parent run exist."""
     from ray import tune
 
     local = "://" not in path
-    distiller = Distiller(cfg, tracker, Path(path) / "distill") if cfg.distill is not None and "://" not in path else None
+    distiller = (
+        Distiller(cfg, tracker, Path(path) / "distill") if cfg.distill is not None and "://" not in path else None
+    )
     callback = tracking_callback(tracker, parent_id, {s.key: s for s in specs}, cfg.swept_keys(), distiller)
 
     # Per-epoch results cannot carry the search metric (the message R² exists only once training ends);
@@ -301,9 +345,12 @@ def _tune(cfg: SweepConfig, specs: list[TrialSpec], path: str, record: dict[str,
             # grace_period counts epochs for both kinds. max_t lies past the last epoch: ASHA stops any
             # trial that reaches max_t, and the final result (the message analysis) repeats the last epoch.
             scheduler = ASHAScheduler(
-                metric="test/mae", mode="min",  # per epoch; the search's own metric comes at the end
-                time_attr="epoch", max_t=max(s.epochs() for s in specs) + 1,
-                grace_period=cfg.scheduler.grace_period, reduction_factor=cfg.scheduler.reduction_factor,
+                metric="test/mae",
+                mode="min",  # per epoch; the search's own metric comes at the end
+                time_attr="epoch",
+                max_t=max(s.epochs() for s in specs) + 1,
+                grace_period=cfg.scheduler.grace_period,
+                reduction_factor=cfg.scheduler.reduction_factor,
             )
         optuna = cfg.search.kind == "optuna"
         tuner = tune.Tuner(
@@ -435,21 +482,36 @@ def _fmt(value: Any) -> str:
 
 def results_table(rows: list[dict[str, Any]]) -> str:
     # r2_force and r2_accel: in distribution (test graphs inside the training range); r2_force_all: every test edge
-    cols = ["trial", "system", "model", "schedule", "prune_k", "status", "epochs", "test_mae", "r2_force", "r2_force_all", "r2_accel", "sparse"]
+    cols = [
+        "trial",
+        "system",
+        "model",
+        "schedule",
+        "prune_k",
+        "status",
+        "epochs",
+        "test_mae",
+        "r2_force",
+        "r2_force_all",
+        "r2_accel",
+        "sparse",
+    ]
     if any(r.get("r2_edge") is not None for r in rows):  # halo trials: R² of the messages vs the true edge term
         cols = [c for c in cols if c not in ("prune_k", "r2_force", "r2_force_all", "r2_accel", "sparse")] + ["r2_edge"]
     if any("law" in r for r in rows):
         cols.append("law")  # the distillation verdict: force, force/mass, none
     cells = [[_fmt(r[c]) for c in cols] for r in sorted(rows, key=lambda r: r["trial"])]
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(cols)]
-    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))
     return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(row) for row in cells)])
 
 
 def laws_text(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) -> str:
     """The distilled laws of the rows' trials, recovered ones first."""
-    lines = ["Laws: a distilled edge formula counts as recovered when, on unseen test graphs inside the training range, "
-             "it is a linear transformation of the true force (or force / receiver mass) with R² >= 0.99."]
+    lines = [
+        "Laws: a distilled edge formula counts as recovered when, on unseen test graphs inside the training range, "
+        "it is a linear transformation of the true force (or force / receiver mass) with R² >= 0.99."
+    ]
     distilled = [r for r in rows if r.get("trial_id") in summaries]
     distilled.sort(key=lambda r: (not summaries[r["trial_id"]].get("distill/recovered"), r["trial"]))
     for r in distilled:

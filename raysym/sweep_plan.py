@@ -22,6 +22,7 @@ from raysym.outputs import differences
 # 1. Plan
 # --------------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class TrialSpec:
     """One point of the sweep: which data, how much pruning, how to train; JSON-able for Tune."""
@@ -49,8 +50,10 @@ class TrialSpec:
 
 def _penalty(train: dict[str, Any]) -> str:
     """The message penalty of a trial's settings (TrainConfig.regularizer)."""
-    return TrainConfig(model=train.get("model", TrainConfig.model),
-                       newtonian_messages=train.get("newtonian_messages", TrainConfig.newtonian_messages)).regularizer
+    return TrainConfig(
+        model=train.get("model", TrainConfig.model),
+        newtonian_messages=train.get("newtonian_messages", TrainConfig.newtonian_messages),
+    ).regularizer
 
 
 def model_label(train: dict[str, Any], with_penalty: bool = True) -> str:
@@ -105,9 +108,15 @@ def describe_plan(cfg: SweepConfig, specs: list[TrialSpec]) -> str:
     r = cfg.resources
     lines = [f"sweep '{cfg.name}': {len(specs)} trial point(s)"]
     if cfg.search.kind == "optuna":
-        space = ", ".join(f"{k} in [{v.low:g}, {v.high:g}]{' (log)' if v.log else ''}" for k, v in cfg.search.space.items())
-        lines.append(f"optuna ({cfg.search.sampler}, seed {cfg.search.seed}): {cfg.search.trials} trials per point over {space}; "
-                     f"objective {cfg.search.mode} {cfg.search.metric}; study '{cfg.search.study or cfg.name}' in {cfg.search.storage}")
+        space = ", ".join(
+            f"{k} in [{v.low:g}, {v.high:g}]{' (log)' if v.log else ''}" for k, v in cfg.search.space.items()
+        )
+        lines.append(
+            f"optuna ({cfg.search.sampler}, seed {cfg.search.seed}): {cfg.search.trials} trials per point over "
+            f"{space}; "
+            f"objective {cfg.search.mode} {cfg.search.metric}; study '{cfg.search.study or cfg.name}' in "
+            f"{cfg.search.storage}"
+        )
     for s in specs:
         epochs = s.train.get("epochs", TrainConfig.epochs)
         lines.append(f"  {s.key}  {s.label():<40} epochs={epochs}  {json.dumps(s.params) if s.params else ''}")
@@ -121,9 +130,13 @@ def describe_plan(cfg: SweepConfig, specs: list[TrialSpec]) -> str:
     d = cfg.distill
     lines.append(
         f"distillation: {d.backend} backend ({d.setting}), {d.samples} samples per job, {r.distill_workers} actor(s)"
-        + (f" with {r.distill_resources}" if r.distill_resources else "") if d else "distillation: off (add a distill section)"
+        + (f" with {r.distill_resources}" if r.distill_resources else "")
+        if d
+        else "distillation: off (add a distill section)"
     )
-    lines.append(f"tracking: {cfg.tracking.uri} (experiment '{cfg.tracking.experiment}'); Tune results: {experiment_path(cfg)}")
+    lines.append(
+        f"tracking: {cfg.tracking.uri} (experiment '{cfg.tracking.experiment}'); Tune results: {experiment_path(cfg)}"
+    )
     return "\n".join(lines)
 
 
@@ -137,7 +150,11 @@ def trial_memory(spec: TrialSpec) -> tuple[int, int]:
     cfg = train_config(dataclasses.asdict(spec), {})
     per_sim = sim.snapshots_per_sim
     train = sim.sims * per_sim if cfg.max_train_graphs is None else min(sim.sims * per_sim, cfg.max_train_graphs)
-    test = sim.resolved_test_sims * per_sim if cfg.max_test_graphs is None else min(sim.resolved_test_sims * per_sim, cfg.max_test_graphs)
+    test = (
+        sim.resolved_test_sims * per_sim
+        if cfg.max_test_graphs is None
+        else min(sim.resolved_test_sims * per_sim, cfg.max_test_graphs)
+    )
     graphs = 2 * (train + test) * row_bytes(sim.particles, sim.dim)  # Arrow arrays, then torch tensors
     edges = sim.particles * (sim.particles - 1)
     wide = cfg.model == "wide"  # five hidden layers, up to 600 units (raysym.model.WIDE_LAYERS)
@@ -157,8 +174,10 @@ def check_memory(specs: list[TrialSpec], memory: int | None = None) -> None:
         graphs, activations = trial_memory(spec)
         if graphs + activations > memory:
             raise UserError(
-                f"Trial {spec.key} ({spec.label()}) would need about {(graphs + activations) / 2**30:,.1f} GiB of memory "
-                f"({graphs / 2**30:,.1f} GiB of graphs, {activations / 2**30:,.1f} GiB of edge activations per batch), more "
+                f"Trial {spec.key} ({spec.label()}) would need about {(graphs + activations) / 2**30:,.1f} GiB of "
+                "memory "
+                f"({graphs / 2**30:,.1f} GiB of graphs, {activations / 2**30:,.1f} GiB of edge activations per batch), "
+                "more "
                 f"than this machine's {memory / 2**30:,.0f} GiB. Lower data.sims, data.steps or data.particles, raise "
                 "data.stride, set trials.max_train_graphs, or lower trials.batch_size."
             )
@@ -171,6 +190,7 @@ def check_search(cfg: SweepConfig, specs: list[TrialSpec]) -> None:
             f"An Optuna search explores the schedule shape of one trial setting, but this sweep's grid "
             f"has {len(specs)} points. Give single values in data and trials (model: l1), or use search.kind: grid."
         )
+
 
 def local_cpus() -> int:
     """The CPUs a local Ray gets by default: those this process may run on."""
@@ -197,11 +217,12 @@ def check_resources(cfg: SweepConfig, nodes: list[dict[str, float]] | None = Non
     r = cfg.resources
     if nodes is None:
         nodes = [{"CPU": float(local_cpus()), **({"GPU": float(local_gpus())} if r.gpus_per_trial > 0 else {})}]
-    most = lambda key: max((n.get(key, 0.0) for n in nodes), default=0.0)  # noqa: E731
+    most = lambda key: max((n.get(key, 0.0) for n in nodes), default=0.0)
     if r.gpus_per_trial > most("GPU"):
         has = "no GPU" if most("GPU") == 0 else f"at most {most('GPU'):g} on a node"
         raise UserError(
-            f"Each trial asks for {r.gpus_per_trial:g} GPU(s) (resources.gpus_per_trial) but {where} has {has}. Set gpus_per_trial: 0 to train "
+            f"Each trial asks for {r.gpus_per_trial:g} GPU(s) (resources.gpus_per_trial) but {where} has {has}. Set "
+            "gpus_per_trial: 0 to train "
             "on CPU (0.25 packs four trials on a GPU), or run on a cluster with GPU workers (`ray up cluster.yaml`, "
             "then --address auto)."
         )
@@ -215,8 +236,10 @@ def check_resources(cfg: SweepConfig, nodes: list[dict[str, float]] | None = Non
     want = {"CPU": float(cfg.distill.threads), **{k: float(v) for k, v in r.distill_resources.items()}}
     if not any(all(n.get(k, 0.0) >= v for k, v in want.items()) for n in nodes):
         missing = [k for k, v in want.items() if most(k) < v]
-        what = ", ".join(f"{k} {want[k]:g} (most on a node: {most(k):g})" for k in missing) or \
-            ", ".join(f"{k} {v:g}" for k, v in want.items()) + " together on one node"
+        what = (
+            ", ".join(f"{k} {want[k]:g} (most on a node: {most(k):g})" for k in missing)
+            or ", ".join(f"{k} {v:g}" for k, v in want.items()) + " together on one node"
+        )
         raise UserError(
             f"Each distillation actor asks for {what}, and no node of {where} can host one, so distillation "
             "would wait for ever after training. Lower distill.threads to the CPUs a node has, and give "
@@ -228,8 +251,6 @@ def check_resources(cfg: SweepConfig, nodes: list[dict[str, float]] | None = Non
 def experiment_path(cfg: SweepConfig) -> str:
     storage = cfg.storage if "://" in cfg.storage else str(Path(cfg.storage).expanduser().resolve())
     return f"{storage.rstrip('/')}/{cfg.name}"
-
-
 
 
 def train_config(spec: dict[str, Any], config: dict[str, Any]) -> TrainConfig:
@@ -254,8 +275,6 @@ def trial_settings(spec: dict[str, Any], config: dict[str, Any]) -> dict[str, An
     return dataclasses.asdict(train_config(spec, config))
 
 
-
-
 # --------------------------------------------------------------------------------------------------
 # The plan's fingerprint: a resumed sweep must be the same sweep
 # --------------------------------------------------------------------------------------------------
@@ -271,8 +290,10 @@ def plan_record(cfg: SweepConfig, specs: list[TrialSpec]) -> dict[str, Any]:
     scheduler and the distillation. Resources and tracking may change on a resume (fewer concurrent
     trials, a tracking server that moved); they do not change what a trial means."""
     record = {
-        "trials": {s.key: {"kind": s.kind, "data": s.data, "data_dir": s.data_dir, "prune_k": s.prune_k, "train": s.train}
-                   for s in specs},
+        "trials": {
+            s.key: {"kind": s.kind, "data": s.data, "data_dir": s.data_dir, "prune_k": s.prune_k, "train": s.train}
+            for s in specs
+        },
         "search": dataclasses.asdict(cfg.search),
         "scheduler": dataclasses.asdict(cfg.scheduler),
         "distill": dataclasses.asdict(cfg.distill) if cfg.distill is not None else None,
@@ -303,8 +324,10 @@ def check_same_plan(folder: str | Path, record: dict[str, Any], name: str) -> bo
     try:
         stored = json.loads(path.read_text())["plan"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"The plan kept with sweep '{name}' ({path}) cannot be read ({exc}), so raysym cannot check "
-                        "that this YAML is the sweep being resumed. Start the sweep under another name.") from None
+        raise UserError(
+            f"The plan kept with sweep '{name}' ({path}) cannot be read ({exc}), so raysym cannot check "
+            "that this YAML is the sweep being resumed. Start the sweep under another name."
+        ) from None
     if fingerprint(stored) == fingerprint(record):
         return True
     changes = differences(stored, record)
@@ -314,4 +337,3 @@ def check_same_plan(folder: str | Path, record: dict[str, Any], name: str) -> bo
         f"MLflow runs would be attached to the wrong trials. What differs (was -> now): {shown}. Restore the YAML "
         "as it was to resume, or run this one under another name (the YAML's name key)."
     )
-

@@ -21,8 +21,13 @@ if TYPE_CHECKING:
     from raysym.sweep_plan import TrialSpec
 
 
-def tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[str, TrialSpec], swept: list[str],
-                      distiller: Distiller | None = None):
+def tracking_callback(
+    tracker: track.MLflowTracker,
+    parent_id: str,
+    specs: dict[str, TrialSpec],
+    swept: list[str],
+    distiller: Distiller | None = None,
+):
     from ray import tune
 
     from raysym.sweep_plan import trial_settings  # the trial's resolved settings, for tags and the config artifact
@@ -88,7 +93,13 @@ def tracking_callback(tracker: track.MLflowTracker, parent_id: str, specs: dict[
             diverged = result.get("status") == "diverged"
             finished = result.get("done_training") and not diverged
             if not result.get("done_training"):  # a trial returns only after its final result: the scheduler stopped it
-                tracker.set_tags(run_id, {track.STOPPED_TAG: f"by the ASHA scheduler after epoch {result.get('epoch', '?')}: its test MAE lagged"})
+                tracker.set_tags(
+                    run_id,
+                    {
+                        track.STOPPED_TAG: f"by the ASHA scheduler after epoch {result.get('epoch', '?')}: "
+                        "its test MAE lagged"
+                    },
+                )
                 tracker.end_run(run_id, "KILLED")
             else:
                 tracker.end_run(run_id, "FINISHED" if finished else "FAILED")
@@ -117,7 +128,8 @@ class Distiller:
 
     A finished trial's files are copied to ``<experiment>/distill/<key>_<trial id>`` and distilled there
     by a background thread on the shared actor pool (created on first use and stopped whenever nothing
-    is left to distil, so idle actors never hold CPUs that waiting trials need). MLflow is written only from Tune's loop (``log_done``, called every step)
+    is left to distil, so idle actors never hold CPUs that waiting trials need). MLflow is written only from
+    Tune's loop (``log_done``, called every step)
     and at the end (``finish``), never from the background threads, so the tracking store keeps a
     single writer.
     """
@@ -144,7 +156,7 @@ class Distiller:
         self._start()
 
     def _get_pool(self):
-        from raysym.distill_jobs import DistillPool
+        from raysym.distill_pool import DistillPool
 
         with self._lock:
             if self._pool is None:
@@ -183,7 +195,9 @@ class Distiller:
             summary = future.result()
         except Exception as exc:  # noqa: BLE001 -- a failed distillation must not end the sweep
             summary = {"distill/errors": [f"{type(exc).__name__}: {exc}"]}
-        log_distillation(self.tracker, self.cfg.distill, run_id, trial_id, key, self.root / f"{key}_{trial_id}" / "distill", summary)
+        log_distillation(
+            self.tracker, self.cfg.distill, run_id, trial_id, key, self.root / f"{key}_{trial_id}" / "distill", summary
+        )
 
     def finish(self) -> None:
         """Wait for every distillation still running, log them, and stop the pool."""
@@ -193,22 +207,26 @@ class Distiller:
         self._release_pool()
 
 
-def log_distillation(tracker: track.MLflowTracker, cfg, run_id: str, trial_id: str, key: str,
-                     folder: Path, summary: dict[str, Any]) -> str:
+def log_distillation(
+    tracker: track.MLflowTracker, cfg, run_id: str, trial_id: str, key: str, folder: Path, summary: dict[str, Any]
+) -> str:
     """One distillation run nested under the trial's run ``run_id`` (found again, not duplicated, when a
     trial is distilled twice); the numeric distill/* metrics also go on the trial's run. ``folder``: the
     distill output (fronts, summary.json). Returns the distillation run's id."""
     numeric = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     settings = summary.get("distill/settings", {})
-    tags = {"raysym.distill_of": trial_id,
-            "distill/edge_formulas": summary.get("distill/edge_formulas"),
-            "distill/node_formulas": summary.get("distill/node_formulas"),
-            "distill/recovered_as": summary.get("distill/recovered_as", "none"),
-            "distill/errors": summary.get("distill/errors"),
-            **{f"distill.settings.{k}": v for k, v in settings.items()}}
+    tags = {
+        "raysym.distill_of": trial_id,
+        "distill/edge_formulas": summary.get("distill/edge_formulas"),
+        "distill/node_formulas": summary.get("distill/node_formulas"),
+        "distill/recovered_as": summary.get("distill/recovered_as", "none"),
+        "distill/errors": summary.get("distill/errors"),
+        **{f"distill.settings.{k}": v for k, v in settings.items()},
+    }
     params = {"backend": summary.get("distill/backend", cfg.backend), "setting": cfg.setting}
-    child = tracker.start_trial(run_id, f"distill-{trial_id}", f"{key} distillation", params,
-                                {k: v for k, v in tags.items() if v is not None})
+    child = tracker.start_trial(
+        run_id, f"distill-{trial_id}", f"{key} distillation", params, {k: v for k, v in tags.items() if v is not None}
+    )
     tracker.log_metrics(child, numeric, step=0)
     if folder.exists():
         tracker.log_artifacts(child, folder)
@@ -219,8 +237,10 @@ def log_distillation(tracker: track.MLflowTracker, cfg, run_id: str, trial_id: s
 
 def distill_summaries(root: Path) -> dict[str, dict[str, Any]]:
     """Trial id -> the distillation summary (summary.json) found under ``root`` (folders <key>_<trial id>)."""
-    return {path.parent.parent.name.split("_", 1)[1]: json.loads(path.read_text())
-            for path in Path(root).glob("*/distill/summary.json")}
+    return {
+        path.parent.parent.name.split("_", 1)[1]: json.loads(path.read_text())
+        for path in Path(root).glob("*/distill/summary.json")
+    }
 
 
 def verdict_of(summary: dict[str, Any]) -> str:
@@ -239,8 +259,14 @@ def law_lines(summary: dict[str, Any], dim: int) -> list[str]:
         return ["distillation failed: " + "; ".join(summary["distill/errors"])[:300]]
     which = {"force/mass": "accel", "potential": "pair_force"}.get(verdict, "force")
     r2, r2_all = summary.get(f"distill/r2_{which}"), summary.get(f"distill/r2_{which}_all")
-    scores = f"R² {r2:.4f} in distribution, {r2_all:.4f} on every test edge" if r2 is not None and r2_all is not None else ""
-    head = f"law recovered ({verdict}): {scores}" if summary.get("distill/recovered") else f"no law recovered (best formula {scores})"
+    scores = (
+        f"R² {r2:.4f} in distribution, {r2_all:.4f} on every test edge" if r2 is not None and r2_all is not None else ""
+    )
+    head = (
+        f"law recovered ({verdict}): {scores}"
+        if summary.get("distill/recovered")
+        else f"no law recovered (best formula {scores})"
+    )
     label = "pair energy" if verdict == "potential" or "distill/r2_pair_force" in summary else "message"
     lines = [head]
     for k, eq in enumerate(summary.get("distill/edge_formulas", [])):
@@ -252,8 +278,16 @@ def law_lines(summary: dict[str, Any], dim: int) -> list[str]:
     return lines
 
 
-def distill_runs(run_ids: list[str], cfg, uri: str, *, workers: int | None = None, address: str | None = None,
-                 say=lambda m: None, work_root: Path = Path("distill_runs")) -> list[dict[str, Any]]:
+def distill_runs(
+    run_ids: list[str],
+    cfg,
+    uri: str,
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    say=lambda m: None,
+    work_root: Path = Path("distill_runs"),
+) -> list[dict[str, Any]]:
     """``raysym distill --run``: distil finished trials recorded in MLflow, afterwards.
 
     A run id may name a trial run or a sweep's parent run (all its finished trials). Each trial's
@@ -263,7 +297,8 @@ def distill_runs(run_ids: list[str], cfg, uri: str, *, workers: int | None = Non
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from raysym.distill_jobs import distill_trial, start_pool
+    from raysym.distill_jobs import distill_trial
+    from raysym.distill_pool import start_pool
     from raysym.errors import UserError
 
     track.check_reachable(uri)
@@ -273,15 +308,23 @@ def distill_runs(run_ids: list[str], cfg, uri: str, *, workers: int | None = Non
         try:
             run = client.get_run(run_id)
         except MlflowException:
-            raise UserError(f"No MLflow run '{run_id}' in {uri}. Copy the run id from the MLflow UI, and pass --tracking-uri if the runs live elsewhere.") from None
+            raise UserError(
+                f"No MLflow run '{run_id}' in {uri}. Copy the run id from the MLflow UI, and pass --tracking-uri if "
+                "the runs live elsewhere."
+            ) from None
         tags = run.data.tags
         if track.TRIAL_TAG in tags and "raysym.distill_of" not in tags:
             trials.append(run)
         elif track.SWEEP_TAG in tags and track.PARENT_TAG not in tags:
-            children = client.search_runs([run.info.experiment_id], filter_string=f"tags.`{track.PARENT_TAG}` = '{run_id}'")
+            children = client.search_runs(
+                [run.info.experiment_id], filter_string=f"tags.`{track.PARENT_TAG}` = '{run_id}'"
+            )
             trials += [c for c in children if track.TRIAL_TAG in c.data.tags and c.info.status == "FINISHED"]
         else:
-            raise UserError(f"MLflow run '{run_id}' is neither a raysym trial nor a raysym sweep. Pass the id of a trial's run or of a sweep's parent run.")
+            raise UserError(
+                f"MLflow run '{run_id}' is neither a raysym trial nor a raysym sweep. Pass the id of a trial's run or "
+                "of a sweep's parent run."
+            )
     if not trials:
         raise UserError("None of the given runs has a finished trial to distil.")
     pool = start_pool(cfg, workers=workers, address=address, say=say, what=f"{len(trials)} trial run(s)")
@@ -293,12 +336,24 @@ def distill_runs(run_ids: list[str], cfg, uri: str, *, workers: int | None = Non
             folder.mkdir(parents=True, exist_ok=True)
             for name in ("checkpoint.pt", "config.json", "metrics.json"):
                 try:
-                    mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=name, dst_path=str(folder), tracking_uri=uri)
+                    mlflow.artifacts.download_artifacts(
+                        run_id=run.info.run_id, artifact_path=name, dst_path=str(folder), tracking_uri=uri
+                    )
                 except (MlflowException, OSError):
-                    raise UserError(f"MLflow run {run.info.run_id} has no artifact {name}: it is not a finished raysym trial.") from None
+                    raise UserError(
+                        f"MLflow run {run.info.run_id} has no artifact {name}: it is not a finished raysym trial."
+                    ) from None
             summary = distill_trial(folder, cfg, pool)
             trial_id = run.data.tags[track.TRIAL_TAG]
-            log_distillation(tracker, cfg, run.info.run_id, trial_id, run.data.tags.get("raysym.trial_key", trial_id), folder / "distill", summary)
+            log_distillation(
+                tracker,
+                cfg,
+                run.info.run_id,
+                trial_id,
+                run.data.tags.get("raysym.trial_key", trial_id),
+                folder / "distill",
+                summary,
+            )
             summaries.append(summary)
     finally:
         pool.shutdown()

@@ -35,7 +35,9 @@ class Tracker(Protocol):
         return self._find(TRIAL_TAG, trial_id)
 
     def start_sweep(self, name: str, tags: dict[str, str]) -> str: ...
-    def start_trial(self, parent_id: str, trial_id: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> str: ...
+    def start_trial(
+        self, parent_id: str, trial_id: str, name: str, params: dict[str, Any], tags: dict[str, str]
+    ) -> str: ...
     def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None: ...
     def logged_steps(self, run_id: str, key: str) -> set[int]: ...
     def log_artifacts(self, run_id: str, folder: str | Path) -> None: ...
@@ -57,7 +59,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                 "sqlite:///mlflow.db."
             ) from None
     elif uri.startswith("sqlite:///"):
-        _check_sqlite(uri, Path(uri[len("sqlite:///"):]).expanduser().resolve())
+        _check_sqlite(uri, Path(uri[len("sqlite:///") :]).expanduser().resolve())
     elif "://" not in uri:
         raise UserError(
             f"tracking.uri '{uri}' is not a URI. Use sqlite:///mlflow.db (a local database) or the "
@@ -82,8 +84,16 @@ def split_values(values: dict[str, Any]) -> tuple[dict[str, float], dict[str, st
 
 # MLflow error codes that no amount of waiting fixes (a bad request, a missing run); anything else from
 # the store (TEMPORARILY_UNAVAILABLE for a locked sqlite file, a refused connection) is worth a retry.
-_PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST",
-              "INVALID_STATE", "PERMISSION_DENIED", "UNAUTHENTICATED", "ENDPOINT_NOT_FOUND"}
+_PERMANENT = {
+    "INVALID_PARAMETER_VALUE",
+    "RESOURCE_DOES_NOT_EXIST",
+    "RESOURCE_ALREADY_EXISTS",
+    "BAD_REQUEST",
+    "INVALID_STATE",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+    "ENDPOINT_NOT_FOUND",
+}
 
 
 class TrackingUnavailable(UserError):
@@ -95,26 +105,36 @@ def _check_sqlite(uri: str, path: Path) -> None:
     otherwise fail on its first write, after the data stage and Ray have run, with a driver's error)."""
     fix = "choose another tracking.uri (e.g. sqlite:///mlflow.db)"
     if not path.parent.is_dir():
-        raise UserError(f"The MLflow database {uri} lies in a folder that does not exist ({path.parent}). "
-                        f"Create the folder or {fix}.")
+        raise UserError(
+            f"The MLflow database {uri} lies in a folder that does not exist ({path.parent}). "
+            f"Create the folder or {fix}."
+        )
     if path.is_dir():
         raise UserError(f"The MLflow database {uri} names a folder, not a file. Add a file name, or {fix}.")
     if not path.exists():
         if not os.access(path.parent, os.W_OK | os.X_OK):
-            raise UserError(f"The MLflow database {uri} cannot be created: the folder {path.parent} is not writable. "
-                            f"Make it writable or {fix}.")
+            raise UserError(
+                f"The MLflow database {uri} cannot be created: the folder {path.parent} is not writable. "
+                f"Make it writable or {fix}."
+            )
         return
     try:
         with open(path, "rb") as fh:
             header = fh.read(16)
     except OSError as exc:
-        raise UserError(f"The MLflow database {uri} cannot be read ({exc.strerror}). Fix its permissions or {fix}.") from None
+        raise UserError(
+            f"The MLflow database {uri} cannot be read ({exc.strerror}). Fix its permissions or {fix}."
+        ) from None
     if header and header != b"SQLite format 3\x00":
-        raise UserError(f"{path} is not an SQLite database (it starts with {header[:8]!r}), so MLflow cannot record "
-                        f"runs in it. Point tracking.uri at another file (nothing was changed in this one), or {fix}.")
+        raise UserError(
+            f"{path} is not an SQLite database (it starts with {header[:8]!r}), so MLflow cannot record "
+            f"runs in it. Point tracking.uri at another file (nothing was changed in this one), or {fix}."
+        )
     if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
         where = path if not os.access(path, os.W_OK) else f"its folder {path.parent} (SQLite writes a journal there)"
-        raise UserError(f"The MLflow database {uri} is read-only here: {where} is not writable. Make it writable or {fix}.")
+        raise UserError(
+            f"The MLflow database {uri} is read-only here: {where} is not writable. Make it writable or {fix}."
+        )
 
 
 def check_writable_folder(folder: str | Path, what: str, key: str) -> None:
@@ -127,8 +147,10 @@ def check_writable_folder(folder: str | Path, what: str, key: str) -> None:
     if not probe.is_dir():
         raise UserError(f"{what} {path} cannot be created: {probe} is a file, not a folder. Choose another {key}.")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {path} cannot be written: {probe} is not writable by this user. Make it writable "
-                        f"or choose another {key}.")
+        raise UserError(
+            f"{what} {path} cannot be written: {probe} is not writable by this user. Make it writable "
+            f"or choose another {key}."
+        )
 
 
 class PatientClient:
@@ -169,14 +191,17 @@ class PatientClient:
                 reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
                 if time.monotonic() + pause > deadline:
                     raise TrackingUnavailable(
-                        f"The MLflow tracking store {self.uri} did not answer for {self.patience_s:.0f} s ({name}: {reason}). "
+                        f"The MLflow tracking store {self.uri} did not answer for {self.patience_s:.0f} s ({name}: "
+                        f"{reason}). "
                         "The sweep stopped; its trials' progress is saved and nothing was recorded as finished "
                         "without its metrics. Make the store reachable (start the tracking server, or close the "
                         "program holding the sqlite file) and continue with `raysym sweep CONFIG --resume`; raise "
                         "tracking.patience_s to wait longer."
                     ) from None
                 if not said:
-                    self._say(f"MLflow store {self.uri} unavailable ({reason}); retrying for up to {self.patience_s:.0f} s")
+                    self._say(
+                        f"MLflow store {self.uri} unavailable ({reason}); retrying for up to {self.patience_s:.0f} s"
+                    )
                     said = True
                 time.sleep(pause)
                 pause = min(pause * 2, 10.0)
@@ -223,7 +248,9 @@ class MLflowTracker:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={SWEEP_TAG: name, **tags})
         return run.info.run_id
 
-    def start_trial(self, parent_id: str, trial_id: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+    def start_trial(
+        self, parent_id: str, trial_id: str, name: str, params: dict[str, Any], tags: dict[str, str]
+    ) -> str:
         """The child run of ``trial_id``: the existing one (a resumed sweep) or a new one."""
         from mlflow.entities import Param, RunTag
 

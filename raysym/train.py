@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from raysym import regularizers
 from raysym.config import TrainConfig
 from raysym.errors import UserError
-from raysym.model import GraphNetwork, build_model, node_features
+from raysym.graph import node_features
+from raysym.model import GraphNetwork, build_model
 from raysym.schedules import get_schedule
 from raysym.simulate import Snapshots
 
@@ -48,8 +49,10 @@ def pick_device(name: str) -> torch.device:
             raise UserError(f"Unknown device '{name}'. Use auto, cpu, cuda or cuda:N.") from None
         if index >= count:
             has = "no CUDA GPU" if count == 0 else f"{count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})"
-            raise UserError(f"--device {name} asks for a GPU this machine lacks: it has {has}. Use --device auto "
-                            "(a GPU when there is one) or --device cpu.")
+            raise UserError(
+                f"--device {name} asks for a GPU this machine lacks: it has {has}. Use --device auto "
+                "(a GPU when there is one) or --device cpu."
+            )
     return torch.device(name)
 
 
@@ -83,7 +86,11 @@ def load_training_data(cfg: TrainConfig):
 
     data = shards.load_dataset(cfg.data, prune_k=cfg.prune_k)
     rng = np.random.default_rng(cfg.seed)
-    return _subsample(data.train, cfg.max_train_graphs, rng), _subsample(data.test, cfg.max_test_graphs, rng), data.prune
+    return (
+        _subsample(data.train, cfg.max_train_graphs, rng),
+        _subsample(data.test, cfg.max_test_graphs, rng),
+        data.prune,
+    )
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -163,12 +170,18 @@ def train(
     x_test, y_test = node_features(test_graphs)
     dim = y_train.shape[-1]
 
-    model = build_model(cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim, cfg.newtonian_messages, bool(cfg.node_term)).to(device)
+    model = build_model(
+        cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim, cfg.newtonian_messages, bool(cfg.node_term)
+    ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=total_steps, final_div_factor=cfg.final_div_factor, pct_start=cfg.warmup_fraction
+        optimizer,
+        max_lr=cfg.lr,
+        total_steps=total_steps,
+        final_div_factor=cfg.final_div_factor,
+        pct_start=cfg.warmup_fraction,
     )
     schedule = get_schedule(cfg.l1_schedule, cfg.schedule_shape)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -180,6 +193,7 @@ def train(
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         ckpt_path = Path(out_dir) / CHECKPOINT
     if ckpt_path is not None and resume and ckpt_path.exists():
+
         def restore(state):
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -207,7 +221,9 @@ def train(
             loss, base, reg = batch_loss(model, cfg, xb, yb, alpha)
             if not torch.isfinite(loss):
                 reason = f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}"
-                return TrainResult("diverged", reason, model, history, history[-1] if history else {}, time.perf_counter() - start)
+                return TrainResult(
+                    "diverged", reason, model, history, history[-1] if history else {}, time.perf_counter() - start
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -232,14 +248,28 @@ def train(
             **(probe(model) if probe is not None else {}),
         }
         if not math.isfinite(test_mae):
-            return TrainResult("diverged", f"non-finite test MAE at epoch {epoch}", model, history, metrics, time.perf_counter() - start)
+            return TrainResult(
+                "diverged",
+                f"non-finite test MAE at epoch {epoch}",
+                model,
+                history,
+                metrics,
+                time.perf_counter() - start,
+            )
         history.append({**metrics, "message_stds": [float(v) for v in stds]})  # every component, for the figure
         if ckpt_path is not None:
-            _save_checkpoint(ckpt_path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch,
-            })
+            _save_checkpoint(
+                ckpt_path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                    "epoch": epoch,
+                },
+            )
         if callback is not None:
             callback(metrics)
         if until is not None and until(metrics) and epoch + 1 < cfg.epochs:
@@ -299,7 +329,6 @@ def run_trial(
     This is what ``raysym train`` and the sweep's Tune trainable call.
     """
     from raysym import messages, shards
-
     from raysym.outputs import claim_trial_folder
 
     out_dir = Path(out_dir)
@@ -322,9 +351,16 @@ def run_trial(
 
     probe = (lambda model: messages.epoch_metrics(model, in_range, system, dim)) if len(in_range) else None
     if until is None and cfg.stop_r2 is not None:
-        until = lambda m: epoch_r2(m) >= cfg.stop_r2  # noqa: E731
-    result = train(cfg, out_dir=out_dir, callback=callback, data=(train_graphs, test_graphs), resume=resume,
-                   probe=probe, until=until)
+        until = lambda m: epoch_r2(m) >= cfg.stop_r2
+    result = train(
+        cfg,
+        out_dir=out_dir,
+        callback=callback,
+        data=(train_graphs, test_graphs),
+        resume=resume,
+        probe=probe,
+        until=until,
+    )
     metrics: dict[str, Any] = {
         "status": result.status,
         "reason": result.reason,
@@ -345,8 +381,13 @@ def run_trial(
         messages.save_sample(edges, analysis, out_dir, seed=cfg.seed)
     by_epoch = [(h["epoch"] + 1, h["message_stds"]) for h in result.history if "message_stds" in h]
     if by_epoch:
-        _write_json(out_dir / "message_stds_by_epoch.json", {"epoch": [e for e, _ in by_epoch], "stds": [v for _, v in by_epoch]})
-        messages.plot_stds_over_epochs(np.array([e for e, _ in by_epoch]), np.array([v for _, v in by_epoch]), result.model.dim, out_dir)
+        _write_json(
+            out_dir / "message_stds_by_epoch.json",
+            {"epoch": [e for e, _ in by_epoch], "stds": [v for _, v in by_epoch]},
+        )
+        messages.plot_stds_over_epochs(
+            np.array([e for e, _ in by_epoch]), np.array([v for _, v in by_epoch]), result.model.dim, out_dir
+        )
     _write_json(out_dir / "metrics.json", metrics)
     return metrics
 
@@ -376,7 +417,9 @@ def load_trial(trial_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig,
     try:
         data = json.loads((trial_dir / CONFIG).read_text())
     except (OSError, ValueError) as exc:
-        raise UserError(f"{trial_dir / CONFIG} cannot be read ({exc}). Train the trial again into a new folder.") from None
+        raise UserError(
+            f"{trial_dir / CONFIG} cannot be read ({exc}). Train the trial again into a new folder."
+        ) from None
     cfg = from_dict(TrainConfig, data, where=str(trial_dir / CONFIG))
 
     def rebuild(state):
@@ -387,7 +430,9 @@ def load_trial(trial_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig,
             dim = weights["edge_model.0.weight"].shape[1] - 5
         else:  # the node model outputs the dim acceleration components
             dim = weights["node_model.%d.bias" % (2 * cfg.layers)].shape[0]
-        model = build_model(cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim, cfg.newtonian_messages, bool(cfg.node_term))
+        model = build_model(
+            cfg.model, dim, cfg.hidden, cfg.layers, cfg.msg_dim, cfg.newtonian_messages, bool(cfg.node_term)
+        )
         model.to(device).load_state_dict(weights)
         return model
 
@@ -407,7 +452,8 @@ def read_checkpoint(path: Path, device, use: Callable[[dict[str, Any]], Any]) ->
     except Exception as exc:  # noqa: BLE001 -- torch raises many kinds (EOFError, RuntimeError, UnpicklingError, KeyError)
         reason = (str(exc).strip().splitlines() or [""])[0][:160]
         raise UserError(
-            f"The checkpoint {path} cannot be used ({type(exc).__name__}{': ' + reason if reason else ''}): it is empty, "
+            f"The checkpoint {path} cannot be used ({type(exc).__name__}{': ' + reason if reason else ''}): it is "
+            "empty, "
             "truncated, from other settings or not a raysym checkpoint. Delete it (or use a new output folder; "
             "`raysym train` also has --no-resume) to train afresh."
         ) from None

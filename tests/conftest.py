@@ -21,7 +21,9 @@ def tiny_spring(local_ray, tmp_path_factory):
     from raysym import shards
     from raysym.config import SimulationConfig
 
-    cfg = SimulationConfig(system="spring", dim=2, particles=4, sims=12, test_sims=6, steps=60, stride=5, seed=3, sims_per_shard=5)
+    cfg = SimulationConfig(
+        system="spring", dim=2, particles=4, sims=12, test_sims=6, steps=60, stride=5, seed=3, sims_per_shard=5
+    )
     out = tmp_path_factory.mktemp("data") / "spring-2d"
     shards.write_dataset(cfg, out)
     return cfg, out

@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_sweep import sweep_dict, write_yaml
 
 from raysym.cli import main
-from test_sweep import sweep_dict, write_yaml
 
 DISTILL = {"backend": "operon", "setting": "fast", "samples": 200}
 
@@ -50,6 +50,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 # sweep files refused by --dry-run and by a real start alike, before Ray, data or MLflow
 # --------------------------------------------------------------------------------------------------
 
+
 def _grid(n: int) -> list[float]:
     return [1e-4 * (i + 1) for i in range(n)]
 
@@ -73,8 +74,10 @@ SWEEP_CASES = [
     ({"trials": {"lr": _grid(200)}, "data": {"seed": list(range(60))}}, "24,000 points"),  # x 2 models
     ({"trials": {"lr": _grid(101), "hidden": list(range(1, 101))}}, "20,200 points"),
     ({"data": {"seed": list(range(100)), "prune_k": _grid(101)}}, "20,200 points"),
-    ({"search": {"kind": "optuna", "trials": 2, "space": {"schedule_shape.peak": {"low": 0.1, "high": 1.0}}}},
-     "explores the schedule shape of one trial setting"),
+    (
+        {"search": {"kind": "optuna", "trials": 2, "space": {"schedule_shape.peak": {"low": 0.1, "high": 1.0}}}},
+        "explores the schedule shape of one trial setting",
+    ),
 ]
 
 
@@ -109,10 +112,20 @@ def test_duplicate_keys_are_refused_with_their_lines(tmp_path, capsys, text, exp
     _refused(["sweep", path, "--dry-run"], capsys, expected)
 
 
-@pytest.mark.parametrize("command", [["sweep", "{f}", "--dry-run"], ["simulate", "--config", "{f}", "--out", "{tmp}/d"],
-                                     ["train", "--config", "{f}", "--out", "{tmp}/t"]], ids=["sweep", "simulate", "train"])
-@pytest.mark.parametrize("content, expected", [(b"name: caf\xe9\n", "not UTF-8 text (byte 0xe9 on line 1)"),
-                                               (b"sims: 8\nsims: 9\n", "'sims' twice")], ids=["latin-1", "duplicate"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sweep", "{f}", "--dry-run"],
+        ["simulate", "--config", "{f}", "--out", "{tmp}/d"],
+        ["train", "--config", "{f}", "--out", "{tmp}/t"],
+    ],
+    ids=["sweep", "simulate", "train"],
+)
+@pytest.mark.parametrize(
+    "content, expected",
+    [(b"name: caf\xe9\n", "not UTF-8 text (byte 0xe9 on line 1)"), (b"sims: 8\nsims: 9\n", "'sims' twice")],
+    ids=["latin-1", "duplicate"],
+)
 def test_config_files_of_every_command_are_read_strictly(tmp_path, capsys, command, content, expected):
     config = tmp_path / "c.yaml"
     config.write_bytes(content)
@@ -128,7 +141,11 @@ def _not_sqlite(tmp_path: Path) -> dict:
 
 def _file_in_the_way(tmp_path: Path, key: str) -> dict:
     (tmp_path / "afile").write_text("x")
-    return {"storage": str(tmp_path / "afile" / "runs")} if key == "storage" else {"data": {"root": str(tmp_path / "afile" / "d")}}
+    return (
+        {"storage": str(tmp_path / "afile" / "runs")}
+        if key == "storage"
+        else {"data": {"root": str(tmp_path / "afile" / "d")}}
+    )
 
 
 PRE_START = [
@@ -140,7 +157,11 @@ PRE_START = [
 ]
 
 
-@pytest.mark.parametrize("make, expected", PRE_START, ids=["not-sqlite", "db-is-folder", "db-folder-missing", "storage-under-file", "data-under-file"])
+@pytest.mark.parametrize(
+    "make, expected",
+    PRE_START,
+    ids=["not-sqlite", "db-is-folder", "db-folder-missing", "storage-under-file", "data-under-file"],
+)
 def test_unusable_outputs_are_refused_before_ray_or_data(tmp_path, capsys, make, expected):
     change = make(tmp_path)
     before = _snapshot(tmp_path)
@@ -153,16 +174,21 @@ def test_unusable_outputs_are_refused_before_ray_or_data(tmp_path, capsys, make,
 # Class 10: command-line values
 # --------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("value", ["0", "-2"])
 def test_a_local_ray_needs_at_least_one_cpu(tmp_path, capsys, value):
-    _refused(["simulate", "--system", "spring", "--sims", "4", "--num-cpus", value, "--out", tmp_path / "d"], capsys,
-             "must be 1 or more")
+    _refused(
+        ["simulate", "--system", "spring", "--sims", "4", "--num-cpus", value, "--out", tmp_path / "d"],
+        capsys,
+        "must be 1 or more",
+    )
     assert not (tmp_path / "d").exists()
 
 
 # --------------------------------------------------------------------------------------------------
 # Class 4 (overwrites) and class 10 (checkpoints, devices): trial folders
 # --------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def trained(tiny_spring, tmp_path_factory):
@@ -194,7 +220,9 @@ def test_train_onto_a_folder_of_the_users_is_refused(trained, tmp_path, capsys, 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / content).write_text('{"my": "results"}')
     _refused(["train", *flags, "--out", tmp_path / "mine"], capsys, "not a raysym trial")
-    assert (tmp_path / "mine" / content).read_text() == '{"my": "results"}' and len(list((tmp_path / "mine").iterdir())) == 1
+    assert (tmp_path / "mine" / content).read_text() == '{"my": "results"}' and len(
+        list((tmp_path / "mine").iterdir())
+    ) == 1
 
 
 def test_train_out_onto_a_file_is_refused(trained, tmp_path, capsys):
@@ -207,7 +235,9 @@ def test_train_out_onto_a_file_is_refused(trained, tmp_path, capsys):
 def test_halos_onto_an_nbody_trial_is_refused(trained, capsys):
     folder, _ = trained
     before = _snapshot(folder)
-    _refused(["halos", "--points", "100", "--epochs", "1", "--out", folder], capsys, "holds a trial with other settings")
+    _refused(
+        ["halos", "--points", "100", "--epochs", "1", "--out", folder], capsys, "holds a trial with other settings"
+    )
     assert _snapshot(folder) == before
 
 
@@ -230,7 +260,11 @@ def test_damaged_checkpoints_are_refused_with_a_way_to_start_afresh(trained, tmp
     copy = tmp_path / "t"
     shutil.copytree(folder, copy)
     _damage(copy, how)
-    argv = ["train", *flags, "--out", copy] if command == "train" else ["distill", copy, "--backend", "operon", "--setting", "fast"]
+    argv = (
+        ["train", *flags, "--out", copy]
+        if command == "train"
+        else ["distill", copy, "--backend", "operon", "--setting", "fast"]
+    )
     err = _refused(argv, capsys, "cannot be used")
     assert "to train afresh" in err
 
@@ -267,6 +301,7 @@ def test_a_gpu_this_machine_lacks_is_refused(trained, tmp_path, capsys, device):
 # Class 5 (non-finite data, the readers) and class 11 (manifest paths confined; leftovers)
 # --------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def dataset(tiny_spring, tmp_path) -> Path:
     """A private copy of the tiny dataset, free to damage."""
@@ -295,7 +330,9 @@ def _rewrite_shard(folder: Path, column: str, row: int, value: float) -> Path:
     return path
 
 
-@pytest.mark.parametrize("column, value", [("acc", float("nan")), ("pos", float("inf")), ("vel", -float("inf")), ("mass", float("nan"))])
+@pytest.mark.parametrize(
+    "column, value", [("acc", float("nan")), ("pos", float("inf")), ("vel", -float("inf")), ("mass", float("nan"))]
+)
 def test_non_finite_rows_are_refused_naming_file_and_row(dataset, tmp_path, capsys, column, value):
     path = _rewrite_shard(dataset, column, row=3, value=value)
     err = _refused(["inspect", dataset], capsys, f"in column '{column}'")
@@ -318,7 +355,9 @@ def test_the_unverified_reader_refuses_non_finite_rows_too(dataset):
 def _edit_manifest(folder: Path, edit) -> None:
     manifest = json.loads((folder / "dataset.json").read_text())
     edited = edit(manifest)
-    (folder / "dataset.json").write_text(json.dumps(edited if isinstance(edited, list) else manifest))  # a list: the new manifest
+    (folder / "dataset.json").write_text(
+        json.dumps(edited if isinstance(edited, list) else manifest)
+    )  # a list: the new manifest
 
 
 def _shard0(m: dict) -> dict:
@@ -361,12 +400,18 @@ def test_a_shard_that_is_a_link_is_refused(dataset, capsys):
 
 
 def test_a_text_cell_in_a_catalog_is_refused(tmp_path, capsys):
-    table = pa.table({c: pa.array(np.random.default_rng(0).random(20)) for c in ("x", "y", "z", "vx", "vy", "vz", "mass", "delta")})
+    table = pa.table(
+        {c: pa.array(np.random.default_rng(0).random(20)) for c in ("x", "y", "z", "vx", "vy", "vz", "mass", "delta")}
+    )
     mass = table["mass"].to_pylist()
     mass[5] = "heavy"
     table = table.set_column(table.column_names.index("mass"), "mass", pa.array([str(v) for v in mass]))
     pq.write_table(table, tmp_path / "cat.parquet")
-    _refused(["halos", "--catalog", tmp_path / "cat.parquet", "--out", tmp_path / "h"], capsys, "non-numeric values in column 'mass'")
+    _refused(
+        ["halos", "--catalog", tmp_path / "cat.parquet", "--out", tmp_path / "h"],
+        capsys,
+        "non-numeric values in column 'mass'",
+    )
     assert not (tmp_path / "h").exists()
 
 
@@ -376,8 +421,10 @@ def test_leftovers_of_a_killed_simulate_are_removed_and_said(local_ray, tmp_path
     live = tmp_path / f".d.tmp-{os.getpid()}-0000live"  # a writer that still runs: left alone
     for folder in (dead, live):
         (folder / "train").mkdir(parents=True)
-    assert main(["simulate", "--system", "spring", "--sims", "4", "--steps", "20", "--stride", "5", "--out", str(out)]) == 0
+    assert (
+        main(["simulate", "--system", "spring", "--sims", "4", "--steps", "20", "--stride", "5", "--out", str(out)])
+        == 0
+    )
     err = capsys.readouterr().err
     assert not dead.exists() and live.exists() and dead.name in err and "killed" in err
     assert (out / "dataset.json").is_file()
-

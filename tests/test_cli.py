@@ -60,8 +60,29 @@ def test_occupied_output_exits_2_and_keeps_files(tmp_path):
 def test_simulate_then_rerun_then_conflict_then_inspect(tmp_path):
     """The end-to-end path a user takes, in real processes with a real local Ray."""
     out = str(tmp_path / "charge-3d")
-    args = ["simulate", "--system", "charge", "--dim", "3", "--particles", "3", "--sims", "6", "--steps", "30",
-            "--stride", "10", "--seed", "2", "--out", out, "--num-cpus", "2", "--prune-k", "1.5"]
+    args = [
+        "simulate",
+        "--system",
+        "charge",
+        "--dim",
+        "3",
+        "--particles",
+        "3",
+        "--sims",
+        "6",
+        "--steps",
+        "30",
+        "--stride",
+        "10",
+        "--seed",
+        "2",
+        "--out",
+        out,
+        "--num-cpus",
+        "2",
+        "--prune-k",
+        "1.5",
+    ]
     first = raysym(*args)
     assert first.returncode == 0, first.stderr
     assert "Wrote 21 graphs" in first.stdout  # (6 train + 1 test sims) x 3 states and "pruning k=1.5" in first.stdout
@@ -84,8 +105,26 @@ def test_simulate_then_rerun_then_conflict_then_inspect(tmp_path):
 
 def test_train_command_writes_metrics(tiny_spring, tmp_path):
     _, data = tiny_spring
-    done = raysym("train", "--data", str(data), "--model", "l1", "--l1-schedule", "triangle", "--epochs", "2",
-                  "--batch-size", "32", "--hidden", "16", "--msg-dim", "8", "--no-prune", "--out", str(tmp_path / "t"))
+    done = raysym(
+        "train",
+        "--data",
+        str(data),
+        "--model",
+        "l1",
+        "--l1-schedule",
+        "triangle",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--hidden",
+        "16",
+        "--msg-dim",
+        "8",
+        "--no-prune",
+        "--out",
+        str(tmp_path / "t"),
+    )
     assert done.returncode == 0, done.stderr
     assert "epoch 2/2" in done.stderr
     import json

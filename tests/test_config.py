@@ -68,8 +68,12 @@ def test_yaml_files(tmp_path):
 
 
 values = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 10**7), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=8), st.lists(st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**7),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
 )
 keys = st.one_of(st.sampled_from(list(SimulationConfig.__dataclass_fields__)), st.text(min_size=1, max_size=10))
 

@@ -9,7 +9,7 @@ import stat
 import numpy as np
 import pytest
 
-from raysym import distill, distill_jobs, physics
+from raysym import distill, distill_jobs, distill_pool, physics
 from raysym.cli import main
 from raysym.config import DistillConfig, SimulationConfig, TrainConfig, from_dict
 from raysym.errors import UserError
@@ -28,6 +28,7 @@ def spring_edges(n: int = 2000, seed: int = 0):
 # --------------------------------------------------------------------------------------------------
 # Front and selection
 # --------------------------------------------------------------------------------------------------
+
 
 def test_front_keeps_only_improving_formulas_and_scores_them():
     x = np.linspace(1, 2, 50)
@@ -64,6 +65,7 @@ def test_markdown_and_csv_of_a_front(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # Backends
 # --------------------------------------------------------------------------------------------------
+
 
 def test_operon_recovers_a_linear_transform_of_the_spring_force():
     dx, dy, r = spring_edges()
@@ -116,8 +118,15 @@ def test_auto_picks_pysr_where_a_julia_executable_exists(monkeypatch, tmp_path):
 
 
 def test_pysr_options_come_from_the_config():
-    cfg = DistillConfig(backend="pysr", setting="fast", operators=["+", "-", "*", "/", "sqrt"], max_size=25,
-                        parsimony=0.01, timeout_s=60, seed=7)
+    cfg = DistillConfig(
+        backend="pysr",
+        setting="fast",
+        operators=["+", "-", "*", "/", "sqrt"],
+        max_size=25,
+        parsimony=0.01,
+        timeout_s=60,
+        seed=7,
+    )
     opts = distill.PySRBackend(cfg).settings()
     assert opts["binary_operators"] == ["+", "-", "*", "/"] and opts["unary_operators"] == ["sqrt"]
     assert opts["maxsize"] == 25 and opts["parsimony"] == 0.01 and opts["timeout_in_seconds"] == 60
@@ -128,7 +137,7 @@ def test_pysr_options_come_from_the_config():
 def test_a_pysr_hall_of_fame_becomes_a_front(tmp_path):
     # The file PySR writes in its output directory (Julia syntax: ^ for powers).
     (tmp_path / "hall_of_fame.csv").write_text(
-        "Complexity,Loss,Equation\n1,4.1,\"x0\"\n5,0.5,\"(x0 * 2.0) + r\"\n7,1.2e-14,\"(r ^ 2) + (x0 * 3.0)\"\n"
+        'Complexity,Loss,Equation\n1,4.1,"x0"\n5,0.5,"(x0 * 2.0) + r"\n7,1.2e-14,"(r ^ 2) + (x0 * 3.0)"\n'
     )
     equations = distill.read_hall_of_fame(tmp_path / "hall_of_fame.csv")
     assert equations[-1] == "(r ** 2) + (x0 * 3.0)"
@@ -151,9 +160,12 @@ def test_bad_distill_configs():
 # Verdict and composed model on real simulated graphs
 # --------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def spring_graphs():
-    return simulate(SimulationConfig(system="spring", dim=2, sims=20, steps=100, stride=10, seed=5), "test", np.arange(20))
+    return simulate(
+        SimulationConfig(system="spring", dim=2, sims=20, steps=100, stride=10, seed=5), "test", np.arange(20)
+    )
 
 
 def test_verdict_tells_force_from_force_over_mass_from_wrong(spring_graphs):
@@ -174,13 +186,16 @@ def test_composed_model_with_the_true_laws_reproduces_the_accelerations(spring_g
     node = ["s1/m", "s2/m"]
     acc = distill_jobs.composed_accelerations(edge, node, spring_graphs, "spring")
     np.testing.assert_allclose(acc, spring_graphs.acc, rtol=1e-4, atol=1e-4)
-    expected = physics.accelerations("spring", spring_graphs.pos, spring_graphs.vel, spring_graphs.charge, spring_graphs.mass)
+    expected = physics.accelerations(
+        "spring", spring_graphs.pos, spring_graphs.vel, spring_graphs.charge, spring_graphs.mass
+    )
     np.testing.assert_allclose(acc, expected, rtol=1e-4, atol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------------
 # Actor pool and whole trials (real local Ray)
 # --------------------------------------------------------------------------------------------------
+
 
 def test_pool_runs_jobs_in_parallel_and_survives_a_failing_job(local_ray):
     dx, dy, r = spring_edges(400)
@@ -191,7 +206,7 @@ def test_pool_runs_jobs_in_parallel_and_survives_a_failing_job(local_ray):
         dict(kind="edge", index=1, component=1, X=X, y=np.zeros(400), **base),  # no variance: fails
         dict(kind="node", index=0, component=0, X=X, y=dy * r, **base),
     ]
-    pool = distill_jobs.DistillPool(2)
+    pool = distill_pool.DistillPool(2)
     try:
         results = pool.map(job_list)
         assert [r["index"] for r in results] == [0, 1, 0]
@@ -214,17 +229,37 @@ def test_distill_a_trained_trial_end_to_end(tiny_spring, tmp_path, capsys):
 
     _, data = tiny_spring
     trial = tmp_path / "trial"
-    run_trial(TrainConfig(data=str(data), model="bottleneck", epochs=1, hidden=16, batch_size=32, analysis_graphs=40), trial)
-    assert main(["distill", str(trial), "--backend", "operon", "--setting", "fast", "--samples", "300", "--workers", "2"]) == 0
+    run_trial(
+        TrainConfig(data=str(data), model="bottleneck", epochs=1, hidden=16, batch_size=32, analysis_graphs=40), trial
+    )
+    assert (
+        main(["distill", str(trial), "--backend", "operon", "--setting", "fast", "--samples", "300", "--workers", "2"])
+        == 0
+    )
     summary = json.loads((trial / "distill" / "summary.json").read_text())
     assert summary["distill/backend"] == "operon" and summary["distill/errors"] == []
     assert len(summary["distill/edge_formulas"]) == 2 and len(summary["distill/node_formulas"]) == 2
-    for key in ("distill/test_mae", "distill/gn_test_mae", "distill/recovered", "distill/r2_force", "distill/complexity"):
+    for key in (
+        "distill/test_mae",
+        "distill/gn_test_mae",
+        "distill/recovered",
+        "distill/r2_force",
+        "distill/complexity",
+    ):
         assert key in summary
     assert summary["distill/recovered"] in (0, 1)
     files = sorted(p.name for p in (trial / "distill").iterdir())
-    assert files == ["edge0_front.csv", "edge0_front.md", "edge1_front.csv", "edge1_front.md",
-                     "node0_front.csv", "node0_front.md", "node1_front.csv", "node1_front.md", "summary.json"]
+    assert files == [
+        "edge0_front.csv",
+        "edge0_front.md",
+        "edge1_front.csv",
+        "edge1_front.md",
+        "node0_front.csv",
+        "node0_front.md",
+        "node1_front.csv",
+        "node1_front.md",
+        "summary.json",
+    ]
     assert "edge_formulas" in capsys.readouterr().out
 
 
@@ -248,11 +283,20 @@ def test_formulas_are_fitted_in_the_training_range_and_scored_everywhere():
     pos, vel = rng.normal(size=(g, n, dim)), rng.normal(size=(g, n, dim))
     charge, mass = np.ones((g, n)), np.exp(rng.normal(size=(g, n)))
     acc = physics.accelerations("spring", pos, vel, charge, mass)
-    graphs = Snapshots(pos=pos.astype(np.float32), vel=vel.astype(np.float32), acc=acc.astype(np.float32),
-                       charge=charge.astype(np.float32), mass=mass.astype(np.float32),
-                       sim=np.arange(g), step=np.zeros(g, np.int64), t=np.zeros(g))
+    graphs = Snapshots(
+        pos=pos.astype(np.float32),
+        vel=vel.astype(np.float32),
+        acc=acc.astype(np.float32),
+        charge=charge.astype(np.float32),
+        mass=mass.astype(np.float32),
+        sim=np.arange(g),
+        step=np.zeros(g, np.int64),
+        t=np.zeros(g),
+    )
     bounds = (float(np.quantile(acc.reshape(g, -1).min(1), 0.5)), float(np.quantile(acc.reshape(g, -1).max(1), 0.5)))
-    inside = {int(s) for s in graphs.sim[(acc.reshape(g, -1).min(1) >= bounds[0]) & (acc.reshape(g, -1).max(1) <= bounds[1])]}
+    inside = {
+        int(s) for s in graphs.sim[(acc.reshape(g, -1).min(1) >= bounds[0]) & (acc.reshape(g, -1).max(1) <= bounds[1])]
+    }
     model = build_model("bottleneck", dim, hidden=8, layers=1)
     everything, score_all = prepare(model, graphs, "spring", [0, 1], samples=10_000, seed=0)
     fitted, score = prepare(model, graphs, "spring", [0, 1], samples=10_000, seed=0, fit_bounds=bounds)

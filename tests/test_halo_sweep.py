@@ -19,7 +19,15 @@ from raysym.halos import COLUMNS, build_graph, run_halo_trial, synthetic_catalog
 from raysym.sweep import run_sweep
 from raysym.sweep_plan import plan
 
-TINY_HALOS = {"catalog": "synthetic", "points": 200, "box": 9.0, "radius": 2.0, "epochs": 20, "hidden": 32, "report_every": 10}
+TINY_HALOS = {
+    "catalog": "synthetic",
+    "points": 200,
+    "box": 9.0,
+    "radius": 2.0,
+    "epochs": 20,
+    "hidden": 32,
+    "report_every": 10,
+}
 
 
 def halo_sweep(tmp_path: Path, name: str = "halos", **halos) -> dict:
@@ -42,6 +50,7 @@ def write_catalog(path: Path, points: int = 200, box: float = 9.0) -> Path:
 # Config and plan
 # --------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "change, expected",
     [
@@ -50,7 +59,10 @@ def write_catalog(path: Path, points: int = 200, box: float = 9.0) -> Path:
         ({"halos": {"radius": -1}}, "radius must be a positive distance"),
         ({"halos": {"report_every": 0}}, "report_every must be a positive"),
         ({"data": {"system": "spring"}}, "not both"),
-        ({"search": {"kind": "optuna", "space": {"schedule_shape.peak": {"low": 0.1, "high": 1}}}}, "A halo sweep is a grid"),
+        (
+            {"search": {"kind": "optuna", "space": {"schedule_shape.peak": {"low": 0.1, "high": 1}}}},
+            "A halo sweep is a grid",
+        ),
     ],
 )
 def test_bad_halo_sweeps_fail_with_a_hint(tmp_path, change, expected, capsys):
@@ -71,7 +83,9 @@ def test_halo_plan_resolves_catalog_paths_and_swept_params(tmp_path, monkeypatch
     cfg = from_dict(SweepConfig, halo_sweep(tmp_path, catalog=["synthetic", "cats/my.parquet"], l1=[0.01, 0.1]))
     specs = plan(cfg)
     assert [s.kind for s in specs] == ["halos"] * 4
-    assert [s.params for s in specs] == [{"catalog": c, "l1": l1} for c in ("synthetic", "cats/my.parquet") for l1 in (0.01, 0.1)]
+    assert [s.params for s in specs] == [
+        {"catalog": c, "l1": l1} for c in ("synthetic", "cats/my.parquet") for l1 in (0.01, 0.1)
+    ]
     assert specs[2].data["catalog"] == str(tmp_path / "cats" / "my.parquet")  # trials run in their own folders
     assert specs[0].label() == "halos-synthetic r=2 l1=0.01" and specs[3].label() == "halos-my r=2 l1=0.1"
     assert specs[0].epochs() == 20  # ASHA's time axis: the epochs, for halo trials as for N-body ones
@@ -107,7 +121,7 @@ def test_batched_forward_is_the_full_batch_forward():
     full-batch order."""
     import torch
 
-    from raysym.halos import NodeGN, GraphTensors
+    from raysym.halos import GraphTensors, NodeGN
 
     torch.manual_seed(0)
     graph = build_graph(HaloConfig(points=300, box=9.0))
@@ -156,6 +170,7 @@ def test_a_bottleneck_halo_trial_trains_and_is_distilled(tmp_path):
 # Training: checkpoints and resume
 # --------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("batch_nodes", [None, 50])
 def test_halo_training_resumed_from_a_checkpoint_ends_with_the_same_numbers(tmp_path, batch_nodes):
     import torch
@@ -186,16 +201,26 @@ def test_halo_trial_folder_holds_what_distillation_and_reports_read(tmp_path):
     cfg = HaloConfig(points=200, box=9.0, epochs=20, hidden=32, device="cpu")
     metrics = run_halo_trial(cfg, tmp_path)
     assert metrics["status"] == "finished" and metrics["epochs_done"] == 20
-    for name in ("config.json", "checkpoint.pt", "metrics.json", "halo_messages.npz", "message_stds_by_epoch.json", "message_stds_by_epoch.png"):
+    for name in (
+        "config.json",
+        "checkpoint.pt",
+        "metrics.json",
+        "halo_messages.npz",
+        "message_stds_by_epoch.json",
+        "message_stds_by_epoch.png",
+    ):
         assert (tmp_path / name).is_file(), name
     assert 0 < metrics["messages/leading_variance"] <= 1 and 0 <= metrics["messages/r2_vs_true_edge"] <= 1
     with np.load(tmp_path / "halo_messages.npz") as sample:
-        assert sample["edge_x"].shape == (len(sample["projection"]), 6) and len(sample["true_edge"]) == len(sample["projection"])
+        assert sample["edge_x"].shape == (len(sample["projection"]), 6) and len(sample["true_edge"]) == len(
+            sample["projection"]
+        )
 
 
 # --------------------------------------------------------------------------------------------------
 # A halo sweep end to end: Ray Tune, MLflow, distillation actors, report
 # --------------------------------------------------------------------------------------------------
+
 
 def test_halo_sweep_runs_into_mlflow_distillation_and_the_report(local_ray, tmp_path):
     """Four trials (a synthetic catalog and a Parquet file, two L1 strengths) with two distillation
@@ -206,8 +231,13 @@ def test_halo_sweep_runs_into_mlflow_distillation_and_the_report(local_ray, tmp_
     from raysym.report import make_report
 
     catalog = write_catalog(tmp_path / "mycat.parquet")
-    cfg = from_dict(SweepConfig, {**halo_sweep(tmp_path, catalog=["synthetic", str(catalog)], l1=[0.01, 0.1]),
-                                  "distill": {"backend": "operon", "setting": "fast", "samples": 500}})
+    cfg = from_dict(
+        SweepConfig,
+        {
+            **halo_sweep(tmp_path, catalog=["synthetic", str(catalog)], l1=[0.01, 0.1]),
+            "distill": {"backend": "operon", "setting": "fast", "samples": 500},
+        },
+    )
     outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
     assert [r["status"] for r in outcome.rows] == ["finished"] * 4
     laws = {r["system"]: r["law"] for r in outcome.rows}
@@ -223,7 +253,14 @@ def test_halo_sweep_runs_into_mlflow_distillation_and_the_report(local_ray, tmp_
         assert run.info.status == "FINISHED" and set(run.data.params) == {"catalog", "l1"}
         assert run.data.tags["cfg.epochs"] == "20" and run.data.tags["cfg.data.radius"] == "2.0"
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "test/mae")) == [10, 20]
-        for key in ("test/mae", "test/mae_over_std", "messages/leading_variance", "data/edges", "distill/test_mae", "distill/gn_test_mae"):
+        for key in (
+            "test/mae",
+            "test/mae_over_std",
+            "messages/leading_variance",
+            "data/edges",
+            "distill/test_mae",
+            "distill/gn_test_mae",
+        ):
             assert key in run.data.metrics, key
         synthetic = run.data.params["catalog"] == "synthetic"
         assert ("messages/r2_vs_true_edge" in run.data.metrics) == synthetic
@@ -231,7 +268,11 @@ def test_halo_sweep_runs_into_mlflow_distillation_and_the_report(local_ray, tmp_
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"halo_messages.npz", "checkpoint.pt", "config.json", "message_stds_by_epoch.json"} <= artifacts
     for run in distills:
-        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"summary.json", "edge0_front.csv", "node0_front.csv"}
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
+            "summary.json",
+            "edge0_front.csv",
+            "node0_front.csv",
+        }
         assert run.data.tags["distill/node_formulas"].startswith("[")
 
     report = make_report(f"sqlite:///{tmp_path}/mlflow.db", "halos", tmp_path / "report", say=lambda m: None)
@@ -247,9 +288,14 @@ def test_halo_sweep_runs_into_mlflow_distillation_and_the_report(local_ray, tmp_
 def test_asha_counts_epochs_for_halo_trials_too(local_ray, tmp_path):
     """Halo trials report every report_every epochs; ASHA's grace period is in epochs all the same: with
     grace_period 10 the rung is the report of epoch 10, where lr 1e-9 lags lr 3e-3 and is stopped."""
-    cfg = from_dict(SweepConfig, {**halo_sweep(tmp_path, lr=[3e-3, 1e-9]),
-                                  "scheduler": {"kind": "asha", "grace_period": 10, "reduction_factor": 2},
-                                  "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 1}})
+    cfg = from_dict(
+        SweepConfig,
+        {
+            **halo_sweep(tmp_path, lr=[3e-3, 1e-9]),
+            "scheduler": {"kind": "asha", "grace_period": 10, "reduction_factor": 2},
+            "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 1},
+        },
+    )
     outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
     assert [(r["status"], r["epochs"]) for r in outcome.rows] == [("finished", 20), ("stopped early", 10)]
 
@@ -272,7 +318,19 @@ def test_crashed_halo_trial_is_retried_and_distilled_afterwards_from_mlflow(loca
 
     # the sweep had no distill section: `raysym distill --run` distils the halo trial from MLflow
     monkeypatch.chdir(tmp_path)
-    args = ["distill", "--run", outcome.parent_run_id, "--tracking-uri", uri, "--backend", "operon", "--setting", "fast", "--samples", "300"]
+    args = [
+        "distill",
+        "--run",
+        outcome.parent_run_id,
+        "--tracking-uri",
+        uri,
+        "--backend",
+        "operon",
+        "--setting",
+        "fast",
+        "--samples",
+        "300",
+    ]
     assert main(args) in (0, 1)
     assert "node_formulas" in capsys.readouterr().out
     (distilled,) = [r for r in client.search_runs([experiment]) if "raysym.distill_of" in r.data.tags]

@@ -88,7 +88,9 @@ def test_synthetic_law_is_recovered_by_training_and_distillation(tmp_path):
     out = run_halos(cfg, DistillConfig(backend="operon", setting="fast", seed=0, samples=2000), tmp_path)
     assert out["test/mae"] < 0.1 * out["data/target_std"]
     assert out["messages/r2_vs_true_edge"] > 0.98
-    assert out["distill/recovered_as"] == "edge term" and out["distill/r2_vs_true_edge"] >= 0.99, out["distill/edge_formulas"]
+    assert out["distill/recovered_as"] == "edge term" and out["distill/r2_vs_true_edge"] >= 0.99, out[
+        "distill/edge_formulas"
+    ]
     # the composed symbolic model (edge formula summed at each receiver, node formula) predicts the
     # held-out targets to a tenth of their spread
     assert out["distill/test_mae"] < 0.1 * out["data/target_std"]
@@ -103,7 +105,9 @@ def test_raysym_halos_command_writes_its_summary(tmp_path, capsys):
     assert main(["halos", "--points", "300", "--epochs", "40", "--setting", "fast", "--out", str(out)]) == 0
     summary = json.loads((out / "halos.json").read_text())
     assert summary["data/points"] == 300 and summary["data/edges"] > 300 and summary["config"]["epochs"] == 40
-    assert summary["distill/recovered"] in (0, 1) and summary["distill/edge_formulas"] and summary["distill/node_formulas"]
+    assert (
+        summary["distill/recovered"] in (0, 1) and summary["distill/edge_formulas"] and summary["distill/node_formulas"]
+    )
     for name in ("edge0_front.csv", "node0_front.csv", "summary.json"):
         assert (out / "distill" / name).is_file(), name
     assert "LaTeX" in (out / "distill" / "edge0_front.md").read_text()
@@ -115,7 +119,9 @@ def test_raysym_halos_command_writes_its_summary(tmp_path, capsys):
     # the finished trial is not replaced by one with other settings
     before = (out / "halos.json").read_bytes()
     assert main(["halos", "--points", "200", "--epochs", "2", "--out", str(out)]) == 2
-    assert "holds a trial with other settings" in capsys.readouterr().err and (out / "halos.json").read_bytes() == before
+    assert (
+        "holds a trial with other settings" in capsys.readouterr().err and (out / "halos.json").read_bytes() == before
+    )
 
 
 def test_leading_direction_is_the_first_principal_axis():
@@ -124,7 +130,9 @@ def test_leading_direction_is_the_first_principal_axis():
     from raysym.halos import leading_direction
 
     rng = np.random.default_rng(0)
-    messages = (rng.normal(size=(250_000, 5)) @ rng.normal(size=(5, 100)) + 0.1 * rng.normal(size=(250_000, 100)) + 3).astype(np.float32)
+    messages = (
+        rng.normal(size=(250_000, 5)) @ rng.normal(size=(5, 100)) + 0.1 * rng.normal(size=(250_000, 100)) + 3
+    ).astype(np.float32)
     axis, fraction = leading_direction(messages)
     centred = messages.astype(np.float64) - messages.astype(np.float64).mean(0)
     _, sv, vt = np.linalg.svd(centred, full_matrices=False)

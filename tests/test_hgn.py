@@ -27,8 +27,12 @@ class TruePairEnergy(nn.Module):
         qi, qj = pair[..., :d], pair[..., f : f + d]
         ci, cj, mi, mj = pair[..., 2 * d], pair[..., f + 2 * d], pair[..., 2 * d + 1], pair[..., f + 2 * d + 1]
         r = torch.sqrt(((qj - qi) ** 2).sum(-1)) + physics.SOFTENING
-        u = {"spring": lambda: (r - 1) ** 2, "charge": lambda: ci * cj / r, "r2": lambda: -mi * mj / r,
-             "r1": lambda: mi * mj * torch.log(r)}[self.system]()
+        u = {
+            "spring": lambda: (r - 1) ** 2,
+            "charge": lambda: ci * cj / r,
+            "r2": lambda: -mi * mj / r,
+            "r1": lambda: mi * mj * torch.log(r),
+        }[self.system]()
         return 0.5 * u[..., None]
 
 
@@ -86,14 +90,20 @@ class WithOffsets(nn.Module):
 def test_pair_forces_of_the_true_pair_energy_are_the_simulators_pair_forces(system, dim):
     """HamiltonianGN.pair_forces (the force on each receiver from the pair's two energies) is the true
     pair force, with or without terms that do not depend on positions, which change the energies."""
-    from raysym.model import complete_edges
+    from raysym.graph import complete_edges
 
     pos, vel, charge, mass = _state(dim, batch=4)
     x = torch.from_numpy(np.concatenate([pos, vel, charge[..., None], mass[..., None]], axis=-1))
     recv, send = (t.numpy() for t in complete_edges(4, "cpu"))
     dx = pos[:, send] - pos[:, recv]
-    want = physics.pair_force(system, dx.reshape(-1, dim), charge[:, recv].ravel(), charge[:, send].ravel(),
-                              mass[:, recv].ravel(), mass[:, send].ravel()).reshape(4, -1, dim)
+    want = physics.pair_force(
+        system,
+        dx.reshape(-1, dim),
+        charge[:, recv].ravel(),
+        charge[:, send].ravel(),
+        mass[:, recv].ravel(),
+        mass[:, send].ravel(),
+    ).reshape(4, -1, dim)
     for pair in (TruePairEnergy(system, dim), WithOffsets(TruePairEnergy(system, dim), dim)):
         hgn = HamiltonianGN(dim, hidden=8, layers=1).double().eval()
         hgn.pair_energy = pair
@@ -103,17 +113,27 @@ def test_pair_forces_of_the_true_pair_energy_are_the_simulators_pair_forces(syst
 def test_pair_force_r2_sees_the_law_through_offsets_that_fool_the_potential_r2():
     """analyze(): a pair energy that is the true potential plus c q1 q2 (same dynamics) scores R² 1 on
     the implied pair force, while its R² against U(r') is far below 1; a wrong law scores low on both."""
-    from raysym.messages import edge_data, analyze
+    from raysym.messages import analyze, edge_data
     from raysym.simulate import Snapshots
 
     dim, g = 2, 200
     pos, vel, charge, mass = _state(dim, batch=g, seed=3)
     acc = physics.accelerations("charge", pos, vel, charge, mass)
-    graphs = Snapshots(pos=pos.astype(np.float32), vel=vel.astype(np.float32), acc=acc.astype(np.float32),
-                       charge=charge.astype(np.float32), mass=mass.astype(np.float32),
-                       sim=np.arange(g), step=np.zeros(g, np.int64), t=np.zeros(g))
+    graphs = Snapshots(
+        pos=pos.astype(np.float32),
+        vel=vel.astype(np.float32),
+        acc=acc.astype(np.float32),
+        charge=charge.astype(np.float32),
+        mass=mass.astype(np.float32),
+        sim=np.arange(g),
+        step=np.zeros(g, np.int64),
+        t=np.zeros(g),
+    )
     scores = {}
-    for name, pair in [("offsets", WithOffsets(TruePairEnergy("charge", dim), dim)), ("wrong", TruePairEnergy("spring", dim))]:
+    for name, pair in [
+        ("offsets", WithOffsets(TruePairEnergy("charge", dim), dim)),
+        ("wrong", TruePairEnergy("spring", dim)),
+    ]:
         hgn = HamiltonianGN(dim, hidden=8, layers=1)
         hgn.pair_energy = pair  # the self-energy MLP stays: edge_data reads the device off its weights
         scores[name] = analyze(edge_data(hgn, graphs, "charge"), dim).metrics()
@@ -122,12 +142,15 @@ def test_pair_force_r2_sees_the_law_through_offsets_that_fool_the_potential_r2()
     assert scores["wrong"]["messages/r2_pair_force"] < 0.1 and scores["wrong"]["messages/r2_pair_force_robust"] < 0.5
 
 
-@pytest.mark.parametrize("equation, recovered", [
-    ("0.5*q1*q2/(r + 0.01)", True),                      # the law, halved: each pair is two edges
-    ("0.5*q1*q2/(r + 0.01) - 0.19*q1*q2 + m2 - 3", True),  # plus terms without positions in them
-    ("0.5*q1*q2/(r + 0.3)", False),                      # a softened imitation
-    ("0.5*(r + 0.01 - 1)**2", False),                    # another law
-])
+@pytest.mark.parametrize(
+    "equation, recovered",
+    [
+        ("0.5*q1*q2/(r + 0.01)", True),  # the law, halved: each pair is two edges
+        ("0.5*q1*q2/(r + 0.01) - 0.19*q1*q2 + m2 - 3", True),  # plus terms without positions in them
+        ("0.5*q1*q2/(r + 0.3)", False),  # a softened imitation
+        ("0.5*(r + 0.01 - 1)**2", False),  # another law
+    ],
+)
 def test_energy_verdict_judges_the_pair_force_of_the_formula(equation, recovered):
     from types import SimpleNamespace
 
@@ -142,8 +165,12 @@ def test_energy_verdict_judges_the_pair_force_of_the_formula(equation, recovered
         assert v["r2_potential"] < 0.9  # the old, offset-blind judgement would have said "not recovered"
 
 
-HALF_POTENTIALS = [("spring", "0.5*(r + 0.01 - 1)**2"), ("charge", "0.5*q1*q2/(r + 0.01)"),
-                   ("r1", "0.5*m1*m2*log(r + 0.01)"), ("r2", "-0.5*m1*m2/(r + 0.01)")]
+HALF_POTENTIALS = [
+    ("spring", "0.5*(r + 0.01 - 1)**2"),
+    ("charge", "0.5*q1*q2/(r + 0.01)"),
+    ("r1", "0.5*m1*m2*log(r + 0.01)"),
+    ("r2", "-0.5*m1*m2/(r + 0.01)"),
+]
 
 
 def _edge_rows(dim, system, seed=5):
@@ -180,7 +207,9 @@ def test_the_pair_energy_formula_is_chosen_by_its_pair_force_not_by_the_offsets_
     energy = distill.evaluate(with_offsets, edge_X, names)  # what the GN's pair energy would be
     energy_front = distill.build_front([law, with_offsets], edge_X, energy, names, loss_factor=1.5)
     assert energy_front.best.equation == distill.parse(with_offsets, names).__str__()
-    data = TrialData(dim, [0], edge_X, energy[:, None], np.zeros((1, 3 * dim + 2)), np.zeros((1, dim)), pair_force=force)
+    data = TrialData(
+        dim, [0], edge_X, energy[:, None], np.zeros((1, 3 * dim + 2)), np.zeros((1, dim)), pair_force=force
+    )
     result = {"kind": "edge", "index": 0, "names": names, "front": energy_front.rows(), "chosen": energy_front.chosen}
     chosen = choose_by_force(result, data, loss_factor=1.5)
     assert [r["equation"] for r in chosen["front"]] == [str(distill.parse(law, names))]
@@ -261,9 +290,16 @@ def test_hgn_trains_and_its_loss_falls():
     pos, vel, charge, mass = _state(2, batch=256, n=4, seed=3)
     pos = pos / 1.5
     acc = physics.accelerations("spring", pos, vel, charge, mass)
-    graphs = Snapshots(pos=pos.astype(np.float32), vel=vel.astype(np.float32), acc=acc.astype(np.float32),
-                       charge=charge.astype(np.float32), mass=mass.astype(np.float32),
-                       sim=np.arange(256), step=np.zeros(256, np.int64), t=np.zeros(256))
+    graphs = Snapshots(
+        pos=pos.astype(np.float32),
+        vel=vel.astype(np.float32),
+        acc=acc.astype(np.float32),
+        charge=charge.astype(np.float32),
+        mass=mass.astype(np.float32),
+        sim=np.arange(256),
+        step=np.zeros(256, np.int64),
+        t=np.zeros(256),
+    )
     cfg = TrainConfig(data="in-memory", model="hgn", epochs=15, batch_size=32, hidden=32, layers=2, lr=1e-2, seed=0)
     result = train(cfg, data=(graphs, graphs))
     assert result.status == "finished"
@@ -296,7 +332,11 @@ def test_hgn_trial_is_analysed_and_distilled_against_the_true_potential(tiny_spr
     on_disk = json.loads((tmp_path / "trial" / "distill" / "summary.json").read_text())
     assert on_disk["distill/recovered_as"] == summary["distill/recovered_as"]
     # the formula is chosen on the pair-force front; the energy's own front is kept beside it
-    chosen = [line for line in (tmp_path / "trial" / "distill" / "edge0_front.md").read_text().splitlines() if "(chosen)" in line]
+    chosen = [
+        line
+        for line in (tmp_path / "trial" / "distill" / "edge0_front.md").read_text().splitlines()
+        if "(chosen)" in line
+    ]
     assert len(chosen) == 1 and f"`{summary['distill/edge_formulas'][0]}`" in chosen[0]
     assert (tmp_path / "trial" / "distill" / "edge0_energy_front.csv").is_file()
 

@@ -55,8 +55,19 @@ def _edges(message_columns, force, in_range):
     rng = np.random.default_rng(2)
     dx = rng.standard_normal((e, 2))
     ones = np.ones(e)
-    return messages.EdgeData(np.column_stack(message_columns), None, dx, np.sqrt((dx**2).sum(1)), ones, ones, ones, ones,
-                             force, in_range=in_range, edges_per_graph=1)
+    return messages.EdgeData(
+        np.column_stack(message_columns),
+        None,
+        dx,
+        np.sqrt((dx**2).sum(1)),
+        ones,
+        ones,
+        ones,
+        ones,
+        force,
+        in_range=in_range,
+        edges_per_graph=1,
+    )
 
 
 def test_analysis_names_the_three_variants_apart():
@@ -126,11 +137,18 @@ def test_verdict_is_decided_in_range_with_the_all_edges_r2_beside_it():
     from raysym import distill_jobs, simulate
     from raysym.config import SimulationConfig
 
-    graphs = simulate.simulate(SimulationConfig(system="spring", dim=2, sims=20, steps=100, stride=5), "test", np.arange(20))
+    graphs = simulate.simulate(
+        SimulationConfig(system="spring", dim=2, sims=20, steps=100, stride=5), "test", np.arange(20)
+    )
     bounds = (-3.0, 3.0)
     fx, fy = ("dx*(2 - 1.98/r)", "dy*(2 - 1.98/r)")  # the softened spring force: 2 (r + 0.01 - 1) dx / r
     exact = distill_jobs.verdict([fx, fy], graphs, "spring", bounds)
-    assert exact["recovered"] and exact["which"] == "force" and exact["r2_force"] > 0.9999 and exact["r2_force_all"] > 0.9999
+    assert (
+        exact["recovered"]
+        and exact["which"] == "force"
+        and exact["r2_force"] > 0.9999
+        and exact["r2_force_all"] > 0.9999
+    )
     # saturated beyond r = 2.5, where few in-range graphs reach (distances there come with large forces)
     capped = [f"Min(r, 2.5)/r*{fx}", f"Min(r, 2.5)/r*{fy}"]
     v = distill_jobs.verdict(capped, graphs, "spring", bounds)
@@ -160,7 +178,9 @@ def test_mass_exponent_finds_a_force_scaled_by_a_power_of_the_receiver_mass():
     m = np.exp(rng.standard_normal(e))
     scaled = force * m[:, None] ** -0.35
     columns = [scaled @ np.array([1.0, 0.5]) + 0.2, scaled @ np.array([-0.3, 1.2])]
-    edges = messages.EdgeData(np.column_stack(columns), None, force, np.ones(e), np.ones(e), np.ones(e), m, np.ones(e), force)
+    edges = messages.EdgeData(
+        np.column_stack(columns), None, force, np.ones(e), np.ones(e), np.ones(e), m, np.ones(e), force
+    )
     result = messages.analyze(edges, 2)
     assert result.mass_exponent == pytest.approx(0.35) and result.r2_mass_scaled > 0.9999
     assert result.r2_force < 0.97 and result.r2_accel < 0.9

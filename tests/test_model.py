@@ -7,11 +7,14 @@ import pytest
 import torch
 
 from raysym import regularizers
-from raysym.model import MODELS, GraphNetwork, batched_edge_index
+from raysym.graph import batched_edge_index
+from raysym.model import MODELS, GraphNetwork
 
 
 @pytest.mark.parametrize("dim", [2, 3])
-@pytest.mark.parametrize("model", [m for m in MODELS if m not in ("hgn", "newtonian")])  # hgn: no messages; newtonian: test_newtonian
+@pytest.mark.parametrize(
+    "model", [m for m in MODELS if m not in ("hgn", "newtonian")]
+)  # hgn: no messages; newtonian: test_newtonian
 def test_dense_path_equals_message_passing(model, dim):
     torch.manual_seed(0)
     gn = GraphNetwork(model, dim, hidden=32, layers=3, msg_dim=16).double()
@@ -37,7 +40,12 @@ def test_message_sizes():
     assert GraphNetwork("l1", 2).msg_dim == 100
     kl = GraphNetwork("kl", 2)
     assert kl.edge_model[-1].out_features == 200  # means and log-variances
-    assert [m.out_features for m in GraphNetwork("standard", 2).edge_model if isinstance(m, torch.nn.Linear)] == [300, 300, 300, 100]
+    assert [m.out_features for m in GraphNetwork("standard", 2).edge_model if isinstance(m, torch.nn.Linear)] == [
+        300,
+        300,
+        300,
+        100,
+    ]
 
 
 def test_edge_model_variants_have_the_studied_architectures():

@@ -65,7 +65,7 @@ def test_true_pair_force_reproduces_the_simulators_accelerations(system, dim):
 
 def test_edge_inputs_are_relative_and_in_the_distillation_order():
     from raysym.distill_jobs import edge_names
-    from raysym.model import complete_edges
+    from raysym.graph import complete_edges
 
     x, (pos, _, charge, mass) = _state(2, batch=1, n=3)
     recv, send = complete_edges(3, "cpu")
@@ -73,8 +73,17 @@ def test_edge_inputs_are_relative_and_in_the_distillation_order():
     assert edge_names(2) == ["dx", "dy", "r", "m1", "m2", "q1", "q2"]
     e = 0  # receiver 0, sender 1
     assert (recv[e].item(), send[e].item()) == (0, 1)
-    np.testing.assert_allclose(inputs[e], [*(pos[0, 1] - pos[0, 0]), np.linalg.norm(pos[0, 1] - pos[0, 0]),
-                                           mass[0, 0], mass[0, 1], charge[0, 0], charge[0, 1]])
+    np.testing.assert_allclose(
+        inputs[e],
+        [
+            *(pos[0, 1] - pos[0, 0]),
+            np.linalg.norm(pos[0, 1] - pos[0, 0]),
+            mass[0, 0],
+            mass[0, 1],
+            charge[0, 0],
+            charge[0, 1],
+        ],
+    )
 
 
 @pytest.mark.parametrize("messages", ["bottleneck", "l1", "kl"])
@@ -93,7 +102,7 @@ def test_translation_invariance_and_permutation_equivariance(messages):
 @pytest.mark.parametrize("messages", ["bottleneck", "l1", "kl"])
 @pytest.mark.parametrize("dim", [2, 3])
 def test_dense_path_equals_message_passing(messages, dim):
-    from raysym.model import batched_edge_index
+    from raysym.graph import batched_edge_index
 
     torch.manual_seed(0)
     gn = NewtonianGN(dim, hidden=32, layers=3, messages=messages, msg_dim=16, node_term=True).double()
@@ -121,8 +130,16 @@ def graphs():
 
 @pytest.mark.parametrize("messages, reg", [("bottleneck", 0), ("l1", 1), ("kl", 1)])
 def test_every_message_form_trains_with_its_penalty(graphs, messages, reg):
-    cfg = TrainConfig(data="in-memory", model="newtonian", newtonian_messages=messages, epochs=2, batch_size=16,
-                      hidden=16, msg_dim=8, seed=1)
+    cfg = TrainConfig(
+        data="in-memory",
+        model="newtonian",
+        newtonian_messages=messages,
+        epochs=2,
+        batch_size=16,
+        hidden=16,
+        msg_dim=8,
+        seed=1,
+    )
     assert cfg.regularizer == {"bottleneck": "none"}.get(messages, messages)
     result = train(cfg, data=graphs)
     assert result.status == "finished"
@@ -171,7 +188,13 @@ def test_tiny_newtonian_run_end_to_end_with_distillation(spring_data, tmp_path):
     summary = distill_trial(tmp_path / "trial", DistillConfig(backend="operon", setting="thorough", samples=500))
     assert summary["distill/errors"] == []
     assert len(summary["distill/edge_formulas"]) == 2 and summary["distill/node_formulas"] == []
-    for key in ("distill/r2_force", "distill/r2_force_all", "distill/r2_accel", "distill/test_mae",
-                "distill/test_mae_in_range", "distill/gn_test_mae"):
+    for key in (
+        "distill/r2_force",
+        "distill/r2_force_all",
+        "distill/r2_accel",
+        "distill/test_mae",
+        "distill/test_mae_in_range",
+        "distill/gn_test_mae",
+    ):
         assert np.isfinite(summary[key]), key
     assert summary["distill/recovered_as"] == "force" and summary["distill/r2_force"] > 0.99, summary

@@ -77,7 +77,9 @@ def test_pair_forces_sum_to_accelerations_and_obey_newton_three(system):
     for i in range(5):
         for j in range(5):
             if i != j:
-                forces[:, i] += physics.pair_force(system, pos[:, j] - pos[:, i], charge[:, i], charge[:, j], mass[:, i], mass[:, j])
+                forces[:, i] += physics.pair_force(
+                    system, pos[:, j] - pos[:, i], charge[:, i], charge[:, j], mass[:, i], mass[:, j]
+                )
     np.testing.assert_allclose(acc, forces / mass[:, :, None], rtol=1e-10, atol=1e-12)
     # Newton's third law: internal forces cancel, so total momentum is conserved.
     np.testing.assert_allclose(forces.sum(axis=1), 0.0, atol=1e-9 * np.abs(forces).max())

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_sweep import _free_port, _wait_for, mlflow_runs, sweep_dict, write_yaml
 
 from raysym.cli import main
 from raysym.config import SweepConfig, from_dict
 from raysym.errors import UserError
 from raysym.sweep import run_sweep
-from test_sweep import _free_port, _wait_for, mlflow_runs, sweep_dict, write_yaml
 
 # Trials slow enough (about a second an epoch) for a fault to land in the middle of an epoch.
 SLOW_DATA = {"sims": 120, "test_sims": 10, "steps": 500, "stride": 5}
@@ -49,6 +51,7 @@ def _epochs_logged(client, run) -> list[int]:
 # --------------------------------------------------------------------------------------------------
 # Killed processes
 # --------------------------------------------------------------------------------------------------
+
 
 def test_trial_worker_killed_mid_epoch_is_retried_from_its_checkpoint(local_ray, tmp_path):
     epochs = 6
@@ -86,8 +89,13 @@ def test_trial_worker_killed_mid_epoch_is_retried_from_its_checkpoint(local_ray,
 def test_driver_killed_outright_then_resumed_runs_no_finished_trial_again(tmp_path):
     """SIGKILL (no chance to clean up) of `raysym sweep` after its first trial finished."""
     epochs = 8
-    cfg = sweep_dict(tmp_path, name="kill9", data=SLOW_DATA, trials={"model": ["bottleneck", "l1"], "epochs": epochs},
-                     resources={"cpus_per_trial": 1, "max_concurrent_trials": 1})
+    cfg = sweep_dict(
+        tmp_path,
+        name="kill9",
+        data=SLOW_DATA,
+        trials={"model": ["bottleneck", "l1"], "epochs": epochs},
+        resources={"cpus_per_trial": 1, "max_concurrent_trials": 1},
+    )
     path = write_yaml(tmp_path / "s.yaml", cfg)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     cmd = [sys.executable, "-m", "raysym.cli", "sweep", str(path)]
@@ -96,7 +104,9 @@ def test_driver_killed_outright_then_resumed_runs_no_finished_trial_again(tmp_pa
 
     def first_trial_done():
         if first.poll() is not None:  # it must still be running when it is killed
-            pytest.fail(f"the sweep ended by itself (exit {first.returncode}): {(tmp_path / 'first.log').read_text()[-3000:]}")
+            pytest.fail(
+                f"the sweep ended by itself (exit {first.returncode}): {(tmp_path / 'first.log').read_text()[-3000:]}"
+            )
         if not (tmp_path / "runs" / "kill9").exists():
             return False  # not before the sweep created its MLflow store: two processes creating one race
         _, runs = mlflow_runs(tmp_path)
@@ -112,8 +122,11 @@ def test_driver_killed_outright_then_resumed_runs_no_finished_trial_again(tmp_pa
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
     client, runs = mlflow_runs(tmp_path)
-    done_before = {r.info.run_id: _epochs_logged(client, r) for r in runs
-                   if "mlflow.parentRunId" in r.data.tags and r.info.status == "FINISHED"}
+    done_before = {
+        r.info.run_id: _epochs_logged(client, r)
+        for r in runs
+        if "mlflow.parentRunId" in r.data.tags and r.info.status == "FINISHED"
+    }
     assert len(done_before) == 1
 
     second = subprocess.run(cmd + ["--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1800)
@@ -129,19 +142,29 @@ def test_driver_killed_outright_then_resumed_runs_no_finished_trial_again(tmp_pa
 
 
 def test_distillation_actor_killed_mid_fit_is_replaced_and_its_job_rerun(local_ray, tmp_path):
+    import dataclasses
+
+    import numpy as np
     import ray
 
     from raysym.config import DistillConfig
-    from raysym.distill_jobs import DistillPool, edge_names
-    import dataclasses
-    import numpy as np
+    from raysym.distill_jobs import edge_names
+    from raysym.distill_pool import DistillPool
 
     rng = np.random.default_rng(0)
     X = rng.uniform(0.5, 2, size=(300, 7))
     # a fit of a few seconds (the thorough search, cut short by its timeout)
     cfg = DistillConfig(backend="operon", setting="thorough", timeout_s=6, seed=0)
-    job = dict(kind="edge", index=0, component=0, X=X, y=X[:, 0] / X[:, 2], names=edge_names(2),
-               cfg=dataclasses.asdict(cfg), workdir=str(tmp_path / "w"))
+    job = dict(
+        kind="edge",
+        index=0,
+        component=0,
+        X=X,
+        y=X[:, 0] / X[:, 2],
+        names=edge_names(2),
+        cfg=dataclasses.asdict(cfg),
+        workdir=str(tmp_path / "w"),
+    )
     pool = DistillPool(2)
     try:
         pids = ray.get([a.pid.remote() for a in pool.actors])
@@ -164,6 +187,7 @@ def test_distillation_actor_killed_mid_fit_is_replaced_and_its_job_rerun(local_r
 # --------------------------------------------------------------------------------------------------
 # The tracking store: locked, or gone
 # --------------------------------------------------------------------------------------------------
+
 
 def test_locked_sqlite_store_makes_the_sweep_wait_not_fail(local_ray, tmp_path, capsys):
     """Another program holds an exclusive lock on mlflow.db for 25 s (MLflow itself waits 20 s)."""
@@ -197,14 +221,33 @@ def test_locked_sqlite_store_makes_the_sweep_wait_not_fail(local_ray, tmp_path, 
 def test_tracking_server_gone_mid_sweep_stops_clearly_and_records_nothing_false(local_ray, tmp_path):
     port = _free_port()
     store = tmp_path / "server.db"
-    server_cmd = ["mlflow", "server", "--backend-store-uri", f"sqlite:///{store}", "--host", "127.0.0.1", "--port", str(port),
-                  "--default-artifact-root", str(tmp_path / "artifacts"), "--workers", "1"]
+    server_cmd = [
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{store}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--default-artifact-root",
+        str(tmp_path / "artifacts"),
+        "--workers",
+        "1",
+    ]
     server = subprocess.Popen(server_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
         _wait_for(lambda: _healthy(uri), seconds=120)
-        cfg = from_dict(SweepConfig, sweep_dict(tmp_path, data=SLOW_DATA, trials={"model": "bottleneck", "epochs": 6},
-                                                tracking={"uri": uri, "experiment": "tests", "patience_s": 5}))
+        cfg = from_dict(
+            SweepConfig,
+            sweep_dict(
+                tmp_path,
+                data=SLOW_DATA,
+                trials={"model": "bottleneck", "epochs": 6},
+                tracking={"uri": uri, "experiment": "tests", "patience_s": 5},
+            ),
+        )
 
         def stop_server_after_first_epoch():
             _wait_for(lambda: len(list((tmp_path / "runs" / "tiny").glob("t000*/checkpoint_*"))) >= 1, seconds=600)
@@ -341,13 +384,38 @@ def test_malformed_cli_calls_exit_2_with_the_problem_named(tmp_path, monkeypatch
 # The config loader, property-based: any mapping either loads or fails as a UserError
 # --------------------------------------------------------------------------------------------------
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
-_values = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-                    st.text(max_size=12), st.lists(st.integers(-3, 3), max_size=3))
-_keys = st.sampled_from(["name", "storage", "data", "trials", "search", "scheduler", "resources", "tracking", "distill",
-                         "system", "dim", "sims", "epochs", "lr", "model", "prune_k", "kind", "trials_", "uri"])
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.integers(-3, 3), max_size=3),
+)
+_keys = st.sampled_from(
+    [
+        "name",
+        "storage",
+        "data",
+        "trials",
+        "search",
+        "scheduler",
+        "resources",
+        "tracking",
+        "distill",
+        "system",
+        "dim",
+        "sims",
+        "epochs",
+        "lr",
+        "model",
+        "prune_k",
+        "kind",
+        "trials_",
+        "uri",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -372,8 +440,10 @@ def test_a_value_with_a_newline_is_quoted_in_a_one_paragraph_error():
 
 
 @settings(max_examples=200, deadline=None)
-@given(epochs=st.one_of(st.integers(), st.floats(allow_nan=True), st.text(max_size=5)),
-       lr=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.none()))
+@given(
+    epochs=st.one_of(st.integers(), st.floats(allow_nan=True), st.text(max_size=5)),
+    lr=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.none()),
+)
 def test_trial_settings_are_range_checked(epochs, lr):
     try:
         from_dict(SweepConfig, {"trials": {"epochs": epochs, "lr": lr}})

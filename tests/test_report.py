@@ -9,18 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_sweep import mlflow_runs, sweep_dict, write_yaml
 
 from raysym.cli import main
 from raysym.config import SweepConfig, from_dict
-from raysym.report import make_report, stat_cell, Row
+from raysym.report import make_report
+from raysym.report_cells import Row, stat_cell
 from raysym.report_data import Published, Trial
 from raysym.sweep import run_sweep
-from test_sweep import mlflow_runs, sweep_dict, write_yaml
-
 
 # --------------------------------------------------------------------------------------------------
 # Without Ray or MLflow
 # --------------------------------------------------------------------------------------------------
+
 
 def test_published_numbers_are_read_from_the_csv():
     pub = Published.load()
@@ -37,7 +38,9 @@ def test_cells_say_why_a_value_is_missing():
     def trial(status, mae=None):
         return Trial("t000", "x", status, metrics={} if mae is None else {"test/mae": mae})
 
-    row = lambda *ts: Row("spring", 2, "bottleneck", 1.5, None, list(ts))
+    def row(*ts):
+        return Row("spring", 2, "bottleneck", 1.5, None, list(ts))
+
     assert stat_cell(row(trial("FINISHED", 0.5), trial("FINISHED", 0.7)), "test/mae") == "0.600 ± 0.141"
     assert stat_cell(row(trial("FINISHED", 0.5), trial("FAILED")), "test/mae") == "0.500 (1 of 2)"
     assert stat_cell(row(trial("FAILED"), trial("FAILED")), "test/mae") == "failed (2)"
@@ -46,7 +49,10 @@ def test_cells_say_why_a_value_is_missing():
 
 
 def test_missing_published_file_is_a_user_error(tmp_path, capsys):
-    assert main(["report", "any", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--published", str(tmp_path / "no.csv")]) == 2
+    assert (
+        main(["report", "any", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--published", str(tmp_path / "no.csv")])
+        == 2
+    )
     assert "published numbers file" in capsys.readouterr().err
 
 
@@ -54,14 +60,20 @@ def test_missing_published_file_is_a_user_error(tmp_path, capsys):
 # A real tiny sweep
 # --------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def seeded_sweep(local_ray, tmp_path_factory):
     """Bottleneck and L1 over two seeds, distilled (fast Operon) as they finish."""
     tmp_path = tmp_path_factory.mktemp("report")
-    cfg = from_dict(SweepConfig, sweep_dict(
-        tmp_path, name="seeds", trials={"model": ["bottleneck", "l1"], "seed": [0, 1]},
-        distill={"backend": "operon", "setting": "fast", "samples": 200},
-    ))
+    cfg = from_dict(
+        SweepConfig,
+        sweep_dict(
+            tmp_path,
+            name="seeds",
+            trials={"model": ["bottleneck", "l1"], "seed": [0, 1]},
+            distill={"backend": "operon", "setting": "fast", "samples": 200},
+        ),
+    )
     outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
     assert [r["status"] for r in outcome.rows] == ["finished"] * 4
     return tmp_path, cfg, outcome
@@ -123,7 +135,13 @@ def test_report_tables_match_the_runs_metrics(seeded_sweep, tmp_path):
 
     md = report.markdown.read_text()
     html = report.html.read_text()
-    for name in ("loss_curves.png", "l1_schedules.png", "messages_vs_force.png", "message_stds.png", "message_stds_by_epoch.png"):
+    for name in (
+        "loss_curves.png",
+        "l1_schedules.png",
+        "messages_vs_force.png",
+        "message_stds.png",
+        "message_stds_by_epoch.png",
+    ):
         assert (report.markdown.parent / "figures" / name).stat().st_size > 1000
         assert f"figures/{name}" in md
     assert html.count("data:image/png;base64,") == 5  # the HTML stands alone
@@ -140,8 +158,14 @@ def test_failed_and_missing_trials_are_shown_as_such(seeded_sweep, tmp_path):
     uri = f"sqlite:///{copy}"
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("tests")
-    trials = [r for r in client.search_runs([exp.experiment_id]) if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags]
-    bottleneck = sorted((r for r in trials if r.data.params["model"] == "bottleneck"), key=lambda r: r.data.tags["raysym.trial_key"])
+    trials = [
+        r
+        for r in client.search_runs([exp.experiment_id])
+        if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags
+    ]
+    bottleneck = sorted(
+        (r for r in trials if r.data.params["model"] == "bottleneck"), key=lambda r: r.data.tags["raysym.trial_key"]
+    )
     l1 = [r for r in trials if r.data.params["model"] == "l1"]
     for r in l1:
         client.set_terminated(r.info.run_id, "FAILED")
@@ -172,10 +196,17 @@ def test_report_cli_from_the_sweep_yaml(seeded_sweep, tmp_path, monkeypatch, cap
 def test_analysis_scripts_run_on_their_own(seeded_sweep, tmp_path):
     db, cfg, _ = seeded_sweep
     root = Path(__file__).resolve().parents[1] / "analysis"
-    run = lambda *args: subprocess.run([sys.executable, str(root / args[0]), *args[1:]], capture_output=True, text=True, cwd=tmp_path)
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, str(root / args[0]), *args[1:]], capture_output=True, text=True, cwd=tmp_path
+        )
+
     tables = run("tables.py", "seeds", "--tracking-uri", cfg.tracking.uri)
     assert tables.returncode == 0, tables.stderr
-    assert "**Test MAE by system and model**" in tables.stdout and "| spring-2d | l1-linear | 1.5 | 2 |" in tables.stdout
+    assert (
+        "**Test MAE by system and model**" in tables.stdout and "| spring-2d | l1-linear | 1.5 | 2 |" in tables.stdout
+    )
     figures = run("figures.py", "seeds", "--tracking-uri", cfg.tracking.uri, "--out", "figs")
     assert figures.returncode == 0, figures.stderr
     assert (tmp_path / "figs" / "message_stds.png").is_file() and "skipped" in figures.stdout
@@ -184,16 +215,28 @@ def test_analysis_scripts_run_on_their_own(seeded_sweep, tmp_path):
 
 
 def test_optuna_search_gets_its_best_shapes_table_and_figure(local_ray, tmp_path):
-    search = {"kind": "optuna", "trials": 3, "seed": 1, "storage": f"sqlite:///{tmp_path}/optuna.db", "study": "shapes",
-              "space": {"schedule_shape.peak": {"low": 0.01, "high": 1.0, "log": True},
-                        "schedule_shape.peak_at": {"low": 0.1, "high": 1.0}}}
-    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, name="shapes", trials={"model": "l1", "epochs": 2}, search=search))
+    search = {
+        "kind": "optuna",
+        "trials": 3,
+        "seed": 1,
+        "storage": f"sqlite:///{tmp_path}/optuna.db",
+        "study": "shapes",
+        "space": {
+            "schedule_shape.peak": {"low": 0.01, "high": 1.0, "log": True},
+            "schedule_shape.peak_at": {"low": 0.1, "high": 1.0},
+        },
+    }
+    cfg = from_dict(
+        SweepConfig, sweep_dict(tmp_path, name="shapes", trials={"model": "l1", "epochs": 2}, search=search)
+    )
     outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
     assert len(outcome.rows) == 3 and all(r["status"] == "finished" for r in outcome.rows)
     report = make_report(cfg.tracking.uri, "shapes", tmp_path / "rep", say=lambda m: None)
 
     _, runs = mlflow_runs(tmp_path)
-    objective = sorted((r.data.metrics["messages/r2_best"] for r in runs if "raysym.trial_id" in r.data.tags), reverse=True)
+    objective = sorted(
+        (r.data.metrics["messages/r2_best"] for r in runs if "raysym.trial_id" in r.data.tags), reverse=True
+    )
     best = _table(report, "Best schedule shapes")
     assert [float(row[2]) for row in best.rows] == [round(v, 4) for v in objective]  # best first, every trial
     assert best.header[3:5] == ["peak", "peak_at"]
@@ -203,7 +246,10 @@ def test_optuna_search_gets_its_best_shapes_table_and_figure(local_ray, tmp_path
 
 
 def test_sweep_over_pruning_factors_gets_r2_against_k(local_ray, tmp_path):
-    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, name="prune", data={"prune_k": [1.5, None]}, trials={"model": "l1", "epochs": 2}))
+    cfg = from_dict(
+        SweepConfig,
+        sweep_dict(tmp_path, name="prune", data={"prune_k": [1.5, None]}, trials={"model": "l1", "epochs": 2}),
+    )
     outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
     assert [r["status"] for r in outcome.rows] == ["finished"] * 2
     report = make_report(cfg.tracking.uri, "prune", tmp_path / "rep", say=lambda m: None)
@@ -218,8 +264,15 @@ def test_sweep_over_pruning_factors_gets_r2_against_k(local_ray, tmp_path):
 
 
 def test_edge_variants_and_the_hamiltonian_gn_run_through_sweep_and_report(local_ray, tmp_path):
-    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, name="variants", trials={"model": ["wide", "inverse", "hgn"], "epochs": 2, "hidden": 16},
-                                            distill={"backend": "operon", "setting": "fast", "samples": 200}))
+    cfg = from_dict(
+        SweepConfig,
+        sweep_dict(
+            tmp_path,
+            name="variants",
+            trials={"model": ["wide", "inverse", "hgn"], "epochs": 2, "hidden": 16},
+            distill={"backend": "operon", "setting": "fast", "samples": 200},
+        ),
+    )
     outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
     assert [r["status"] for r in outcome.rows] == ["finished"] * 3
     report = make_report(cfg.tracking.uri, "variants", tmp_path / "rep", say=lambda m: None)
@@ -227,8 +280,15 @@ def test_edge_variants_and_the_hamiltonian_gn_run_through_sweep_and_report(local
     hgn = next(r for r in runs if r.data.params.get("model") == "hgn")
     r2 = {row[1]: row for row in _table(report, "R² of the messages").rows}
     assert set(r2) == {"hgn-linear", "inverse-linear", "wide-linear"}
-    assert _table(report, "R² of the messages").header[9:13] == ["R² pair force (hgn), in distribution", "all edges", "robust", "R² pair energy vs U (hgn)"]
-    for column, key in zip((9, 10, 11, 12), ("r2_pair_force", "r2_pair_force_all", "r2_pair_force_robust", "r2_potential")):
+    assert _table(report, "R² of the messages").header[9:13] == [
+        "R² pair force (hgn), in distribution",
+        "all edges",
+        "robust",
+        "R² pair energy vs U (hgn)",
+    ]
+    for column, key in zip(
+        (9, 10, 11, 12), ("r2_pair_force", "r2_pair_force_all", "r2_pair_force_robust", "r2_potential")
+    ):
         assert r2["hgn-linear"][column] == f"{hgn.data.metrics['messages/' + key]:.3f}"
     assert r2["wide-linear"][9] == "—"
     assert r2["wide-linear"][8].startswith("α = ") and r2["hgn-linear"][8] == "—"  # the mass-exponent diagnostic

@@ -15,7 +15,6 @@ import sys
 import time
 
 import psutil
-
 from test_sweep import sweep_dict, write_yaml
 
 
@@ -45,14 +44,23 @@ def _is_loopback(ip: str) -> bool:
 
 
 def test_a_local_sweep_listens_on_loopback_only(tmp_path):
-    cfg = sweep_dict(tmp_path, name="exposure", trials={"model": "bottleneck", "epochs": 3},
-                     distill={"backend": "operon", "setting": "fast", "samples": 200})
+    cfg = sweep_dict(
+        tmp_path,
+        name="exposure",
+        trials={"model": "bottleneck", "epochs": 3},
+        distill={"backend": "operon", "setting": "fast", "samples": 200},
+    )
     path = write_yaml(tmp_path / "s.yaml", cfg)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # Ray's defaults, as a user has them
     env["HOME"] = str(tmp_path)  # Ray's token file (~/.ray/auth_token) goes here, not into the user's home
     log = open(tmp_path / "sweep.log", "w")
-    sweep = subprocess.Popen([sys.executable, "-m", "raysym.cli", "sweep", str(path)], env=env, cwd=tmp_path,
-                             stdout=log, stderr=subprocess.STDOUT)
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "raysym.cli", "sweep", str(path)],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     root = psutil.Process(sweep.pid)
     seen: dict[tuple[str, int], str] = {}
     try:

@@ -79,9 +79,32 @@ def test_same_seed_same_data_whatever_shards_or_workers(tiny_spring, tmp_path):
     cfg, out = tiny_spring
     other = tmp_path / "again"
     cmd = [
-        sys.executable, "-m", "raysym.cli", "simulate", "--system", "spring", "--dim", "2", "--particles", "4",
-        "--sims", "12", "--test-sims", "6", "--steps", "60", "--stride", "5", "--seed", "3",
-        "--sims-per-shard", "7", "--num-cpus", "1", "--out", str(other),
+        sys.executable,
+        "-m",
+        "raysym.cli",
+        "simulate",
+        "--system",
+        "spring",
+        "--dim",
+        "2",
+        "--particles",
+        "4",
+        "--sims",
+        "12",
+        "--test-sims",
+        "6",
+        "--steps",
+        "60",
+        "--stride",
+        "5",
+        "--seed",
+        "3",
+        "--sims-per-shard",
+        "7",
+        "--num-cpus",
+        "1",
+        "--out",
+        str(other),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -139,8 +162,11 @@ def test_failure_leaves_nothing_half_written(local_ray, tmp_path, monkeypatch):
 
 def test_a_step_that_blows_up_stops_with_the_simulations_named_and_nothing_written(local_ray, tmp_path):
     cfg = _tiny(dt=100.0)  # spring at dt=100: the integrator leaves the finite numbers
-    with pytest.raises(UserError, match=r"infinite or NaN in \d+ simulation\(s\) at dt=100 \(spring\), e\.g\. test "
-                       r"simulation 0.*--dt 10,.*default \(0\.01\)"):
+    with pytest.raises(
+        UserError,
+        match=r"infinite or NaN in \d+ simulation\(s\) at dt=100 \(spring\), e\.g\. test "
+        r"simulation 0.*--dt 10,.*default \(0\.01\)",
+    ):
         shards.write_dataset(cfg, tmp_path / "ds")
     assert os.listdir(tmp_path) == []  # neither the output nor its temporary sibling
     ok = shards.write_dataset(_tiny(), tmp_path / "ok")  # the system's own step: every value finite
@@ -228,9 +254,13 @@ def test_filtering_large_tables_keeps_the_right_rows(local_ray, tmp_path):
     rng = np.random.default_rng(0)
     G, n, dim = 150_000, 4, 3
     graphs = shards.Snapshots(
-        sim=np.arange(G), step=np.zeros(G, np.int64), t=np.zeros(G),
-        pos=rng.standard_normal((G, n, dim)).astype(np.float32), vel=rng.standard_normal((G, n, dim)).astype(np.float32),
-        charge=rng.standard_normal((G, n)).astype(np.float32), mass=rng.standard_normal((G, n)).astype(np.float32),
+        sim=np.arange(G),
+        step=np.zeros(G, np.int64),
+        t=np.zeros(G),
+        pos=rng.standard_normal((G, n, dim)).astype(np.float32),
+        vel=rng.standard_normal((G, n, dim)).astype(np.float32),
+        charge=rng.standard_normal((G, n)).astype(np.float32),
+        mass=rng.standard_normal((G, n)).astype(np.float32),
         acc=(rng.standard_normal((G, n, dim)) * np.exp(rng.standard_normal((G, 1, 1)))).astype(np.float32),
     )
     folder = tmp_path / "big"
@@ -239,10 +269,16 @@ def test_filtering_large_tables_keeps_the_right_rows(local_ray, tmp_path):
     flat = graphs.acc.reshape(G, -1).astype(np.float64)
     q1, q3 = np.quantile(flat, [0.25, 0.75])
     manifest = {
-        "schema_version": shards.SCHEMA_VERSION, "params": {"system": "spring", "particles": n, "dim": dim},
+        "schema_version": shards.SCHEMA_VERSION,
+        "params": {"system": "spring", "particles": n, "dim": dim},
         "train_acc_quartiles": {"q1": q1, "q3": q3},
-        "splits": {"train": {"rows": G, "shards": [{"file": "train/part.parquet", "sha256": shards.sha256(folder / "train" / "part.parquet")}]},
-                   "test": {"rows": 0, "shards": []}},
+        "splits": {
+            "train": {
+                "rows": G,
+                "shards": [{"file": "train/part.parquet", "sha256": shards.sha256(folder / "train" / "part.parquet")}],
+            },
+            "test": {"rows": 0, "shards": []},
+        },
     }
     (folder / "dataset.json").write_text(json.dumps(manifest))
     lo, hi = shards.prune_bounds(manifest, 1.0)
@@ -251,7 +287,9 @@ def test_filtering_large_tables_keeps_the_right_rows(local_ray, tmp_path):
     for engine in ("arrow", "ray"):
         got, _ = shards.read_split(folder, "train", prune_k=1.0, engine=engine)
         for field in ("sim", "pos", "vel", "charge", "mass", "acc"):
-            np.testing.assert_array_equal(getattr(got, field), getattr(graphs, field)[keep], err_msg=f"{engine}: {field}")
+            np.testing.assert_array_equal(
+                getattr(got, field), getattr(graphs, field)[keep], err_msg=f"{engine}: {field}"
+            )
 
 
 def test_test_split_is_never_pruned_and_differs_from_train(tiny_spring):

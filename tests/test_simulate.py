@@ -18,6 +18,7 @@ def _dop853_positions(cfg, sim_ids):
     times = np.arange(0, cfg.steps, cfg.stride) * cfg.resolved_dt
     out = []
     for s in range(len(sim_ids)):
+
         def rhs(t, y):
             p, v = y[: n * dim].reshape(1, n, dim), y[n * dim :].reshape(1, n, dim)
             a = physics.accelerations(cfg.system, p, v, charge[s : s + 1], mass[s : s + 1], cfg.resolved_damping)

@@ -57,6 +57,7 @@ def mlflow_runs(tmp_path: Path, experiment: str = "tests"):
 # Config and plan (no Ray)
 # --------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "change, expected",
     [
@@ -69,7 +70,10 @@ def mlflow_runs(tmp_path: Path, experiment: str = "tests"):
         ({"trials": {"model": ["l1", "l2"]}}, "Unknown model 'l2'"),
         ({"resources": {"gpus_per_trial": -1}}, "gpus_per_trial"),
         ({"search": {"kind": "optuna"}}, "needs a search.space"),
-        ({"search": {"kind": "optuna", "space": {"schedule_shape.peek": {"low": 0.1, "high": 1}}}}, "Did you mean 'schedule_shape.peak'"),
+        (
+            {"search": {"kind": "optuna", "space": {"schedule_shape.peek": {"low": 0.1, "high": 1}}}},
+            "Did you mean 'schedule_shape.peak'",
+        ),
     ],
 )
 def test_bad_sweep_configs_fail_with_a_hint(tmp_path, change, expected, capsys):
@@ -82,11 +86,14 @@ def test_bad_sweep_configs_fail_with_a_hint(tmp_path, change, expected, capsys):
 
 
 def test_plan_expands_the_grid_and_drops_settings_a_model_ignores(tmp_path):
-    cfg = from_dict(SweepConfig, sweep_dict(
-        tmp_path,
-        data={"system": ["spring", "charge"], "prune_k": [1.5, None]},
-        trials={"model": ["standard", "bottleneck", "l1", "kl"], "l1_schedule": ["constant", "linear", "triangle"]},
-    ))
+    cfg = from_dict(
+        SweepConfig,
+        sweep_dict(
+            tmp_path,
+            data={"system": ["spring", "charge"], "prune_k": [1.5, None]},
+            trials={"model": ["standard", "bottleneck", "l1", "kl"], "l1_schedule": ["constant", "linear", "triangle"]},
+        ),
+    )
     specs = plan(cfg)
     # 2 systems x 2 prune k x (standard, bottleneck, kl, 3 x l1) = 24, not 2 x 2 x 4 x 3 = 48
     assert len(specs) == 24
@@ -108,7 +115,9 @@ def test_dataset_folders_are_content_addressed(tmp_path):
 
 
 def test_dry_run_prints_the_trials_and_resources(tmp_path, capsys):
-    path = write_yaml(tmp_path / "s.yaml", sweep_dict(tmp_path, resources={"cpus_per_trial": 0.5, "max_concurrent_trials": 3}))
+    path = write_yaml(
+        tmp_path / "s.yaml", sweep_dict(tmp_path, resources={"cpus_per_trial": 0.5, "max_concurrent_trials": 3})
+    )
     assert main(["sweep", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "2 trial point(s)" in out and "t000" in out and "t001" in out
@@ -127,6 +136,7 @@ def test_every_shipped_sweep_config_is_valid():
 # --------------------------------------------------------------------------------------------------
 # Real sweeps: local Ray, Tune, MLflow on sqlite
 # --------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def finished_sweep(local_ray, tmp_path_factory):
@@ -154,17 +164,28 @@ def test_sweep_records_parent_and_child_runs_in_mlflow(finished_sweep):
         for key in ("messages/r2_force", "messages/r2_accel", "messages/sparse", "train/loss"):
             assert key in run.data.metrics
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"metrics.json", "checkpoint.pt", "messages_vs_force.png", "message_stds.png", "config.json", "trial_settings.json"} <= artifacts
+        assert {
+            "metrics.json",
+            "checkpoint.pt",
+            "messages_vs_force.png",
+            "message_stds.png",
+            "config.json",
+            "trial_settings.json",
+        } <= artifacts
     assert {"sweep.json"} <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     table = (Path(outcome.experiment_path) / "sweep_results.csv").read_text()
     assert table.count("finished") == 2 and "bottleneck" in table
 
 
 def test_sweep_distils_finished_trials_into_nested_mlflow_runs(local_ray, tmp_path):
-    cfg = from_dict(SweepConfig, sweep_dict(
-        tmp_path, trials={"model": ["bottleneck", "standard"], "epochs": 2, "lr": [1e-3, 1e30]},
-        distill={"backend": "operon", "setting": "fast", "samples": 200},
-    ))
+    cfg = from_dict(
+        SweepConfig,
+        sweep_dict(
+            tmp_path,
+            trials={"model": ["bottleneck", "standard"], "epochs": 2, "lr": [1e-3, 1e30]},
+            distill={"backend": "operon", "setting": "fast", "samples": 200},
+        ),
+    )
     outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
     by_trial = {(r["model"], r["status"]): r for r in outcome.rows}
     # the finished bottleneck trial got a verdict; diverged trials are not distilled
@@ -175,7 +196,9 @@ def test_sweep_distils_finished_trials_into_nested_mlflow_runs(local_ray, tmp_pa
     distills = [r for r in runs if "raysym.distill_of" in r.data.tags]
     finished = [r for r in outcome.rows if r["status"] == "finished"]
     assert len(distills) == len(finished) >= 1
-    trial_runs = {r.info.run_id: r for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags}
+    trial_runs = {
+        r.info.run_id: r for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags
+    }
     for run in distills:
         assert run.data.tags["mlflow.parentRunId"] in trial_runs  # nested under its trial's run
         assert run.data.params == {"backend": "operon", "setting": "fast"}
@@ -191,12 +214,26 @@ def test_distill_a_finished_sweep_afterwards_from_mlflow(finished_sweep, tmp_pat
     db_path, cfg, outcome = finished_sweep
     monkeypatch.chdir(tmp_path)  # downloads go to ./distill_runs
     uri = f"sqlite:///{db_path}/mlflow.db"
-    args = ["distill", "--run", outcome.parent_run_id, "--tracking-uri", uri, "--backend", "operon", "--setting", "fast", "--samples", "200"]
+    args = [
+        "distill",
+        "--run",
+        outcome.parent_run_id,
+        "--tracking-uri",
+        uri,
+        "--backend",
+        "operon",
+        "--setting",
+        "fast",
+        "--samples",
+        "200",
+    ]
     assert main(args) in (0, 1)  # 1 only if a job failed; the runs are logged either way
     assert "edge_formulas" in capsys.readouterr().out
     client, runs = mlflow_runs(db_path)
     distills = [r for r in runs if "raysym.distill_of" in r.data.tags]
-    trial_runs = {r.info.run_id for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags}
+    trial_runs = {
+        r.info.run_id for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags
+    }
     assert len(distills) == 2 and {r.data.tags["mlflow.parentRunId"] for r in distills} == trial_runs
     assert all("distill/gn_test_mae" in r.data.metrics for r in distills)
     # distilling again continues the same nested runs instead of adding new ones
@@ -247,7 +284,9 @@ def _interrupt_then_resume(tmp_path: Path, cfg: dict, presses: int = 1) -> None:
 
 def test_interrupted_sweep_resumes_where_it_stopped_without_duplicate_runs(tmp_path):
     epochs = 40
-    _interrupt_then_resume(tmp_path, sweep_dict(tmp_path, name="intr", trials={"model": ["bottleneck", "l1"], "epochs": epochs}))
+    _interrupt_then_resume(
+        tmp_path, sweep_dict(tmp_path, name="intr", trials={"model": ["bottleneck", "l1"], "epochs": epochs})
+    )
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 3  # the same parent and two children, continued
     assert {r.info.status for r in runs} == {"FINISHED"}
@@ -260,23 +299,39 @@ def test_interrupted_sweep_resumes_where_it_stopped_without_duplicate_runs(tmp_p
 
 def test_ctrl_c_pressed_three_times_still_stops_cleanly_and_resumes(tmp_path):
     epochs = 40
-    _interrupt_then_resume(tmp_path, sweep_dict(tmp_path, name="intr3", trials={"model": ["bottleneck", "l1"], "epochs": epochs}),
-                           presses=3)
+    _interrupt_then_resume(
+        tmp_path,
+        sweep_dict(tmp_path, name="intr3", trials={"model": ["bottleneck", "l1"], "epochs": epochs}),
+        presses=3,
+    )
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
     for run in runs:
         if "mlflow.parentRunId" in run.data.tags:
-            assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "test/mae")) == list(range(1, epochs + 1))
+            assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "test/mae")) == list(
+                range(1, epochs + 1)
+            )
 
 
 def test_interrupted_optuna_search_resumes_the_same_study(tmp_path):
     import optuna
 
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    search = {"kind": "optuna", "trials": 2, "seed": 0, "storage": storage, "study": "st",
-              "space": {"schedule_shape.peak": {"low": 0.01, "high": 1.0, "log": True}}}
-    cfg = sweep_dict(tmp_path, name="intr-opt", trials={"model": "l1", "epochs": 40}, search=search,
-                     resources={"max_concurrent_trials": 1})
+    search = {
+        "kind": "optuna",
+        "trials": 2,
+        "seed": 0,
+        "storage": storage,
+        "study": "st",
+        "space": {"schedule_shape.peak": {"low": 0.01, "high": 1.0, "log": True}},
+    }
+    cfg = sweep_dict(
+        tmp_path,
+        name="intr-opt",
+        trials={"model": "l1", "epochs": 40},
+        search=search,
+        resources={"max_concurrent_trials": 1},
+    )
     _interrupt_then_resume(tmp_path, cfg)
     study = optuna.load_study(study_name="st", storage=storage)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]  # the interrupted one finished
@@ -291,9 +346,24 @@ def test_mlflow_server_serves_the_sweep_runs(finished_sweep, tmp_path):
     db_path, _, _ = finished_sweep
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db_path}/mlflow.db",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{db_path}/mlflow.db",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=tmp_path,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -301,7 +371,8 @@ def test_mlflow_server_serves_the_sweep_runs(finished_sweep, tmp_path):
         with urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=tests") as resp:
             exp_id = json.load(resp)["experiment"]["experiment_id"]
         req = urllib.request.Request(
-            f"{base}/api/2.0/mlflow/runs/search", data=json.dumps({"experiment_ids": [exp_id]}).encode(),
+            f"{base}/api/2.0/mlflow/runs/search",
+            data=json.dumps({"experiment_ids": [exp_id]}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req) as resp:
@@ -365,15 +436,25 @@ def test_asha_stops_a_lagging_trial_and_mlflow_and_the_report_say_so(local_ray, 
     stop at epoch 2, it is not distilled, and the report counts it as stopped early."""
     from raysym.report import make_report
 
-    cfg = from_dict(SweepConfig, sweep_dict(
-        tmp_path, name="asha", trials={"model": "bottleneck", "lr": [3e-3, 1e-9], "epochs": 4},
-        scheduler={"kind": "asha", "grace_period": 2, "reduction_factor": 2},
-        resources={"cpus_per_trial": 1, "max_concurrent_trials": 1},
-        distill={"backend": "operon", "setting": "fast", "samples": 200}))
+    cfg = from_dict(
+        SweepConfig,
+        sweep_dict(
+            tmp_path,
+            name="asha",
+            trials={"model": "bottleneck", "lr": [3e-3, 1e-9], "epochs": 4},
+            scheduler={"kind": "asha", "grace_period": 2, "reduction_factor": 2},
+            resources={"cpus_per_trial": 1, "max_concurrent_trials": 1},
+            distill={"backend": "operon", "setting": "fast", "samples": 200},
+        ),
+    )
     outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
     assert [r["status"] for r in outcome.rows] == ["finished", "stopped early"]
     client, runs = mlflow_runs(tmp_path)
-    trials = {float(r.data.params["lr"]): r for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags}
+    trials = {
+        float(r.data.params["lr"]): r
+        for r in runs
+        if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags
+    }
     good, bad = trials[3e-3], trials[1e-9]
     assert good.info.status == "FINISHED" and "raysym.stopped_early" not in good.data.tags
     assert bad.info.status == "KILLED" and "after epoch 2" in bad.data.tags["raysym.stopped_early"]
@@ -390,8 +471,14 @@ def test_optuna_search_runs_and_a_second_run_continues_the_study(local_ray, tmp_
     import optuna
 
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    search = {"kind": "optuna", "trials": 2, "seed": 1, "storage": storage, "study": "shapes",
-              "space": {"schedule_shape.peak": {"low": 0.01, "high": 1.0, "log": True}}}
+    search = {
+        "kind": "optuna",
+        "trials": 2,
+        "seed": 1,
+        "storage": storage,
+        "study": "shapes",
+        "space": {"schedule_shape.peak": {"low": 0.01, "high": 1.0, "log": True}},
+    }
     cfg = from_dict(SweepConfig, sweep_dict(tmp_path, trials={"model": "l1", "epochs": 1}, search=search))
     first = run_sweep(cfg, say=lambda m: None, verbose=0)
     assert len(first.rows) == 2 and all(r["status"] == "finished" for r in first.rows)
@@ -401,7 +488,9 @@ def test_optuna_search_runs_and_a_second_run_continues_the_study(local_ray, tmp_
     assert all(0.01 <= p <= 1.0 for p in peaks)
     assert all(t.value is not None for t in study.trials)
 
-    cfg2 = from_dict(SweepConfig, sweep_dict(tmp_path, name="tiny-more", trials={"model": "l1", "epochs": 1}, search=search))
+    cfg2 = from_dict(
+        SweepConfig, sweep_dict(tmp_path, name="tiny-more", trials={"model": "l1", "epochs": 1}, search=search)
+    )
     run_sweep(cfg2, say=lambda m: None, verbose=0)
     study = optuna.load_study(study_name="shapes", storage=storage)
     assert len(study.trials) == 4
@@ -421,23 +510,48 @@ def test_sweep_on_a_two_node_cluster_started_with_ray_start(tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     temp_dir = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths have a length limit
     head = subprocess.Popen(
-        ["ray", "start", "--head", "--block", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-         f"--temp-dir={temp_dir}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            "ray",
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            f"--temp-dir={temp_dir}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     worker = None
     try:
         address = f"127.0.0.1:{port}"
-        _wait_for(lambda: subprocess.run(["ray", "status", f"--address={address}"], env=env, capture_output=True).returncode == 0, 120)
+        _wait_for(
+            lambda: (
+                subprocess.run(["ray", "status", f"--address={address}"], env=env, capture_output=True).returncode == 0
+            ),
+            120,
+        )
         worker = subprocess.Popen(
             ["ray", "start", "--block", f"--address={address}", "--num-cpus=1"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         _wait_for(lambda: _alive_nodes(address, env) == 2, 120)
-        path = write_yaml(tmp_path / "s.yaml", sweep_dict(tmp_path, trials={"model": ["bottleneck", "l1"], "epochs": 1}))
+        path = write_yaml(
+            tmp_path / "s.yaml", sweep_dict(tmp_path, trials={"model": ["bottleneck", "l1"], "epochs": 1})
+        )
         done = subprocess.run(
             [sys.executable, "-m", "raysym.cli", "sweep", str(path), "--address", address],
-            env=env, capture_output=True, text=True, cwd=tmp_path, timeout=900,
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=900,
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "2 of 2 trials finished" in done.stdout
@@ -452,6 +566,7 @@ def test_sweep_on_a_two_node_cluster_started_with_ray_start(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -474,6 +589,8 @@ def _wait_for(check, seconds: float) -> None:
 
 
 def _alive_nodes(address: str, env: dict) -> int:
-    code = "import ray; ray.init(address=%r, log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))" % address
+    code = (
+        "import ray; ray.init(address=%r, log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))" % address
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     return int(out.stdout.strip().splitlines()[-1])

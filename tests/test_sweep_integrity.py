@@ -8,12 +8,12 @@ import json
 
 import pytest
 from ray import tune
+from test_sweep import mlflow_runs, sweep_dict, write_yaml
 
 from raysym.cli import main
 from raysym.config import SweepConfig, from_dict
 from raysym.sweep import run_sweep
 from raysym.sweep_plan import PLAN_FILE
-from test_sweep import mlflow_runs, sweep_dict, write_yaml
 
 
 def _statuses(tmp_path) -> list[tuple[str, str]]:
@@ -73,9 +73,28 @@ def test_a_failed_start_ends_its_parent_run_and_a_reused_name_is_flagged(local_r
     assert sorted(r.info.status for r in parents) == ["FAILED", "FINISHED"]  # none left RUNNING
 
     capsys.readouterr()
-    assert main(["report", "twice", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--out", str(tmp_path / "rep")]) == 0
+    assert (
+        main(["report", "twice", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--out", str(tmp_path / "rep")])
+        == 0
+    )
     err = capsys.readouterr().err
     assert "2 sweeps are named 'twice'" in err and second.parent_run_id in err and parent.info.run_id in err
+    # class 4: a report is rewritten over an earlier raysym report, never over a report.md of the user's
+    assert (
+        main(["report", "twice", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--out", str(tmp_path / "rep")])
+        == 0
+    )
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "report.md").write_text("# My notes\n")
+    capsys.readouterr()
+    assert (
+        main(["report", "twice", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--out", str(tmp_path / "mine")])
+        == 2
+    )
+    assert "is not a raysym report" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "report.md").read_text() == "# My notes\n" and len(
+        list((tmp_path / "mine").iterdir())
+    ) == 1
 
 
 def test_the_exit_status_says_whether_every_trial_finished(local_ray, tmp_path, capsys):
@@ -94,14 +113,16 @@ def test_a_distillation_pool_no_node_can_host_fails_instead_of_hanging(local_ray
     """Class 3, the bounded wait: actors asking for a resource no live node has (a lost node, an
     autoscaler that cannot add one) end the wait with a message; a sweep's up-front check refuses the
     same request before anything starts (tests/test_bad_input.py)."""
-    from raysym.distill_jobs import DistillPool
+    from raysym.distill_pool import DistillPool
     from raysym.errors import UserError
 
     said = []
     pool = DistillPool(1, resources={"nowhere": 1}, say=said.append)
     pool.poll_s, pool.start_timeout_s = 0.5, 2.0
     try:
-        with pytest.raises(UserError, match=r"No distillation actor could start for \d+ s: each asks for CPU 1, nowhere 1"):
+        with pytest.raises(
+            UserError, match=r"No distillation actor could start for \d+ s: each asks for CPU 1, nowhere 1"
+        ):
             pool.map([{"kind": "edge", "index": 0, "component": 0}])
     finally:
         pool.shutdown()

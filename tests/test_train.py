@@ -78,7 +78,9 @@ def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(graphs, tmp_pat
 
 def test_divergence_guard_stops_with_a_reason(graphs):
     train_graphs, test_graphs = graphs
-    poisoned = simulate.Snapshots(**{f: getattr(train_graphs, f).copy() for f in simulate.Snapshots.__dataclass_fields__})
+    poisoned = simulate.Snapshots(
+        **{f: getattr(train_graphs, f).copy() for f in simulate.Snapshots.__dataclass_fields__}
+    )
     poisoned.acc[:] = np.nan
     result = train(tiny(), data=(poisoned, test_graphs))
     assert result.status == "diverged"
@@ -139,7 +141,7 @@ def test_acpcr_counts_components_within_the_tolerance():
             self.y, self.errors, self.w = y, errors, torch.nn.Parameter(torch.zeros(1))
 
         def forward(self, x):
-            from raysym.model import GNOutput
+            from raysym.graph import GNOutput
 
             graphs = x[:, 0, 0].long()  # each graph carries its own index
             return GNOutput(acc=self.y[graphs] + self.errors[graphs], messages=torch.zeros(1, 1))
@@ -161,7 +163,9 @@ def test_message_stds_are_followed_every_epoch(tiny_spring, tmp_path):
     cfg = TrainConfig(data=str(data), model="l1", epochs=3, batch_size=32, hidden=16, prune_k=None)
     seen = []
     run_trial(cfg, tmp_path / "trial", callback=seen.append)
-    assert [sorted(k for k in m if k.startswith("messages/std_")) for m in seen] == [[f"messages/std_{k}" for k in range(1, 6)]] * 3
+    assert [sorted(k for k in m if k.startswith("messages/std_")) for m in seen] == [
+        [f"messages/std_{k}" for k in range(1, 6)]
+    ] * 3
     assert all(m["messages/std_1"] >= m["messages/std_5"] > 0 and 0 <= m["test/acpcr"] <= 1 for m in seen)
     assert all(m["test/acpcr"] + m["test/acpcr_complement"] == pytest.approx(1) for m in seen)
     by_epoch = json.loads((tmp_path / "trial" / "message_stds_by_epoch.json").read_text())
@@ -182,5 +186,7 @@ def test_stop_r2_ends_training_after_the_first_epoch_that_reaches_it(tiny_spring
     assert 0 <= seen[0]["messages/r2_force_epoch"] <= 1 and 0 <= seen[0]["messages/r2_accel_epoch"] <= 1
     again = run_trial(cfg, tmp_path / "trial", callback=seen.append)  # resuming a stopped trial trains no further
     assert len(seen) == 1 and again["epochs_done"] == 1 and again["messages/r2_force"] == metrics["messages/r2_force"]
-    full = run_trial(TrainConfig(data=str(data), model="bottleneck", epochs=3, batch_size=32, hidden=16), tmp_path / "full")
+    full = run_trial(
+        TrainConfig(data=str(data), model="bottleneck", epochs=3, batch_size=32, hidden=16), tmp_path / "full"
+    )
     assert full["epochs_done"] == 3 and full["reason"] == ""
