@@ -629,12 +629,13 @@ def read_split(
         raise UserError(
             f"The shards of {path}/{split} cannot be read ({exc}). Re-create the dataset with `raysym simulate`."
         ) from None
-    try:
-        _refuse_non_finite(table, f"The {split} split of {path}")
-    except UserError:
-        for file in files:  # name the file too (the error path only: one more read)
-            _refuse_non_finite(pq.read_table(file, schema=schema), str(file))
-        raise
+    if not verify:  # verify_shards checked every file already
+        try:
+            _refuse_non_finite(table, f"The {split} split of {path}")
+        except UserError:
+            for file in files:  # name the file too (the error path only: one more read)
+                _refuse_non_finite(pq.read_table(file, schema=schema), str(file))
+            raise
     graphs = from_table(table, p["particles"], p["dim"])
     report = None
     if prune_k is not None:
