@@ -4,7 +4,7 @@
 
 SWEEP is the sweep's name or its parent run id. The tables are the ones `raysym report` writes (test
 MAE, R² by model and by L1 schedule, law and sparsity, symbolic against GN MAE, pruning, Optuna, every
-trial), with the published values of analysis/published.csv in adjacent columns. Only run metadata is
+trial), with the published values of raysym/published.csv in adjacent columns. Only run metadata is
 read (no metric histories, no artifacts), so this is fast on large sweeps.
 """
 
@@ -16,7 +16,7 @@ from raysym.report_data import Published, load_sweep
 
 def main() -> None:
     ap = sweep_parser(__doc__)
-    ap.add_argument("--published", help="default: analysis/published.csv")
+    ap.add_argument("--published", help="default: raysym/published.csv (shipped in the package)")
     args = ap.parse_args()
     sweep = load_sweep(args.tracking_uri, args.sweep, args.experiment, histories=False)
     for section in table_sections(sweep, Published.load(args.published)):

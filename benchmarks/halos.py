@@ -24,7 +24,8 @@ def one_mode(points: int, batch_nodes: int | None, epochs: int, threads: int) ->
     import torch
 
     from raysym.config import HaloConfig
-    from raysym.halos import build_graph, train_halos
+    from raysym.halo_data import build_graph
+    from raysym.halos import train_halos
 
     torch.set_num_threads(threads)
     cfg = HaloConfig(points=points, epochs=epochs, batch_nodes=batch_nodes, device="cpu", report_every=epochs)

@@ -26,6 +26,7 @@ from raysym.names import (
 )
 from raysym.schedules import ScheduleShape
 from raysym.strict import _coerce, _require, did_you_mean, from_dict, load_yaml  # noqa: F401 -- load_yaml: re-exported
+from raysym.sweep_sections import ResourcesConfig, SchedulerConfig, SearchConfig, TrackingConfig
 
 # --------------------------------------------------------------------------------------------------
 # Stage configs
@@ -322,7 +323,8 @@ class DistillConfig:
     # loss of 20- to 27-node formulas, some with poles inside the data range, and 1.5x chose those.
     # Halo GNs' edge messages are smoother and less noisy: there 10x admitted an 8-node linear
     # approximation of m2 / (r + 1) (R² 0.958 against the true edge term) over the law's rational forms,
-    # and 1.5x chooses the law (0.997). None (the default): 10 for N-body trials, 1.5 for halo trials.
+    # and 1.5x chooses the law (0.997). None (the default): 10 for N-body trials, 1.5 for halo trials
+    # (raysym.halo_distill.LOSS_FACTOR).
     loss_factor: float | None = None
     samples: int = 5000
     fit_range: str = (
@@ -355,11 +357,9 @@ class DistillConfig:
         _require(self.threads >= 1, f"threads must be at least 1, got {self.threads}.")
         _require(self.timeout_s is None or self.timeout_s > 0, f"timeout_s must be positive, got {self.timeout_s}.")
 
-    def window(self, kind: str = "nbody") -> float:
-        """The selection's loss factor: ``loss_factor`` when set, else the trial kind's default."""
-        if self.loss_factor is not None:
-            return self.loss_factor
-        return {"nbody": 10.0, "halos": 1.5}[kind]
+    def window(self, default: float = 10.0) -> float:
+        """The selection's loss factor: ``loss_factor`` when set, else the trial kind's ``default``."""
+        return self.loss_factor if self.loss_factor is not None else default
 
 
 # --------------------------------------------------------------------------------------------------
@@ -385,128 +385,6 @@ def _applies(key: str, point: dict[str, Any]) -> bool:
 
 _SWEEP_DATA_EXTRA = ("root", "prune_k")
 _NOT_IN_TRIALS = ("data", "prune_k")  # set by the data section
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchRange:
-    """A continuous search dimension for Optuna: uniform on [low, high], or log-uniform if ``log``."""
-
-    low: float
-    high: float
-    log: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchConfig:
-    """``grid`` runs every point of the trial grid; ``optuna`` samples ``space`` (the L1 schedule-shape
-    family: keys ``schedule_shape.start``, ``.peak``, ``.end``, ``.peak_at``, ``.curvature``) for
-    ``trials`` trials. The Optuna study lives in ``storage`` under ``study`` (default: the sweep name),
-    so a later run continues it and optuna-dashboard can open it."""
-
-    kind: str = "grid"
-    sampler: str = "tpe"
-    seed: int = 0
-    trials: int = 8
-    metric: str = "messages/r2_best"
-    mode: str = "max"
-    storage: str = "sqlite:///optuna.db"
-    study: str | None = None
-    space: dict[str, SearchRange] = dataclasses.field(default_factory=dict)
-
-    def validate(self) -> None:
-        _require(self.kind in ("grid", "optuna"), f"search.kind must be 'grid' or 'optuna', got '{self.kind}'.")
-        samplers = ("tpe", "random")
-        _require(
-            self.sampler in samplers, f"Unknown search.sampler '{self.sampler}'.{did_you_mean(self.sampler, samplers)}"
-        )
-        _require(self.mode in ("min", "max"), f"search.mode must be 'min' or 'max', got '{self.mode}'.")
-        _require(self.trials > 0, f"search.trials must be a positive integer, got {self.trials}.")
-        shape_keys = [f"schedule_shape.{f.name}" for f in dataclasses.fields(ScheduleShape)]
-        for key, rng in self.space.items():
-            _require(
-                key in shape_keys, f"search.space has an unknown dimension '{key}'.{did_you_mean(key, shape_keys)}"
-            )
-            _require(
-                math.isfinite(rng.low)
-                and math.isfinite(rng.high)
-                and rng.low < rng.high
-                and (not rng.log or rng.low > 0),
-                f"search.space.{key} needs low < high (and low > 0 when log is true), got low={rng.low}, "
-                f"high={rng.high}.",
-            )
-        if self.kind == "optuna":
-            _require(
-                bool(self.space),
-                "search.kind 'optuna' needs a search.space, e.g. {schedule_shape.peak: {low: 0.01, high: 1, log: "
-                "true}}.",
-            )
-
-
-@dataclasses.dataclass(frozen=True)
-class SchedulerConfig:
-    """``fifo`` runs every trial to the end; ``asha`` stops trials whose test MAE lags after
-    ``grace_period`` epochs (Ray Tune's ASHAScheduler)."""
-
-    kind: str = "fifo"
-    grace_period: int = 5
-    reduction_factor: float = 3.0
-
-    def validate(self) -> None:
-        _require(self.kind in ("fifo", "asha"), f"scheduler.kind must be 'fifo' or 'asha', got '{self.kind}'.")
-        _require(self.grace_period > 0, f"scheduler.grace_period must be a positive integer, got {self.grace_period}.")
-        _require(self.reduction_factor > 1, f"scheduler.reduction_factor must be above 1, got {self.reduction_factor}.")
-
-
-@dataclasses.dataclass(frozen=True)
-class ResourcesConfig:
-    """What each trial asks Ray for. Fractional GPUs pack several trials onto one GPU. A trial that
-    crashes is retried from its last checkpoint up to ``retries`` times."""
-
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent_trials: int | None = None
-    retries: int = 2
-    # The distillation actor pool: its size, and custom resources that steer its actors onto
-    # distillation nodes of a cluster (cluster.yaml's {"distill": 1}); each actor also takes
-    # distill.threads CPUs for as long as the sweep runs.
-    distill_workers: int = 1
-    distill_resources: dict[str, float] = dataclasses.field(default_factory=dict)
-
-    def validate(self) -> None:
-        _require(self.cpus_per_trial > 0, f"resources.cpus_per_trial must be positive, got {self.cpus_per_trial}.")
-        _require(self.gpus_per_trial >= 0, f"resources.gpus_per_trial must be 0 or more, got {self.gpus_per_trial}.")
-        _require(
-            self.max_concurrent_trials is None or self.max_concurrent_trials > 0,
-            "resources.max_concurrent_trials must be a positive integer or left out, got "
-            f"{self.max_concurrent_trials}.",
-        )
-        _require(self.retries >= 0, f"resources.retries must be 0 or more, got {self.retries}.")
-        _require(self.distill_workers > 0, f"resources.distill_workers must be at least 1, got {self.distill_workers}.")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrackingConfig:
-    """Where MLflow records the sweep: a parent run named after the sweep, a child run per trial."""
-
-    uri: str = "sqlite:///mlflow.db"
-    experiment: str = "raysym"
-    # How long a sweep keeps retrying when the tracking store stops answering (a locked sqlite file, a
-    # restarting server) before it stops, with its progress saved for --resume.
-    patience_s: float = 120.0
-
-    def validate(self) -> None:
-        _require(
-            self.patience_s > 0 and math.isfinite(self.patience_s),
-            f"tracking.patience_s must be a positive number of seconds, got {self.patience_s}.",
-        )
-        _require(
-            bool(self.experiment.strip()) and len(self.experiment) <= 250,
-            f"tracking.experiment must name an MLflow experiment (1 to 250 characters, not only spaces), got "
-            f"{self.experiment[:40]!r}. Leave it out for the default 'raysym'.",
-        )
-        _require(
-            bool(self.uri.strip()), "tracking.uri is empty. Leave it out for the local database sqlite:///mlflow.db."
-        )
 
 
 # The most trial points one sweep expands to (before duplicates are removed).
@@ -536,6 +414,13 @@ class SweepConfig:
     tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
     distill: DistillConfig | None = None  # distil every finished trial (None: no distillation)
     halos: dict[str, Any] = dataclasses.field(default_factory=dict)  # a halo-catalog sweep (see above)
+    # The trial kind (raysym.trial_kind): empty picks it from the sections, halos with a halos section,
+    # else nbody. Another registered kind reads its own data and trials sections.
+    kind: str = ""
+
+    @property
+    def trial_kind(self) -> str:
+        return self.kind or ("halos" if self.halos else "nbody")
 
     def validate(self) -> None:
         _require(
@@ -548,9 +433,17 @@ class SweepConfig:
             f"{'...' if len(self.name) > 40 else ''} (it names a folder under storage, never a path).",
         )
         self._check_grid_size()
-        if self.halos:
-            self._validate_halos()
-            return
+        from raysym import trial_kind  # the kind validates its own sections
+
+        trial_kind.get(self.trial_kind).validate_sweep(self)
+
+    def validate_nbody(self) -> None:
+        """The data and trials sections of an N-body sweep (raysym.kind_nbody)."""
+        _require(
+            not self.halos,
+            f"A sweep of kind '{self.trial_kind}' has no halos section; halo catalogs are swept by a YAML of "
+            "their own.",
+        )
         data_keys = [f.name for f in dataclasses.fields(SimulationConfig)] + list(_SWEEP_DATA_EXTRA)
         for key in self.data:
             _require(key in data_keys, f"data has an unknown key '{key}'.{did_you_mean(key, data_keys)}")
@@ -582,7 +475,8 @@ class SweepConfig:
                 f"{largest}). Shorten those lists, split the sweep, or search the space with search.kind: optuna.",
             )
 
-    def _validate_halos(self) -> None:
+    def validate_halos(self) -> None:
+        """The halos section of a halo sweep (raysym.kind_halos)."""
         _require(
             not self.data and not self.trials,
             "A sweep trains either on simulated N-body data (the data and trials sections) or on halo catalogs "

@@ -389,20 +389,15 @@ def energy_verdict(pair_eq: str, graphs, system: str, bounds: tuple[float, float
 
 
 def distill_trial(trial_dir: str | Path, cfg: DistillConfig, pool: DistillPool | None = None) -> dict[str, Any]:
-    """Distil a trial folder (from ``raysym train`` or a sweep): write ``<trial>/distill/`` with the
+    """Distil an N-body trial folder (from ``raysym train`` or a sweep): write ``<trial>/distill/`` with the
     fronts (CSV and Markdown), the chosen formulas, the composed model's MAE and the verdict, and return
     the summary (also ``distill/summary.json``). Without a pool, jobs run one after another here.
     Hamiltonian GN: the pair-energy formula is chosen on its implied pair force (``edge0_front``, losses
     in force units squared); the front by the energy's loss is ``edge0_energy_front``."""
     from raysym import shards
-    from raysym.halos import is_halo_trial
     from raysym.train import load_trial
 
     trial_dir = Path(trial_dir)
-    if is_halo_trial(trial_dir):  # a node-level GN on a halo catalog: its own jobs and verdict
-        from raysym.halo_distill import distill_halo_trial
-
-        return distill_halo_trial(trial_dir, cfg, pool)
     train_cfg, model = load_trial(trial_dir)
     metrics_path = trial_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
@@ -529,9 +524,13 @@ def run_trials(
     address: str | None = None,
     say=lambda m: None,
 ) -> list[dict[str, Any]]:
-    """Distil several trial folders on one actor pool (``raysym distill``)."""
+    """Distil several trial folders, each with its own kind's jobs (raysym.trial_kind), on one actor pool
+    (``raysym distill``)."""
+    from raysym import trial_kind
+
+    kinds = [trial_kind.of_folder(t) for t in trials]  # a folder that is no trial stops here, before Ray starts
     pool = start_pool(cfg, workers=workers, address=address, say=say, what=f"{len(trials)} trial(s)")
     try:
-        return [distill_trial(t, cfg, pool) for t in trials]
+        return [kind.distil(Path(t), cfg, pool) for kind, t in zip(kinds, trials)]
     finally:
         pool.shutdown()

@@ -31,10 +31,13 @@ import numpy as np
 from raysym import distill
 from raysym.config import DistillConfig
 from raysym.distill_pool import RECOVERED_R2, run_job, write_outputs
-from raysym.halos import EDGE_NAMES, GraphTensors, build_graph, leading_direction, load_halo_trial, run_halo_trial
+from raysym.halo_data import EDGE_NAMES, build_graph
+from raysym.halos import GraphTensors, leading_direction, load_halo_trial, run_halo_trial
 from raysym.messages import r2_linear
 
 NODE_NAMES = ["m", "s"]
+# The selection's loss factor when the distill section sets none (DistillConfig.loss_factor says why 1.5 here).
+LOSS_FACTOR = 1.5
 
 
 def halo_jobs(
@@ -129,7 +132,7 @@ def distill_halo_trial(trial_dir: str | Path, cfg: DistillConfig, pool=None) -> 
     from raysym.errors import UserError
 
     trial_dir = Path(trial_dir)
-    cfg = dataclasses.replace(cfg, loss_factor=cfg.window("halos"))  # the jobs' fits read it (raysym.distill.fit)
+    cfg = dataclasses.replace(cfg, loss_factor=cfg.window(LOSS_FACTOR))  # the jobs' fits read it (raysym.distill.fit)
     halo_cfg, model = load_halo_trial(trial_dir)
     metrics_path = trial_dir / "metrics.json"
     if not metrics_path.exists() or json.loads(metrics_path.read_text()).get("status") != "finished":

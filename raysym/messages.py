@@ -43,6 +43,7 @@ from raysym import physics, regularizers
 from raysym.graph import complete_edges, node_features
 from raysym.model import GraphNetwork
 from raysym.simulate import Snapshots
+from raysym.trial_folder import atomic_path
 
 SPARSITY_RATIO = 100.0
 ROBUST_FRACTION = 0.9
@@ -403,10 +404,9 @@ def _savefig(fig, path: Path) -> None:
     """Write a figure under a temporary name, then rename: a crash never leaves half a PNG."""
     import matplotlib.pyplot as plt
 
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def save_sample(
@@ -420,17 +420,16 @@ def save_sample(
     rows = np.sort(rng.choice(len(edges.force), size=min(size, len(edges.force)), replace=False))
     inside = edges.in_range if edges.in_range is not None else np.ones(len(edges.force), dtype=bool)
     path = Path(out_dir) / SAMPLE
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(
-        tmp,
-        messages=edges.messages[rows][:, analysis.top].astype(np.float32),
-        force=edges.force[rows].astype(np.float32),
-        m_recv=edges.m_recv[rows].astype(np.float32),
-        in_range=inside[rows],
-        stds=analysis.stds.astype(np.float32),
-        top=np.asarray(analysis.top),
-    )
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        np.savez(
+            tmp,
+            messages=edges.messages[rows][:, analysis.top].astype(np.float32),
+            force=edges.force[rows].astype(np.float32),
+            m_recv=edges.m_recv[rows].astype(np.float32),
+            in_range=inside[rows],
+            stds=analysis.stds.astype(np.float32),
+            top=np.asarray(analysis.top),
+        )
     return path
 
 

@@ -1,7 +1,7 @@
 """The names a config may use, in one torch-free module: validating a config (and so `--dry-run`, the
 sweep planner and the report) never imports torch, Ray or a symbolic-regression engine.
 
-The modules that implement each name import its list from here, and tests/test_architecture.py checks
+The modules that implement each name import its list from here, and tests/unit/test_architecture.py checks
 that each implementation covers exactly these names.
 """
 

@@ -37,6 +37,8 @@ def claim_trial_folder(out_dir: str | Path, config: dict[str, Any], flag: str = 
             f"{config_path} cannot be read ({exc}), so raysym cannot tell whether {out_dir} holds this "
             f"trial. Give {flag} a new folder, or delete that one to start afresh."
         ) from None
+    if isinstance(stored, dict) and "kind" not in stored:  # N-body folders written before the kind was recorded
+        stored = {"kind": "nbody", **stored}
     wanted = json.loads(json.dumps(config, default=str))
     if stored != wanted:
         changes = differences(stored, wanted)

@@ -19,16 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raysym import track
+from raysym import track, trial_kind
 from raysym.errors import UserError
-from raysym.names import L1_MODELS
 
 # A progress bar per downloaded file would drown the report's own progress lines.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 # The per-epoch curves the report draws.
 HISTORY_KEYS = ("train/loss", "test/mae", "train/l1_coeff")
-PUBLISHED_CSV = Path(__file__).resolve().parents[1] / "analysis" / "published.csv"
+PUBLISHED_CSV = Path(__file__).resolve().parent / "published.csv"  # shipped inside the package
 
 
 @dataclass
@@ -54,38 +53,35 @@ class Trial:
         return default
 
     @property
-    def halo(self) -> bool:
-        """A node-level GN on a halo catalog (a halos sweep), not an N-body trial."""
-        return self.setting("catalog") is not None
+    def kind_name(self) -> str:
+        """The trial kind (raysym.trial_kind) the run records; runs from before the record: halo trials are
+        those with a catalog setting."""
+        recorded = self.tags.get(trial_kind.KIND_TAG)
+        if recorded:
+            return recorded
+        return "halos" if self.setting("catalog") is not None else trial_kind.LEGACY_KIND
+
+    def names(self) -> trial_kind.TrialNames:
+        """How tables and figures name this trial, as its kind says."""
+        return trial_kind.get(self.kind_name).names(self)
 
     @property
     def system(self) -> str:
-        if self.halo:  # halos-synthetic, or halos-<catalog file name>
-            return "halos-" + Path(self.setting("catalog")).stem
-        return self.setting("system", "?")
+        return self.names().system
 
     @property
     def dim(self) -> int:
-        return 3 if self.halo else int(float(self.setting("dim", 2)))
+        return self.names().dim
 
     @property
     def model(self) -> str:
-        """The model as the papers name it: standard, bottleneck, l1-<schedule>, kl (and raysym's
-        L1-regularised edge variants: wide-<schedule>, inverse-<schedule>; the Newtonian GN: newtonian,
-        newtonian-l1-<schedule>, newtonian-kl; nodegn on halo catalogs)."""
-        if self.halo:
-            return "nodegn"
-        model = self.setting("model", "?")
-        if model == "newtonian":  # newtonian, newtonian-l1-<schedule>, newtonian-kl
-            form = self.setting("newtonian_messages", "bottleneck")
-            return (
-                model
-                if form == "bottleneck"
-                else f"{model}-{form}" + (f"-{self.setting('l1_schedule', 'linear')}" if form == "l1" else "")
-            )
-        if model in L1_MODELS:
-            return f"{model}-{self.setting('l1_schedule', 'linear')}"
-        return model
+        """The model as the papers name it (e.g. bottleneck, l1-linear, newtonian-kl, nodegn)."""
+        return self.names().model
+
+    @property
+    def group(self) -> str:
+        """The row and figure panel this trial shares with its other seeds."""
+        return self.names().group
 
     @property
     def prune_k(self) -> float | None:
@@ -119,6 +115,10 @@ class Sweep:
     @property
     def search(self) -> str:
         return (self.config or {}).get("search", {}).get("kind", "grid")
+
+    def kind(self) -> trial_kind.TrialKind:
+        """The sweep's trial kind (one per sweep), from its trials; an empty sweep reads as N-body."""
+        return trial_kind.get(self.trials[0].kind_name if self.trials else trial_kind.LEGACY_KIND)
 
     def swept(self) -> list[str]:
         """Settings that vary across trials (from the params MLflow holds)."""
@@ -228,6 +228,7 @@ def _planned(config: dict[str, Any] | None) -> list[Trial]:
         tags = {f"cfg.data.{k}": str(v) for k, v in spec.data.items()}
         tags.update({f"cfg.{k}": str(v) for k, v in spec.train.items()})
         tags["cfg.prune_k"] = str(spec.prune_k)
+        tags[trial_kind.KIND_TAG] = spec.kind
         planned += [
             Trial(key=spec.key, label=spec.label(), status="NOT RUN", tags=dict(tags)) for _ in range(per_point)
         ]
@@ -339,7 +340,7 @@ def stds_by_epoch(uri: str, trial: Trial) -> dict[str, Any] | None:
 
 @dataclass(frozen=True)
 class Published:
-    """analysis/published.csv: one published value per row (source, table, metric, system, dim, model)."""
+    """raysym/published.csv: one published value per row (source, table, metric, system, dim, model)."""
 
     rows: tuple[dict[str, str], ...]
 
@@ -348,7 +349,7 @@ class Published:
         path = Path(path) if path else PUBLISHED_CSV
         if not path.is_file():
             raise UserError(
-                f"The published numbers file {path} does not exist. Pass --published analysis/published.csv from a "
+                f"The published numbers file {path} does not exist. Pass --published raysym/published.csv from a "
                 "raysym checkout."
             )
         with open(path, newline="") as f:

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from raysym.report_data import Sweep, Trial
+from raysym.trial_folder import atomic_path
 
 MAX_PANELS = 12  # groups shown in the per-group figures; the tables list every group
 
@@ -29,10 +30,8 @@ def _plt():
 
 
 def group_name(t: Trial) -> str:
-    if t.halo:  # the label names the catalog, radius and L1 strength; seeds share it
-        return t.label
-    k = "none" if t.prune_k is None else f"{t.prune_k:g}"
-    return f"{t.system}-{t.dim}d {t.model} k={k}"
+    """A figure panel's title: the trials its kind groups together (seeds share a group)."""
+    return t.group
 
 
 def _groups(trials: list[Trial]) -> dict[str, list[Trial]]:
@@ -54,10 +53,9 @@ def _panels(count: int):
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     _plt().close(fig)
-    tmp.replace(path)
     return path
 
 
@@ -254,7 +252,7 @@ def halo_messages(sweep: Sweep, out: Path, sample_of: Callable[[Trial], dict | N
     from raysym.messages import r2_linear
 
     panels = []
-    for name, trials in list(_groups([t for t in sweep.trials if t.finished and t.halo]).items())[:MAX_PANELS]:
+    for name, trials in list(_groups([t for t in sweep.trials if t.finished]).items())[:MAX_PANELS]:
         sample = sample_of(trials[0])
         if sample is not None:
             panels.append((name, sample))

@@ -2,7 +2,7 @@
 node-level GNs on halo catalogs).
 
 Rows group trials by catalog and every swept setting except the seed, so a row is the mean over seeds.
-Neither publication's dark-matter numbers (Quijote) are in analysis/published.csv, so there is no
+Neither publication's dark-matter numbers (Quijote) are in raysym/published.csv, so there is no
 published column: on synthetic catalogs the truth is known instead, and the tables judge against it.
 """
 
@@ -30,9 +30,8 @@ def halo_rows(sweep: Sweep) -> tuple[list[str], list[Row]]:
     """(the settings that distinguish rows, one Row per catalog and setting, seeds pooled)."""
     others = [k for k in sweep.swept() if k not in ("seed", "catalog")]
     grouped: dict[tuple[str, str], list] = defaultdict(list)
-    for t in sweep.trials:
-        if t.halo:
-            grouped[(t.system, ", ".join(f"{k}={t.setting(k)}" for k in others))].append(t)
+    for t in sweep.trials:  # a sweep has one kind: every trial is a halo trial
+        grouped[(t.system, ", ".join(f"{k}={t.setting(k)}" for k in others))].append(t)
     return others, [
         Row(system, 3, "nodegn", None, other, grouped[(system, other)]) for system, other in sorted(grouped)
     ]

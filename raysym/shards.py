@@ -6,9 +6,8 @@ Layout of a dataset folder::
     train/sims-0000000-0002096.parquet one shard per block of simulations (file names give sim ids)
     test/sims-0000000-0000249.parquet  test simulations: other random streams of the same seed
 
-Rows are snapshots (graphs) with the columns of :data:`COLUMNS`. The files need only pyarrow:
-fixed-size lists hold the per-particle arrays, so ``np.array(row["pos"]).reshape(n, dim)`` is a
-particle-by-dimension array (the shape is also in the field metadata).
+Rows are snapshots (graphs) with the columns of raysym.shard_format (the schema and the conversions
+between tables and arrays).
 
 Writing: ``ray.data.range(sims)`` is cut into blocks of ``sims_per_shard`` (default: ~32 MiB of rows,
 so that Ray Data's per-task overhead stays small); each block is
@@ -41,129 +40,19 @@ import pyarrow.parquet as pq
 from raysym import __version__, physics
 from raysym.config import SimulationConfig
 from raysym.errors import UserError
+from raysym.shard_format import (  # noqa: F401 -- the format's names, read by raysym.shards' callers too
+    COLUMNS,
+    MANIFEST,
+    SCHEMA_VERSION,
+    arrow_schema,
+    flat_column,
+    from_table,
+    row_bytes,
+    sha256,
+    sims_per_shard,
+    to_table,
+)
 from raysym.simulate import SPLITS, Snapshots, bytes_per_sim, simulate
-
-# Version 2: per-particle vectors are flat fixed-size lists of n * dim floats. Version 1 nested them
-# (n lists of dim), which pyarrow 25.0.1's filter kernel corrupts past ~50,000 rows (see
-# tests/test_shards.py::test_filtering_large_tables_keeps_the_right_rows).
-SCHEMA_VERSION = 2
-MANIFEST = "dataset.json"
-
-COLUMNS = {
-    "sim": "int64: simulation id within its split (0 .. sims-1)",
-    "step": "int64: integrator step of this state (t = step * dt)",
-    "t": "float64: time of this state",
-    "pos": "n*dim float32, row-major n x dim: positions",
-    "vel": "n*dim float32, row-major n x dim: velocities",
-    "charge": "n float32: charges (sign +-1 for charged systems, else an N(0,1) distractor)",
-    "mass": "n float32: masses",
-    "acc": "n*dim float32, row-major n x dim: analytic accelerations at this state (the training target)",
-    "acc_min": "float32: smallest acceleration component of the graph (for pruning)",
-    "acc_max": "float32: largest acceleration component of the graph (for pruning)",
-}
-
-
-def arrow_schema(n: int, dim: int) -> pa.Schema:
-    """The shard schema. Vectors per particle are flat fixed-size lists (row-major n x dim); the
-    field metadata ``shape`` records [n, dim]."""
-    shape = {b"shape": json.dumps([n, dim]).encode()}
-    vec = pa.list_(pa.float32(), n * dim)
-    per_node = pa.list_(pa.float32(), n)
-    types = {
-        "sim": pa.int64(),
-        "step": pa.int64(),
-        "t": pa.float64(),
-        "pos": vec,
-        "vel": vec,
-        "charge": per_node,
-        "mass": per_node,
-        "acc": vec,
-        "acc_min": pa.float32(),
-        "acc_max": pa.float32(),
-    }
-    return pa.schema(
-        [
-            pa.field(name, types[name], nullable=False, metadata=shape if types[name] == vec else None)
-            for name in COLUMNS
-        ]
-    )
-
-
-SHARD_BYTES = 32 * 2**20
-"""Default shard size (uncompressed rows): large enough that per-task overhead is small."""
-
-
-def row_bytes(n: int, dim: int) -> int:
-    """Uncompressed bytes of one graph's row."""
-    return 8 * 3 + 4 * (3 * n * dim + 2 * n + 2)
-
-
-def sims_per_shard(cfg: SimulationConfig) -> int:
-    """Simulations per shard: the config's choice, or as many as fit in SHARD_BYTES."""
-    if cfg.sims_per_shard is not None:
-        return cfg.sims_per_shard
-    return max(1, SHARD_BYTES // (cfg.snapshots_per_sim * row_bytes(cfg.particles, cfg.dim)))
-
-
-def _fixed_list(values: np.ndarray, list_type: pa.DataType) -> pa.Array:
-    """A (G, ...) float32 array as a fixed-size list array of G rows (no copy)."""
-    flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).ravel())
-    return pa.FixedSizeListArray.from_arrays(flat, type=list_type)
-
-
-def to_table(s: Snapshots) -> pa.Table:
-    """Snapshots -> Arrow table with the dataset schema."""
-    _, n, dim = s.pos.shape
-    schema = arrow_schema(n, dim)
-    acc_flat = s.acc.reshape(len(s), -1)
-    cols = {
-        "sim": pa.array(s.sim, pa.int64()),
-        "step": pa.array(s.step, pa.int64()),
-        "t": pa.array(s.t, pa.float64()),
-        **{
-            name: _fixed_list(getattr(s, name), schema.field(name).type)
-            for name in ("pos", "vel", "charge", "mass", "acc")
-        },
-        "acc_min": pa.array(acc_flat.min(axis=1), pa.float32()),
-        "acc_max": pa.array(acc_flat.max(axis=1), pa.float32()),
-    }
-    return pa.table(cols, schema=schema)
-
-
-def _flat(column: pa.ChunkedArray | pa.Array, shape: tuple[int, ...]) -> np.ndarray:
-    """A fixed-size list column as a numpy array of ``shape`` (zero-copy where possible)."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    while pa.types.is_fixed_size_list(arr.type):
-        arr = arr.flatten()
-    return arr.to_numpy(zero_copy_only=False).reshape(shape)
-
-
-def from_table(table: pa.Table, n: int, dim: int) -> Snapshots:
-    """Arrow table -> Snapshots, rows sorted by (sim, step)."""
-    G = table.num_rows
-    s = Snapshots(
-        sim=table["sim"].to_numpy(),
-        step=table["step"].to_numpy(),
-        t=table["t"].to_numpy(),
-        pos=_flat(table["pos"], (G, n, dim)),
-        vel=_flat(table["vel"], (G, n, dim)),
-        charge=_flat(table["charge"], (G, n)),
-        mass=_flat(table["mass"], (G, n)),
-        acc=_flat(table["acc"], (G, n, dim)),
-    )
-    order = np.lexsort((s.step, s.sim))
-    if np.any(order != np.arange(G)):
-        s = s.take(order)
-    return s
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 # --------------------------------------------------------------------------------------------------
 # Writing
@@ -281,7 +170,7 @@ def _check_resources(out: Path, cfg: SimulationConfig) -> None:
 def _acc_quartiles(files: list[Path]) -> tuple[float, float]:
     """Q1 and Q3 of every acceleration component in these shards (exact, not sketched)."""
     acc = pq.read_table(files, columns=["acc"])["acc"]
-    q1, q3 = np.quantile(_flat(acc, (-1,)).astype(np.float64), [0.25, 0.75])
+    q1, q3 = np.quantile(flat_column(acc, (-1,)).astype(np.float64), [0.25, 0.75])
     return float(q1), float(q3)
 
 
@@ -518,7 +407,7 @@ def _refuse_non_finite(table: pa.Table, where: str) -> None:
     for name in _FLOAT_COLUMNS:
         if name not in table.column_names:
             continue
-        values = _flat(table[name], (table.num_rows, -1)) if table.num_rows else np.zeros((0, 1))
+        values = flat_column(table[name], (table.num_rows, -1)) if table.num_rows else np.zeros((0, 1))
         bad = ~np.isfinite(values).all(axis=1)
         if bad.any():
             row = int(np.argmax(bad))

@@ -27,27 +27,24 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from raysym import track
-from raysym.config import SimulationConfig, SweepConfig, TrainConfig, from_dict
+from raysym import track, trial_kind
+from raysym.config import SweepConfig
 from raysym.errors import UserError
 from raysym.sweep_plan import (
     PLAN_FILE,
     TrialSpec,
-    _penalty,
     check_memory,
     check_resources,
     check_same_plan,
     check_search,
     describe_plan,
     experiment_path,
-    halo_config,
-    model_label,
     plan,
     plan_record,
     save_plan,
-    train_config,
 )
 from raysym.sweep_tracking import Distiller, distill_summaries, law_lines, tracking_callback, verdict_of
+from raysym.trial_folder import atomic_path
 
 RESULTS_CSV = "sweep_results.csv"
 # Fault injection for the retry test: "EPOCH:MARKER" makes each trial crash once after that epoch
@@ -62,34 +59,9 @@ INJECT_ENV = "RAYSYM_INJECT_CRASH"
 
 
 def prepare_data(specs: list[TrialSpec], say: Callable[[str], None], address: str | None = None) -> None:
-    from raysym import shards
-
-    done = set()
-    for s in specs:
-        if s.kind == "halos":  # read (or make) each catalog now, so a bad file stops the sweep before Tune
-            from raysym.halos import build_graph, check_memory
-
-            seed = s.train["seed"] if s.data["catalog"] == "synthetic" else None  # a synthetic catalog is made from it
-            graph_key = json.dumps([s.data, s.train["hidden"], seed], sort_keys=True)
-            if graph_key in done:  # the same graph (and model width) as an earlier point
-                continue
-            done.add(graph_key)
-            cfg = halo_config(dataclasses.asdict(s))
-            graph = build_graph(cfg)
-            if address is None:  # on a cluster the trials run on other machines
-                check_memory(graph, cfg)
-            say(
-                f"catalog {s.data_dir}: {len(graph.catalog):,} points, {len(graph.senders):,} edges within radius "
-                f"{s.data['radius']:g}"
-            )
-            continue
-        if s.data_dir in done:
-            continue
-        done.add(s.data_dir)
-        sim = from_dict(SimulationConfig, s.data, where="data")
-        result = shards.write_dataset(sim, s.data_dir, address=address)
-        how = "reused" if result.reused else f"written in {result.seconds:.1f} s"
-        say(f"data {s.data_dir}: {shards.describe(result.manifest).splitlines()[0]} ({how})")
+    """Make, reuse or read every trial's data before Tune starts, as the sweep's trial kind does it."""
+    if specs:
+        trial_kind.get(specs[0].kind).prepare_data(specs, say, address)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -97,7 +69,7 @@ def prepare_data(specs: list[TrialSpec], say: Callable[[str], None], address: st
 # --------------------------------------------------------------------------------------------------
 
 
-def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
+def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]], kinds: dict[str, trial_kind.TrialKind]) -> None:
     """Ray Tune function trainable: restore the last checkpoint if any, train, report every epoch.
 
     ``config["key"]`` names the trial's spec in ``specs`` (bound with ``tune.with_parameters``, so Tune's
@@ -105,14 +77,11 @@ def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
     """
     from ray import tune
 
-    from raysym.halos import run_halo_trial
-    from raysym.train import CHECKPOINT, run_trial
+    from raysym.train import CHECKPOINT
 
     spec = specs[config["key"]]
-    if spec["kind"] == "halos":
-        cfg, run = halo_config(spec), run_halo_trial
-    else:
-        cfg, run = train_config(spec, config), run_trial
+    kind = kinds[spec["kind"]]  # resolved on the driver: a kind registered there need not be on the worker
+    cfg = kind.trial_config(spec, config)
     work = Path(tune.get_context().get_trial_dir()) / "work"
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = tune.get_checkpoint()
@@ -130,7 +99,7 @@ def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
             Path(inject["marker"]).write_text(tune.get_context().get_trial_id())
             raise RuntimeError(f"fault injected by {INJECT_ENV} after epoch {epoch}")
 
-    metrics = run(cfg, work, callback=report, resume=True, claim=False)  # the work folder is the sweep's own
+    metrics = kind.train(cfg, work, callback=report, resume=True, claim=False)  # the work folder is the sweep's own
     # The final report carries the message analysis and every file of the trial as its checkpoint.
     final = {k: v for k, v in metrics.items() if not isinstance(v, list)}
     for key in ("messages/top_std", "messages/stds_top15"):  # lists: MLflow tags
@@ -224,7 +193,7 @@ def run_sweep(
     record = plan_record(cfg, specs)
     if local:
         track.check_writable_folder(path, "The sweep's Tune folder", "storage")
-        if not cfg.halos:
+        if trial_kind.get(cfg.trial_kind).writes_data_root:
             track.check_writable_folder(cfg.data_root, "The data folder", "data.root")
     if local and resume:
         if not tune.Tuner.can_restore(path) or not _has_tune_state(path):
@@ -331,7 +300,11 @@ def _tune(
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     r = cfg.resources
     fn = tune.with_resources(
-        tune.with_parameters(trainable, specs={s.key: dataclasses.asdict(s) for s in specs}),
+        tune.with_parameters(
+            trainable,
+            specs={s.key: dataclasses.asdict(s) for s in specs},
+            kinds={s.kind: trial_kind.get(s.kind) for s in specs},
+        ),
         {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial},
     )
     if resume:
@@ -390,7 +363,7 @@ def _tune(
         if cfg.distill is not None:
             summary = summaries.get(row.get("trial_id"))
             row["law"] = verdict_of(summary) if summary else "-"
-    table = results_table(rows)
+    table = results_table(rows, trial_kind.get(cfg.trial_kind).results_columns)
     if summaries:
         table += "\n\n" + laws_text(rows, summaries)
     say(table)
@@ -445,21 +418,10 @@ def _row(result, specs: dict[str, TrialSpec], interrupted: set[str] = frozenset(
     elif result.error is None and not m.get("done_training"):
         status = "stopped early"  # by the ASHA scheduler
     sampled = {k.split(".", 1)[1]: round(v, 4) for k, v in config.items() if k.startswith("schedule_shape.")}
-    train = spec.get("train", {})
-    model = model_label(train, with_penalty=False)
-    schedule = train.get("l1_schedule", TrainConfig.l1_schedule) if _penalty(train) == "l1" else "-"
-    if sampled:
-        schedule = "shape " + json.dumps(sampled)
-    data = spec.get("data", {})
-    system = f"{data.get('system')}-{data.get('dim')}d"
-    if spec.get("kind") == "halos":
-        system, model, schedule = "halos-" + Path(data["catalog"]).stem, "nodegn", f"l1={train['l1']:g}"
+    kind = trial_kind.get(spec.get("kind", trial_kind.LEGACY_KIND))
     return {
         "trial": spec.get("key", "?") + (f"-{m.get('trial_id', '')}" if sampled else ""),
-        "system": system,
-        "dim": data.get("dim"),
-        "model": model,
-        "schedule": schedule,
+        **kind.table_names(spec, sampled),
         "prune_k": spec.get("prune_k"),
         "status": status,
         "epochs": m.get("epochs_done", m.get("epoch")),
@@ -480,24 +442,9 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def results_table(rows: list[dict[str, Any]]) -> str:
-    # r2_force and r2_accel: in distribution (test graphs inside the training range); r2_force_all: every test edge
-    cols = [
-        "trial",
-        "system",
-        "model",
-        "schedule",
-        "prune_k",
-        "status",
-        "epochs",
-        "test_mae",
-        "r2_force",
-        "r2_force_all",
-        "r2_accel",
-        "sparse",
-    ]
-    if any(r.get("r2_edge") is not None for r in rows):  # halo trials: R² of the messages vs the true edge term
-        cols = [c for c in cols if c not in ("prune_k", "r2_force", "r2_force_all", "r2_accel", "sparse")] + ["r2_edge"]
+def results_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    """The console table of a sweep: ``columns`` are its trial kind's (TrialKind.results_columns)."""
+    cols = list(columns)
     if any("law" in r for r in rows):
         cols.append("law")  # the distillation verdict: force, force/mass, none
     cells = [[_fmt(r[c]) for c in cols] for r in sorted(rows, key=lambda r: r["trial"])]
@@ -523,10 +470,7 @@ def laws_text(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) 
 def _write_csv(rows: list[dict[str, Any]], path: str) -> None:
     if "://" in path or not rows:
         return
-    out = Path(path) / RESULTS_CSV
-    tmp = out.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(Path(path) / RESULTS_CSV) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, out)

@@ -14,38 +14,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from raysym.config import HaloConfig, SimulationConfig, SweepConfig, TrainConfig, from_dict
+from raysym import trial_kind
+from raysym.config import SimulationConfig, SweepConfig, TrainConfig, from_dict
 from raysym.errors import UserError
 from raysym.outputs import differences
+from raysym.trial_folder import write_text
+from raysym.trial_kind import TrialSpec  # noqa: F401 -- a sweep's plan is a list of them; callers import it here
 
 # --------------------------------------------------------------------------------------------------
 # 1. Plan
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class TrialSpec:
-    """One point of the sweep: which data, how much pruning, how to train; JSON-able for Tune."""
-
-    key: str  # t000, t001, ... in grid order
-    data: dict[str, Any]  # SimulationConfig keywords
-    data_dir: str
-    prune_k: float | None
-    train: dict[str, Any]  # TrainConfig keywords without data and prune_k
-    params: dict[str, Any]  # the swept settings of this trial (MLflow params)
-    kind: str = "nbody"  # or "halos": a node-level GN on a halo catalog (data: the graph, train: the rest)
-
-    def label(self) -> str:
-        t = self.train
-        if self.kind == "halos":
-            catalog = self.data["catalog"]
-            name = catalog if catalog == "synthetic" else Path(catalog).stem
-            return f"halos-{name} r={self.data['radius']:g} l1={t['l1']:g}"
-        model = model_label(t)
-        return f"{self.data['system']}-{self.data.get('dim', 2)}d {model} k={self.prune_k}"
-
-    def epochs(self) -> int:
-        return self.train.get("epochs", HaloConfig.epochs if self.kind == "halos" else TrainConfig.epochs)
 
 
 def _penalty(train: dict[str, Any]) -> str:
@@ -76,32 +54,9 @@ def dataset_dir(root: str, sim: SimulationConfig) -> str:
     return str(Path(root) / f"{sim.system}-{sim.dim}d-{digest}")
 
 
-# The HaloConfig keys that define a halo trial's graph (its "data"); the others are training settings.
-HALO_GRAPH_KEYS = ("catalog", "target", "box", "radius", "points")
-
-
 def plan(cfg: SweepConfig) -> list[TrialSpec]:
-    swept = cfg.swept_keys()
-    specs = []
-    if cfg.halos:
-        for point in cfg.halo_points():
-            fields = dataclasses.asdict(point)
-            params = {key: fields[key] for key in swept}  # as the YAML wrote them
-            if point.catalog != "synthetic":  # trials run in their own folders: a relative path would break
-                fields["catalog"] = str(Path(point.catalog).expanduser().resolve())
-            data = {k: fields[k] for k in HALO_GRAPH_KEYS}
-            train = {k: v for k, v in fields.items() if k not in HALO_GRAPH_KEYS}
-            specs.append(TrialSpec(f"t{len(specs):03d}", data, data["catalog"], None, train, params, kind="halos"))
-        return specs
-    root = str(Path(cfg.data_root).expanduser().resolve())
-    for sim in cfg.data_points():
-        sim_fields = {f.name: getattr(sim, f.name) for f in dataclasses.fields(sim)}
-        for k in cfg.prune_ks:
-            for train in cfg.trial_points():
-                values = {**sim_fields, "prune_k": k, **train}
-                params = {key: values[key] for key in swept if key in values}
-                specs.append(TrialSpec(f"t{len(specs):03d}", sim_fields, dataset_dir(root, sim), k, train, params))
-    return specs
+    """The sweep's trial points, as its trial kind expands the YAML (raysym.trial_kind)."""
+    return trial_kind.get(cfg.trial_kind).plan(cfg)
 
 
 def describe_plan(cfg: SweepConfig, specs: list[TrialSpec]) -> str:
@@ -118,10 +73,10 @@ def describe_plan(cfg: SweepConfig, specs: list[TrialSpec]) -> str:
             f"{cfg.search.storage}"
         )
     for s in specs:
-        epochs = s.train.get("epochs", TrainConfig.epochs)
-        lines.append(f"  {s.key}  {s.label():<40} epochs={epochs}  {json.dumps(s.params) if s.params else ''}")
+        lines.append(f"  {s.key}  {s.label():<40} epochs={s.epochs()}  {json.dumps(s.params) if s.params else ''}")
     datasets = sorted({s.data_dir for s in specs})
-    lines.append(f"{'catalogs' if cfg.halos else 'datasets'} ({len(datasets)}): " + ", ".join(datasets))
+    noun = trial_kind.get(cfg.trial_kind).data_noun
+    lines.append(f"{noun} ({len(datasets)}): " + ", ".join(datasets))
     concurrent = r.max_concurrent_trials or "as many as fit"
     lines.append(
         f"resources per trial: {r.cpus_per_trial:g} CPU, {r.gpus_per_trial:g} GPU; concurrent trials: {concurrent}; "
@@ -169,18 +124,7 @@ def check_memory(specs: list[TrialSpec], memory: int | None = None) -> None:
     """Refuse a sweep whose trials cannot fit in this machine's memory (before any data is made)."""
     memory = memory or os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     for spec in specs:
-        if spec.kind == "halos":  # the graph's size is known only once the catalog is read (prepare_data)
-            continue
-        graphs, activations = trial_memory(spec)
-        if graphs + activations > memory:
-            raise UserError(
-                f"Trial {spec.key} ({spec.label()}) would need about {(graphs + activations) / 2**30:,.1f} GiB of "
-                "memory "
-                f"({graphs / 2**30:,.1f} GiB of graphs, {activations / 2**30:,.1f} GiB of edge activations per batch), "
-                "more "
-                f"than this machine's {memory / 2**30:,.0f} GiB. Lower data.sims, data.steps or data.particles, raise "
-                "data.stride, set trials.max_train_graphs, or lower trials.batch_size."
-            )
+        trial_kind.get(spec.kind).check_memory(spec, memory)
 
 
 def check_search(cfg: SweepConfig, specs: list[TrialSpec]) -> None:
@@ -263,16 +207,9 @@ def train_config(spec: dict[str, Any], config: dict[str, Any]) -> TrainConfig:
     return from_dict(TrainConfig, {**train, "data": spec["data_dir"], "prune_k": spec["prune_k"]}, where="trial")
 
 
-def halo_config(spec: dict[str, Any]) -> HaloConfig:
-    """The HaloConfig of a halo trial's spec."""
-    return from_dict(HaloConfig, {**spec["data"], **spec["train"]}, where="trial")
-
-
 def trial_settings(spec: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's resolved training settings (TrainConfig or HaloConfig fields) as a dict, for MLflow."""
-    if spec.get("kind") == "halos":
-        return {k: v for k, v in dataclasses.asdict(halo_config(spec)).items() if k not in HALO_GRAPH_KEYS}
-    return dataclasses.asdict(train_config(spec, config))
+    """A trial's resolved training settings as a dict, for MLflow (its kind's ``settings``)."""
+    return trial_kind.get(spec.get("kind", trial_kind.LEGACY_KIND)).settings(spec, config)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -309,9 +246,9 @@ def save_plan(folder: str | Path, record: dict[str, Any]) -> None:
     """Write the plan (and its fingerprint) into the sweep's folder, atomically."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (PLAN_FILE + ".tmp")
-    tmp.write_text(json.dumps({"fingerprint": fingerprint(record), "plan": record}, indent=1, sort_keys=True))
-    os.replace(tmp, folder / PLAN_FILE)
+    write_text(
+        folder / PLAN_FILE, json.dumps({"fingerprint": fingerprint(record), "plan": record}, indent=1, sort_keys=True)
+    )
 
 
 def check_same_plan(folder: str | Path, record: dict[str, Any], name: str) -> bool:

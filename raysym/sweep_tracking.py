@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raysym import track
+from raysym import track, trial_kind
 from raysym.config import SweepConfig
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ def tracking_callback(
                 tags = {f"cfg.{k}": v for k, v in settings.items() if k not in params}
                 tags.update({f"cfg.data.{k}": v for k, v in spec.data.items() if k not in params})
                 tags.update({"raysym.trial_key": spec.key, "raysym.label": spec.label(), "data.dir": spec.data_dir})
+                tags[trial_kind.KIND_TAG] = spec.kind
                 run_id = tracker.start_trial(parent_id, trial.trial_id, f"{spec.key} {spec.label()}", params, tags)
                 self.runs[trial.trial_id] = run_id
                 # A resumed sweep's callback is Tune's last saved copy: epochs logged after that save (an
@@ -165,14 +166,14 @@ class Distiller:
             return self._pool
 
     def submit(self, key: str, trial_id: str, trial_folder: str, run_id: str) -> None:
-        from raysym.distill_jobs import distill_trial
+        from raysym.trial_kind import distil
 
         folder = self.root / f"{key}_{trial_id}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         for name in ("checkpoint.pt", "config.json", "metrics.json"):
             shutil.copy(Path(trial_folder) / name, folder / name)
-        future = self.executor.submit(lambda: distill_trial(folder, self.cfg.distill, self._get_pool()))
+        future = self.executor.submit(lambda: distil(folder, self.cfg.distill, self._get_pool()))
         self.pending[trial_id] = (future, key, run_id)
 
     def log_done(self) -> None:
@@ -297,9 +298,9 @@ def distill_runs(
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from raysym.distill_jobs import distill_trial
     from raysym.distill_pool import start_pool
     from raysym.errors import UserError
+    from raysym.trial_kind import distil
 
     track.check_reachable(uri)
     client = mlflow.tracking.MlflowClient(uri)
@@ -343,7 +344,7 @@ def distill_runs(
                     raise UserError(
                         f"MLflow run {run.info.run_id} has no artifact {name}: it is not a finished raysym trial."
                     ) from None
-            summary = distill_trial(folder, cfg, pool)
+            summary = distil(folder, cfg, pool)
             trial_id = run.data.tags[track.TRIAL_TAG]
             log_distillation(
                 tracker,

@@ -270,9 +270,13 @@ class MLflowTracker:
         return run.info.run_id
 
     def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None:
-        """Numeric values as metrics at ``step``; the rest (lists, strings) as tags. One request."""
+        """Numeric values as metrics at ``step``; the rest (lists, strings) as tags. One request. Every
+        namespaced key must be named in raysym.metrics."""
         from mlflow.entities import Metric, RunTag
 
+        from raysym import metrics as names
+
+        names.check(metrics)
         numeric, tags = split_values(metrics)
         now = int(time.time() * 1000)
         self.client.log_batch(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +30,7 @@ from raysym.graph import node_features
 from raysym.model import GraphNetwork, build_model
 from raysym.schedules import get_schedule
 from raysym.simulate import Snapshots
-
-CHECKPOINT = "checkpoint.pt"
-CONFIG = "config.json"
+from raysym.trial_folder import CHECKPOINT, CONFIG, atomic_path, write_json
 
 
 def pick_device(name: str) -> torch.device:
@@ -94,9 +91,8 @@ def load_training_data(cfg: TrainConfig):
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 ACPCR_TOL = 0.02  # the follow-up study's tolerance on each predicted acceleration component
@@ -337,12 +333,12 @@ def run_trial(
     if cfg.model == "newtonian" and cfg.node_term is None:  # the non-pairwise term: for damping only
         cfg = dataclasses.replace(cfg, node_term=system == "damped")
     if claim:
-        claim_trial_folder(out_dir, dataclasses.asdict(cfg))  # nothing but this same trial is overwritten
+        claim_trial_folder(out_dir, trial_record(cfg))  # nothing but this same trial is overwritten
     pick_device(cfg.device)  # a missing GPU, and below bad data, stop the run before the folder is made
     train_graphs, test_graphs, prune = load_training_data(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     # The resolved settings, so the trial can be rebuilt later (raysym distill) without its YAML.
-    _write_json(out_dir / CONFIG, dataclasses.asdict(cfg))
+    _write_json(out_dir / CONFIG, trial_record(cfg))
     bounds = shards.prune_bounds(manifest, cfg.prune_k) if cfg.prune_k is not None else None
     # The analysis graphs: a seeded sample of the test graphs, the same for the per-epoch probe and the end.
     sample = _subsample(test_graphs, cfg.analysis_graphs, np.random.default_rng(cfg.seed))
@@ -400,6 +396,14 @@ def epoch_r2(metrics: dict[str, Any]) -> float:
     return max(values, default=-math.inf)
 
 
+KIND = "nbody"  # config.json's "kind" (raysym.trial_kind)
+
+
+def trial_record(cfg: TrainConfig) -> dict[str, Any]:
+    """A trial folder's config.json: the kind, then the resolved TrainConfig."""
+    return {"kind": KIND, **dataclasses.asdict(cfg)}
+
+
 def load_trial(trial_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig, GraphNetwork]:
     """(config, trained model in eval mode) of a trial folder written by ``run_trial``."""
     import json
@@ -420,6 +424,11 @@ def load_trial(trial_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig,
         raise UserError(
             f"{trial_dir / CONFIG} cannot be read ({exc}). Train the trial again into a new folder."
         ) from None
+    kind = data.pop("kind", KIND) if isinstance(data, dict) else KIND  # folders before the kind was recorded
+    if kind != KIND:
+        raise UserError(
+            f"{trial_dir} holds a '{kind}' trial, not an N-body one. Give it to `raysym distill`, which reads the kind."
+        )
     cfg = from_dict(TrainConfig, data, where=str(trial_dir / CONFIG))
 
     def rebuild(state):
@@ -459,9 +468,4 @@ def read_checkpoint(path: Path, device, use: Callable[[dict[str, Any]], Any]) ->
         ) from None
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    import json
-
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+_write_json = write_json  # the trial's JSON files (raysym.trial_folder)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,43 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import _free_port, _wait_for, mlflow_runs, sweep_dict, write_yaml
 
 from raysym.cli import main
 from raysym.config import SweepConfig, from_dict
 from raysym.errors import UserError
 from raysym.sweep import run_sweep
 from raysym.sweep_plan import dataset_dir, plan
-
-TINY_DATA = {"system": "spring", "dim": 2, "particles": 4, "sims": 8, "test_sims": 3, "steps": 60, "stride": 5}
-TINY_TRIALS = {"epochs": 2, "hidden": 16, "batch_size": 32, "analysis_graphs": 50}
-
-
-def sweep_dict(tmp_path: Path, name: str = "tiny", **over) -> dict:
-    cfg = {
-        "name": name,
-        "storage": str(tmp_path / "runs"),
-        "data": {"root": str(tmp_path / "data"), **TINY_DATA},
-        "trials": {"model": ["bottleneck", "l1"], "l1_schedule": "linear", **TINY_TRIALS},
-        "resources": {"cpus_per_trial": 1},
-        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
-    }
-    for key, value in over.items():
-        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) and isinstance(cfg.get(key), dict) else value
-    return cfg
-
-
-def write_yaml(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def mlflow_runs(tmp_path: Path, experiment: str = "tests"):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    exp = client.get_experiment_by_name(experiment)
-    return client, client.search_runs([exp.experiment_id])
-
 
 # --------------------------------------------------------------------------------------------------
 # Config and plan (no Ray)
@@ -126,7 +94,7 @@ def test_dry_run_prints_the_trials_and_resources(tmp_path, capsys):
 
 
 def test_every_shipped_sweep_config_is_valid():
-    configs = sorted(Path(__file__).parent.parent.glob("tune_configs/*.yaml"))
+    configs = sorted(Path(__file__).resolve().parents[2].glob("tune_configs/*.yaml"))
     assert len(configs) >= 6
     for path in configs:
         cfg = from_dict(SweepConfig, yaml.safe_load(path.read_text()), where=str(path))
@@ -501,96 +469,4 @@ def test_optuna_search_runs_and_a_second_run_continues_the_study(local_ray, tmp_
     assert all("schedule_shape.peak" in r.data.params for r in children)
 
 
-def test_sweep_on_a_two_node_cluster_started_with_ray_start(tmp_path):
-    """`ray start --head` plus a second `ray start --address` node on this machine, then the CLI with
-    --address: the multi-node path (joining a cluster, trials placed on either node)."""
-    import tempfile
-
-    port = _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    temp_dir = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths have a length limit
-    head = subprocess.Popen(
-        [
-            "ray",
-            "start",
-            "--head",
-            "--block",
-            f"--port={port}",
-            "--num-cpus=1",
-            "--include-dashboard=false",
-            f"--temp-dir={temp_dir}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    worker = None
-    try:
-        address = f"127.0.0.1:{port}"
-        _wait_for(
-            lambda: (
-                subprocess.run(["ray", "status", f"--address={address}"], env=env, capture_output=True).returncode == 0
-            ),
-            120,
-        )
-        worker = subprocess.Popen(
-            ["ray", "start", "--block", f"--address={address}", "--num-cpus=1"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        _wait_for(lambda: _alive_nodes(address, env) == 2, 120)
-        path = write_yaml(
-            tmp_path / "s.yaml", sweep_dict(tmp_path, trials={"model": ["bottleneck", "l1"], "epochs": 1})
-        )
-        done = subprocess.run(
-            [sys.executable, "-m", "raysym.cli", "sweep", str(path), "--address", address],
-            env=env,
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=900,
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        assert "2 of 2 trials finished" in done.stdout
-        _, runs = mlflow_runs(tmp_path)
-        assert len(runs) == 3
-    finally:
-        for proc in (worker, head):
-            if proc is not None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=60)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(check, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    last = None
-    while True:
-        try:
-            if check():
-                return
-        except Exception as exc:  # not up yet
-            last = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the service did not come up: {last!r}")  # a start-up failure, not a speed check
-        time.sleep(1)
-
-
-def _alive_nodes(address: str, env: dict) -> int:
-    code = (
-        "import ray; ray.init(address=%r, log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))" % address
-    )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    return int(out.stdout.strip().splitlines()[-1])

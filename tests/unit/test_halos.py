@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from raysym.errors import UserError
-from raysym.halos import COLUMNS, edge_term, radius_graph, read_catalog, synthetic_catalog
+from raysym.halo_data import COLUMNS, edge_term, radius_graph, read_catalog, synthetic_catalog
 
 
 def _brute_force(pos, radius, box=None):

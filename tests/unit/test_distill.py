@@ -3,26 +3,19 @@ the composed model, the actor pool (real local Ray) and a trained trial end to e
 
 from __future__ import annotations
 
-import json
 import stat
 
 import numpy as np
 import pytest
+from helpers import spring_edges
 
-from raysym import distill, distill_jobs, distill_pool, physics
+from raysym import distill, distill_jobs, physics
 from raysym.cli import main
-from raysym.config import DistillConfig, SimulationConfig, TrainConfig, from_dict
+from raysym.config import DistillConfig, SimulationConfig, from_dict
 from raysym.errors import UserError
 from raysym.simulate import simulate
 
 FAST = DistillConfig(backend="operon", setting="fast", seed=0)
-
-
-def spring_edges(n: int = 2000, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    dx, dy = rng.normal(size=n), rng.normal(size=n)
-    r = np.sqrt(dx**2 + dy**2)
-    return dx, dy, r
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,72 +188,6 @@ def test_composed_model_with_the_true_laws_reproduces_the_accelerations(spring_g
 # --------------------------------------------------------------------------------------------------
 # Actor pool and whole trials (real local Ray)
 # --------------------------------------------------------------------------------------------------
-
-
-def test_pool_runs_jobs_in_parallel_and_survives_a_failing_job(local_ray):
-    dx, dy, r = spring_edges(400)
-    X = np.column_stack([dx, dy, r])
-    base = dict(names=["dx", "dy", "r"], cfg=dataclasses_asdict(FAST), workdir="/tmp/unused")
-    job_list = [
-        dict(kind="edge", index=0, component=0, X=X, y=2 * dx + 1, **base),
-        dict(kind="edge", index=1, component=1, X=X, y=np.zeros(400), **base),  # no variance: fails
-        dict(kind="node", index=0, component=0, X=X, y=dy * r, **base),
-    ]
-    pool = distill_pool.DistillPool(2)
-    try:
-        results = pool.map(job_list)
-        assert [r["index"] for r in results] == [0, 1, 0]
-        assert "no variance" in results[1]["error"]
-        assert results[0]["front"][results[0]["chosen"]]["loss"] < 1e-10
-        again = pool.map(job_list[:1])  # the pool still works after a failed job
-        assert "front" in again[0]
-    finally:
-        pool.shutdown()
-
-
-def dataclasses_asdict(cfg):
-    import dataclasses
-
-    return dataclasses.asdict(cfg)
-
-
-def test_distill_a_trained_trial_end_to_end(tiny_spring, tmp_path, capsys):
-    from raysym.train import run_trial
-
-    _, data = tiny_spring
-    trial = tmp_path / "trial"
-    run_trial(
-        TrainConfig(data=str(data), model="bottleneck", epochs=1, hidden=16, batch_size=32, analysis_graphs=40), trial
-    )
-    assert (
-        main(["distill", str(trial), "--backend", "operon", "--setting", "fast", "--samples", "300", "--workers", "2"])
-        == 0
-    )
-    summary = json.loads((trial / "distill" / "summary.json").read_text())
-    assert summary["distill/backend"] == "operon" and summary["distill/errors"] == []
-    assert len(summary["distill/edge_formulas"]) == 2 and len(summary["distill/node_formulas"]) == 2
-    for key in (
-        "distill/test_mae",
-        "distill/gn_test_mae",
-        "distill/recovered",
-        "distill/r2_force",
-        "distill/complexity",
-    ):
-        assert key in summary
-    assert summary["distill/recovered"] in (0, 1)
-    files = sorted(p.name for p in (trial / "distill").iterdir())
-    assert files == [
-        "edge0_front.csv",
-        "edge0_front.md",
-        "edge1_front.csv",
-        "edge1_front.md",
-        "node0_front.csv",
-        "node0_front.md",
-        "node1_front.csv",
-        "node1_front.md",
-        "summary.json",
-    ]
-    assert "edge_formulas" in capsys.readouterr().out
 
 
 def test_distill_refuses_unfinished_trials_and_bad_backends(tmp_path, capsys):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_sweep import mlflow_runs, sweep_dict, write_yaml
+from helpers import mlflow_runs, sweep_dict, write_yaml
 
 from raysym.cli import main
 from raysym.config import SweepConfig, from_dict
@@ -195,7 +195,7 @@ def test_report_cli_from_the_sweep_yaml(seeded_sweep, tmp_path, monkeypatch, cap
 
 def test_analysis_scripts_run_on_their_own(seeded_sweep, tmp_path):
     db, cfg, _ = seeded_sweep
-    root = Path(__file__).resolve().parents[1] / "analysis"
+    root = Path(__file__).resolve().parents[2] / "analysis"
 
     def run(*args):
         return subprocess.run(

@@ -15,7 +15,7 @@ import sys
 import time
 
 import psutil
-from test_sweep import sweep_dict, write_yaml
+from helpers import sweep_dict, write_yaml
 
 
 def _listening(root: psutil.Process) -> dict[tuple[str, int], str]:

@@ -308,39 +308,6 @@ def test_hgn_trains_and_its_loss_falls():
     assert result.history[-1]["train/regularizer"] > 0
 
 
-def test_hgn_trial_is_analysed_and_distilled_against_the_true_potential(tiny_spring, tmp_path):
-    """run_trial + distill_trial for model hgn: the pair energy is compared with U(r'), and distilled
-    by one edge job whose verdict is about the potential; no node jobs: the composed model
-    differentiates the formula's H."""
-    import json
-
-    from raysym.config import DistillConfig
-    from raysym.distill_jobs import distill_trial
-    from raysym.train import run_trial
-
-    _, data = tiny_spring
-    cfg = TrainConfig(data=str(data), model="hgn", epochs=2, batch_size=32, hidden=16, layers=2, prune_k=None)
-    metrics = run_trial(cfg, tmp_path / "trial")
-    assert -1.0 <= metrics["messages/r2_potential"] <= 1.0
-    assert metrics["messages/r2_pair_force"] <= 1.0 and metrics["messages/r2_pair_force_robust"] <= 1.0
-    assert metrics["messages/top_components"] == [0]
-    summary = distill_trial(tmp_path / "trial", DistillConfig(backend="operon", setting="fast", samples=300))
-    assert summary["distill/node_formulas"] == [] and len(summary["distill/edge_formulas"]) == 1
-    assert summary["distill/recovered_as"] in ("potential", "none") and summary["distill/test_mae"] > 0
-    assert summary["distill/r2_potential"] <= 1.0 and summary["distill/r2_pair_force"] <= 1.0
-    assert summary["distill/recovered"] == int(summary["distill/r2_pair_force"] >= 0.99)
-    on_disk = json.loads((tmp_path / "trial" / "distill" / "summary.json").read_text())
-    assert on_disk["distill/recovered_as"] == summary["distill/recovered_as"]
-    # the formula is chosen on the pair-force front; the energy's own front is kept beside it
-    chosen = [
-        line
-        for line in (tmp_path / "trial" / "distill" / "edge0_front.md").read_text().splitlines()
-        if "(chosen)" in line
-    ]
-    assert len(chosen) == 1 and f"`{summary['distill/edge_formulas'][0]}`" in chosen[0]
-    assert (tmp_path / "trial" / "distill" / "edge0_energy_front.csv").is_file()
-
-
 @pytest.mark.parametrize("system, half_potential", HALF_POTENTIALS)
 @pytest.mark.parametrize("dim", [2, 3])
 def test_composed_hgn_model_with_the_true_potential_gives_the_simulators_accelerations(system, half_potential, dim):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import mlflow_runs, sweep_dict, write_yaml
 from ray import tune
-from test_sweep import mlflow_runs, sweep_dict, write_yaml
 
 from raysym.cli import main
 from raysym.config import SweepConfig, from_dict
@@ -112,7 +112,7 @@ def test_the_exit_status_says_whether_every_trial_finished(local_ray, tmp_path, 
 def test_a_distillation_pool_no_node_can_host_fails_instead_of_hanging(local_ray):
     """Class 3, the bounded wait: actors asking for a resource no live node has (a lost node, an
     autoscaler that cannot add one) end the wait with a message; a sweep's up-front check refuses the
-    same request before anything starts (tests/test_bad_input.py)."""
+    same request before anything starts (tests/faults/test_bad_input.py)."""
     from raysym.distill_pool import DistillPool
     from raysym.errors import UserError
 

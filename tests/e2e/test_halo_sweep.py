@@ -15,7 +15,8 @@ import yaml
 from raysym.cli import main
 from raysym.config import HaloConfig, SweepConfig, from_dict
 from raysym.errors import UserError
-from raysym.halos import COLUMNS, build_graph, run_halo_trial, synthetic_catalog, train_halos
+from raysym.halo_data import COLUMNS, build_graph, synthetic_catalog
+from raysym.halos import run_halo_trial, train_halos
 from raysym.sweep import run_sweep
 from raysym.sweep_plan import plan
 
@@ -102,7 +103,7 @@ def test_a_bad_catalog_stops_the_sweep_before_any_trial(local_ray, tmp_path, cap
 
 
 def test_a_graph_too_large_for_memory_is_refused():
-    from raysym.halos import check_memory
+    from raysym.halo_data import check_memory
 
     cfg = HaloConfig(points=200, box=9.0)
     graph = build_graph(cfg)
@@ -155,13 +156,13 @@ def test_a_bottleneck_halo_trial_trains_and_is_distilled(tmp_path):
     import json
 
     from raysym.config import DistillConfig
-    from raysym.distill_jobs import distill_trial
+    from raysym.trial_kind import distil
 
     cfg = HaloConfig(points=300, box=9.0, epochs=30, hidden=32, msg_dim=1, l1=0.0, device="cpu")
     metrics = run_halo_trial(cfg, tmp_path / "trial")
     assert metrics["status"] == "finished" and metrics["messages/leading_variance"] == pytest.approx(1.0)
     assert len(metrics["messages/stds_top15"]) == 1
-    summary = distill_trial(tmp_path / "trial", DistillConfig(backend="operon", setting="fast", samples=300))
+    summary = distil(tmp_path / "trial", DistillConfig(backend="operon", setting="fast", samples=300))
     assert summary["distill/edge_formulas"] and summary["distill/node_formulas"] and not summary["distill/errors"]
     assert json.loads((tmp_path / "trial" / "config.json").read_text())["halos"]["msg_dim"] == 1
 

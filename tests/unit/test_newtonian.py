@@ -2,8 +2,6 @@
 simulator's accelerations for every system; it is translation invariant and permutation equivariant;
 its message forms train; and a tiny run goes end to end through run_trial and distillation."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +10,7 @@ from torch import nn
 from raysym import physics
 from raysym.config import TrainConfig
 from raysym.newtonian import NewtonianGN, edge_inputs
-from raysym.train import load_trial, run_trial, train
+from raysym.train import train
 
 
 class TruePairForce(nn.Module):
@@ -153,48 +151,3 @@ def test_unknown_message_form_is_a_user_error_with_a_hint():
 
     with pytest.raises(UserError, match="Did you mean 'bottleneck'"):
         from_dict(TrainConfig, {"data": "d", "model": "newtonian", "newtonian_messages": "botleneck"})
-
-
-@pytest.fixture(scope="module")
-def spring_data(local_ray, tmp_path_factory):
-    from raysym import shards
-    from raysym.config import SimulationConfig
-
-    cfg = SimulationConfig(system="spring", dim=2, particles=4, sims=300, test_sims=60, steps=100, stride=2, seed=4)
-    out = tmp_path_factory.mktemp("data") / "spring-2d"
-    shards.write_dataset(cfg, out)
-    return out
-
-
-def test_tiny_newtonian_run_end_to_end_with_distillation(spring_data, tmp_path):
-    """run_trial on Ray-written shards, then distillation (Operon, thorough, on few samples): the three R²
-    variants exist, the messages are the spring force, the law is recovered, and the composed symbolic model
-    is the edge formulas over m (no node jobs: the node model is fixed)."""
-    from raysym.config import DistillConfig
-    from raysym.distill_jobs import distill_trial
-
-    cfg = TrainConfig(data=str(spring_data), model="newtonian", epochs=12, batch_size=32, hidden=32, lr=3e-3, seed=0)
-    seen = []
-    metrics = run_trial(cfg, tmp_path / "trial", callback=seen.append)
-    for key in ("messages/r2_force", "messages/r2_force_all", "messages/r2_force_robust", "messages/in_range_fraction"):
-        assert np.isfinite(metrics[key]), key
-    assert metrics["messages/r2_force"] > 0.98, metrics
-    assert [round(m["messages/r2_force_epoch"], 12) for m in seen][-1] == round(metrics["messages/r2_force"], 12)
-    saved = json.loads((tmp_path / "trial" / "config.json").read_text())
-    assert saved["node_term"] is False  # resolved from the data: spring has no damping
-    _, model = load_trial(tmp_path / "trial")
-    assert model.model == "newtonian" and model.node_term is None
-
-    summary = distill_trial(tmp_path / "trial", DistillConfig(backend="operon", setting="thorough", samples=500))
-    assert summary["distill/errors"] == []
-    assert len(summary["distill/edge_formulas"]) == 2 and summary["distill/node_formulas"] == []
-    for key in (
-        "distill/r2_force",
-        "distill/r2_force_all",
-        "distill/r2_accel",
-        "distill/test_mae",
-        "distill/test_mae_in_range",
-        "distill/gn_test_mae",
-    ):
-        assert np.isfinite(summary[key]), key
-    assert summary["distill/recovered_as"] == "force" and summary["distill/r2_force"] > 0.99, summary

@@ -1,7 +1,7 @@
 """The bad-input suite, round two (issue 16): each case is a real command on real files (Ray, MLflow on
 sqlite, Parquet shards) that must end with exit code 2 and one paragraph naming the problem and the fix,
 no traceback, and nothing already written lost or changed. RELIABILITY.md's table counts these cases by
-class. The first round lives in tests/test_reliability.py."""
+class. The first round lives in tests/faults/test_reliability.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_sweep import sweep_dict, write_yaml
+from helpers import sweep_dict, write_yaml
 
 from raysym.cli import main
 

@@ -1,8 +1,6 @@
 """Training one trial on CPU: every variant, determinism, resume from checkpoint, divergence guard,
 and the message analysis on planted messages."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -10,7 +8,7 @@ import torch
 from raysym import messages, physics, simulate
 from raysym.config import L1_MODELS, SimulationConfig, TrainConfig
 from raysym.model import MODELS
-from raysym.train import CHECKPOINT, run_trial, train
+from raysym.train import CHECKPOINT, train
 
 
 @pytest.fixture(scope="module")
@@ -118,19 +116,6 @@ def test_analysis_finds_planted_force_over_mass():
     assert not messages.analyze(edges, 2).sparse
 
 
-def test_run_trial_writes_metrics_checkpoint_and_figures(tiny_spring, tmp_path):
-    _, data = tiny_spring
-    cfg = TrainConfig(data=str(data), model="bottleneck", epochs=2, batch_size=32, hidden=16, prune_k=None)
-    metrics = run_trial(cfg, tmp_path / "trial")
-    on_disk = json.loads((tmp_path / "trial" / "metrics.json").read_text())
-    assert on_disk == json.loads(json.dumps(metrics))
-    for key in ("test/mae", "messages/r2_force", "messages/r2_accel", "messages/sparse", "messages/top_std"):
-        assert key in on_disk
-    assert isinstance(on_disk["messages/sparse"], bool) and len(on_disk["messages/top_std"]) == 2
-    for name in (CHECKPOINT, "messages_vs_force.png", "message_stds.png"):
-        assert (tmp_path / "trial" / name).stat().st_size > 0
-
-
 def test_acpcr_counts_components_within_the_tolerance():
     """A model whose predictions are the truth plus planted errors: 0.01 (inside 0.02), 0.03 (outside)."""
     from raysym.train import ACPCR_TOL, evaluate
@@ -156,37 +141,3 @@ def test_acpcr_counts_components_within_the_tolerance():
     assert ACPCR_TOL == 0.02
     assert acpcr == pytest.approx(50 / 80)  # 20 small errors + 30 exact, of 80 components
     assert mae == pytest.approx((20 * 0.01 + 30 * 0.03) / 80)
-
-
-def test_message_stds_are_followed_every_epoch(tiny_spring, tmp_path):
-    _, data = tiny_spring
-    cfg = TrainConfig(data=str(data), model="l1", epochs=3, batch_size=32, hidden=16, prune_k=None)
-    seen = []
-    run_trial(cfg, tmp_path / "trial", callback=seen.append)
-    assert [sorted(k for k in m if k.startswith("messages/std_")) for m in seen] == [
-        [f"messages/std_{k}" for k in range(1, 6)]
-    ] * 3
-    assert all(m["messages/std_1"] >= m["messages/std_5"] > 0 and 0 <= m["test/acpcr"] <= 1 for m in seen)
-    assert all(m["test/acpcr"] + m["test/acpcr_complement"] == pytest.approx(1) for m in seen)
-    by_epoch = json.loads((tmp_path / "trial" / "message_stds_by_epoch.json").read_text())
-    assert by_epoch["epoch"] == [1, 2, 3] and [len(s) for s in by_epoch["stds"]] == [100] * 3
-    assert max(by_epoch["stds"][-1]) == pytest.approx(seen[-1]["messages/std_1"])
-    assert (tmp_path / "trial" / "message_stds_by_epoch.png").stat().st_size > 1000
-
-
-def test_stop_r2_ends_training_after_the_first_epoch_that_reaches_it(tiny_spring, tmp_path):
-    """stop_r2 reads the per-epoch in-distribution R² that run_trial measures; a bar any fit clears stops
-    training after epoch 1 of 3, and the reason says so."""
-    _, data = tiny_spring
-    cfg = TrainConfig(data=str(data), model="bottleneck", epochs=3, batch_size=32, hidden=16, stop_r2=1e-9)
-    seen = []
-    metrics = run_trial(cfg, tmp_path / "trial", callback=seen.append)
-    assert len(seen) == 1 and metrics["epochs_done"] == 1
-    assert metrics["status"] == "finished" and metrics["reason"].startswith("stopped early")
-    assert 0 <= seen[0]["messages/r2_force_epoch"] <= 1 and 0 <= seen[0]["messages/r2_accel_epoch"] <= 1
-    again = run_trial(cfg, tmp_path / "trial", callback=seen.append)  # resuming a stopped trial trains no further
-    assert len(seen) == 1 and again["epochs_done"] == 1 and again["messages/r2_force"] == metrics["messages/r2_force"]
-    full = run_trial(
-        TrainConfig(data=str(data), model="bottleneck", epochs=3, batch_size=32, hidden=16), tmp_path / "full"
-    )
-    assert full["epochs_done"] == 3 and full["reason"] == ""

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import _free_port, _wait_for, mlflow_runs, sweep_dict, write_yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_sweep import _free_port, _wait_for, mlflow_runs, sweep_dict, write_yaml
 
 from raysym.cli import main
 from raysym.config import SweepConfig, from_dict
@@ -457,7 +457,7 @@ def test_trial_settings_are_range_checked(epochs, lr):
 # Safety defaults
 # --------------------------------------------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 
 
 def test_checkpoints_are_loaded_without_unpickling_code():

@@ -1,0 +1,208 @@
+"""Trials end to end on data written by Ray Data: training writes its folder, distillation reads it
+(N-body bottleneck, Newtonian and Hamiltonian GNs), and the distillation actor pool."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import spring_edges
+
+from raysym import distill_pool
+from raysym.cli import main
+from raysym.config import DistillConfig, TrainConfig
+from raysym.train import CHECKPOINT, load_trial, run_trial
+
+FAST = DistillConfig(backend="operon", setting="fast", seed=0)
+
+
+def test_hgn_trial_is_analysed_and_distilled_against_the_true_potential(tiny_spring, tmp_path):
+    """run_trial + distill_trial for model hgn: the pair energy is compared with U(r'), and distilled
+    by one edge job whose verdict is about the potential; no node jobs: the composed model
+    differentiates the formula's H."""
+    import json
+
+    from raysym.config import DistillConfig
+    from raysym.distill_jobs import distill_trial
+    from raysym.train import run_trial
+
+    _, data = tiny_spring
+    cfg = TrainConfig(data=str(data), model="hgn", epochs=2, batch_size=32, hidden=16, layers=2, prune_k=None)
+    metrics = run_trial(cfg, tmp_path / "trial")
+    assert -1.0 <= metrics["messages/r2_potential"] <= 1.0
+    assert metrics["messages/r2_pair_force"] <= 1.0 and metrics["messages/r2_pair_force_robust"] <= 1.0
+    assert metrics["messages/top_components"] == [0]
+    summary = distill_trial(tmp_path / "trial", DistillConfig(backend="operon", setting="fast", samples=300))
+    assert summary["distill/node_formulas"] == [] and len(summary["distill/edge_formulas"]) == 1
+    assert summary["distill/recovered_as"] in ("potential", "none") and summary["distill/test_mae"] > 0
+    assert summary["distill/r2_potential"] <= 1.0 and summary["distill/r2_pair_force"] <= 1.0
+    assert summary["distill/recovered"] == int(summary["distill/r2_pair_force"] >= 0.99)
+    on_disk = json.loads((tmp_path / "trial" / "distill" / "summary.json").read_text())
+    assert on_disk["distill/recovered_as"] == summary["distill/recovered_as"]
+    # the formula is chosen on the pair-force front; the energy's own front is kept beside it
+    chosen = [
+        line
+        for line in (tmp_path / "trial" / "distill" / "edge0_front.md").read_text().splitlines()
+        if "(chosen)" in line
+    ]
+    assert len(chosen) == 1 and f"`{summary['distill/edge_formulas'][0]}`" in chosen[0]
+    assert (tmp_path / "trial" / "distill" / "edge0_energy_front.csv").is_file()
+
+
+def test_tiny_newtonian_run_end_to_end_with_distillation(spring_data, tmp_path):
+    """run_trial on Ray-written shards, then distillation (Operon, thorough, on few samples): the three R²
+    variants exist, the messages are the spring force, the law is recovered, and the composed symbolic model
+    is the edge formulas over m (no node jobs: the node model is fixed)."""
+    from raysym.config import DistillConfig
+    from raysym.distill_jobs import distill_trial
+
+    cfg = TrainConfig(data=str(spring_data), model="newtonian", epochs=12, batch_size=32, hidden=32, lr=3e-3, seed=0)
+    seen = []
+    metrics = run_trial(cfg, tmp_path / "trial", callback=seen.append)
+    for key in ("messages/r2_force", "messages/r2_force_all", "messages/r2_force_robust", "messages/in_range_fraction"):
+        assert np.isfinite(metrics[key]), key
+    assert metrics["messages/r2_force"] > 0.98, metrics
+    assert [round(m["messages/r2_force_epoch"], 12) for m in seen][-1] == round(metrics["messages/r2_force"], 12)
+    saved = json.loads((tmp_path / "trial" / "config.json").read_text())
+    assert saved["node_term"] is False  # resolved from the data: spring has no damping
+    _, model = load_trial(tmp_path / "trial")
+    assert model.model == "newtonian" and model.node_term is None
+
+    summary = distill_trial(tmp_path / "trial", DistillConfig(backend="operon", setting="thorough", samples=500))
+    assert summary["distill/errors"] == []
+    assert len(summary["distill/edge_formulas"]) == 2 and summary["distill/node_formulas"] == []
+    for key in (
+        "distill/r2_force",
+        "distill/r2_force_all",
+        "distill/r2_accel",
+        "distill/test_mae",
+        "distill/test_mae_in_range",
+        "distill/gn_test_mae",
+    ):
+        assert np.isfinite(summary[key]), key
+    assert summary["distill/recovered_as"] == "force" and summary["distill/r2_force"] > 0.99, summary
+
+
+def test_pool_runs_jobs_in_parallel_and_survives_a_failing_job(local_ray):
+    dx, dy, r = spring_edges(400)
+    X = np.column_stack([dx, dy, r])
+    base = dict(names=["dx", "dy", "r"], cfg=dataclasses_asdict(FAST), workdir="/tmp/unused")
+    job_list = [
+        dict(kind="edge", index=0, component=0, X=X, y=2 * dx + 1, **base),
+        dict(kind="edge", index=1, component=1, X=X, y=np.zeros(400), **base),  # no variance: fails
+        dict(kind="node", index=0, component=0, X=X, y=dy * r, **base),
+    ]
+    pool = distill_pool.DistillPool(2)
+    try:
+        results = pool.map(job_list)
+        assert [r["index"] for r in results] == [0, 1, 0]
+        assert "no variance" in results[1]["error"]
+        assert results[0]["front"][results[0]["chosen"]]["loss"] < 1e-10
+        again = pool.map(job_list[:1])  # the pool still works after a failed job
+        assert "front" in again[0]
+    finally:
+        pool.shutdown()
+
+
+def test_distill_a_trained_trial_end_to_end(tiny_spring, tmp_path, capsys):
+    from raysym.train import run_trial
+
+    _, data = tiny_spring
+    trial = tmp_path / "trial"
+    run_trial(
+        TrainConfig(data=str(data), model="bottleneck", epochs=1, hidden=16, batch_size=32, analysis_graphs=40), trial
+    )
+    assert (
+        main(["distill", str(trial), "--backend", "operon", "--setting", "fast", "--samples", "300", "--workers", "2"])
+        == 0
+    )
+    summary = json.loads((trial / "distill" / "summary.json").read_text())
+    assert summary["distill/backend"] == "operon" and summary["distill/errors"] == []
+    assert len(summary["distill/edge_formulas"]) == 2 and len(summary["distill/node_formulas"]) == 2
+    for key in (
+        "distill/test_mae",
+        "distill/gn_test_mae",
+        "distill/recovered",
+        "distill/r2_force",
+        "distill/complexity",
+    ):
+        assert key in summary
+    assert summary["distill/recovered"] in (0, 1)
+    files = sorted(p.name for p in (trial / "distill").iterdir())
+    assert files == [
+        "edge0_front.csv",
+        "edge0_front.md",
+        "edge1_front.csv",
+        "edge1_front.md",
+        "node0_front.csv",
+        "node0_front.md",
+        "node1_front.csv",
+        "node1_front.md",
+        "summary.json",
+    ]
+    assert "edge_formulas" in capsys.readouterr().out
+
+
+def test_run_trial_writes_metrics_checkpoint_and_figures(tiny_spring, tmp_path):
+    _, data = tiny_spring
+    cfg = TrainConfig(data=str(data), model="bottleneck", epochs=2, batch_size=32, hidden=16, prune_k=None)
+    metrics = run_trial(cfg, tmp_path / "trial")
+    on_disk = json.loads((tmp_path / "trial" / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    for key in ("test/mae", "messages/r2_force", "messages/r2_accel", "messages/sparse", "messages/top_std"):
+        assert key in on_disk
+    assert isinstance(on_disk["messages/sparse"], bool) and len(on_disk["messages/top_std"]) == 2
+    for name in (CHECKPOINT, "messages_vs_force.png", "message_stds.png"):
+        assert (tmp_path / "trial" / name).stat().st_size > 0
+
+
+def test_message_stds_are_followed_every_epoch(tiny_spring, tmp_path):
+    _, data = tiny_spring
+    cfg = TrainConfig(data=str(data), model="l1", epochs=3, batch_size=32, hidden=16, prune_k=None)
+    seen = []
+    run_trial(cfg, tmp_path / "trial", callback=seen.append)
+    assert [sorted(k for k in m if k.startswith("messages/std_")) for m in seen] == [
+        [f"messages/std_{k}" for k in range(1, 6)]
+    ] * 3
+    assert all(m["messages/std_1"] >= m["messages/std_5"] > 0 and 0 <= m["test/acpcr"] <= 1 for m in seen)
+    assert all(m["test/acpcr"] + m["test/acpcr_complement"] == pytest.approx(1) for m in seen)
+    by_epoch = json.loads((tmp_path / "trial" / "message_stds_by_epoch.json").read_text())
+    assert by_epoch["epoch"] == [1, 2, 3] and [len(s) for s in by_epoch["stds"]] == [100] * 3
+    assert max(by_epoch["stds"][-1]) == pytest.approx(seen[-1]["messages/std_1"])
+    assert (tmp_path / "trial" / "message_stds_by_epoch.png").stat().st_size > 1000
+
+
+def test_stop_r2_ends_training_after_the_first_epoch_that_reaches_it(tiny_spring, tmp_path):
+    """stop_r2 reads the per-epoch in-distribution R² that run_trial measures; a bar any fit clears stops
+    training after epoch 1 of 3, and the reason says so."""
+    _, data = tiny_spring
+    cfg = TrainConfig(data=str(data), model="bottleneck", epochs=3, batch_size=32, hidden=16, stop_r2=1e-9)
+    seen = []
+    metrics = run_trial(cfg, tmp_path / "trial", callback=seen.append)
+    assert len(seen) == 1 and metrics["epochs_done"] == 1
+    assert metrics["status"] == "finished" and metrics["reason"].startswith("stopped early")
+    assert 0 <= seen[0]["messages/r2_force_epoch"] <= 1 and 0 <= seen[0]["messages/r2_accel_epoch"] <= 1
+    again = run_trial(cfg, tmp_path / "trial", callback=seen.append)  # resuming a stopped trial trains no further
+    assert len(seen) == 1 and again["epochs_done"] == 1 and again["messages/r2_force"] == metrics["messages/r2_force"]
+    full = run_trial(
+        TrainConfig(data=str(data), model="bottleneck", epochs=3, batch_size=32, hidden=16), tmp_path / "full"
+    )
+    assert full["epochs_done"] == 3 and full["reason"] == ""
+
+
+@pytest.fixture(scope="module")
+def spring_data(local_ray, tmp_path_factory):
+    from raysym import shards
+    from raysym.config import SimulationConfig
+
+    cfg = SimulationConfig(system="spring", dim=2, particles=4, sims=300, test_sims=60, steps=100, stride=2, seed=4)
+    out = tmp_path_factory.mktemp("data") / "spring-2d"
+    shards.write_dataset(cfg, out)
+    return out
+
+
+def dataclasses_asdict(cfg):
+    import dataclasses
+
+    return dataclasses.asdict(cfg)
