@@ -110,11 +110,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _add_inspect(sub) -> None:
     p = sub.add_parser(
         "inspect",
-        help="summarise a dataset folder, verify its checksums, preview pruning",
-        description="Print a dataset's parameters and sizes, verify every shard's sha256, and report how "
-        "many training graphs IQR pruning removes for each given whisker factor k.",
+        help="summarise dataset folders, verify their checksums, preview pruning",
+        description="For each dataset folder: print its parameters and sizes, verify every shard's sha256, and "
+        "report how many training graphs IQR pruning removes for each given whisker factor k. Every folder is "
+        "inspected; the exit status is 2 when any could not be read.",
+        epilog="examples:\n  raysym inspect data/spring-2d\n  raysym inspect data/*  --prune-k 1.5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("path", help="dataset folder (made by raysym simulate)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="dataset folder(s) made by raysym simulate or a sweep")
     p.add_argument(
         "--prune-k",
         dest="prune_k",
@@ -129,14 +132,28 @@ def _add_inspect(sub) -> None:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from raysym import shards
 
-    manifest = shards.read_manifest(args.path)
-    print(shards.describe(manifest))
-    shards.verify_shards(args.path, manifest)
-    print("checksums: all shards verified")
-    q = manifest["train_acc_quartiles"]
-    print(f"training accelerations: Q1 = {q['q1']:.4g}, Q3 = {q['q3']:.4g}")
-    for k in args.prune_k:
-        print(shards.prune_report(args.path, k).summary())
+    unreadable = []
+    for i, path in enumerate(args.paths):
+        if len(args.paths) > 1:
+            print(("\n" if i else "") + f"== {path}")
+        try:
+            manifest = shards.read_manifest(path)
+            print(shards.describe(manifest))
+            shards.verify_shards(path, manifest)
+            print("checksums: all shards verified")
+            q = manifest["train_acc_quartiles"]
+            print(f"training accelerations: Q1 = {q['q1']:.4g}, Q3 = {q['q3']:.4g}")
+            for k in args.prune_k:
+                print(shards.prune_report(path, k).summary())
+        except UserError as exc:
+            if len(args.paths) == 1:
+                raise
+            _say(f"raysym: error: {exc}")  # the others are still inspected
+            unreadable.append(path)
+    if unreadable:
+        failed = f"{len(unreadable)} of {len(args.paths)} folder(s)"
+        _say(f"raysym inspect: {failed} could not be read: {', '.join(unreadable)}")
+        return 2
     return 0
 
 

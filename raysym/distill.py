@@ -138,13 +138,27 @@ def parse(equation: str, names: list[str]):
         raise ValueError(f"cannot parse equation {equation!r}: {exc}") from None
 
 
-def readable(equation: str, names: list[str], digits: int = 4) -> str:
-    """The equation as plain text with every constant rounded to ``digits`` significant digits, for
-    tables and logs (the stored equation keeps full precision)."""
+def rounded(equation: str, names: list[str], digits: int = 4):
+    """The equation as a sympy expression with every constant rounded to ``digits`` significant digits."""
     import sympy
 
     expr = parse(equation, names)
-    return str(expr.xreplace({c: sympy.Float(c, digits) for c in expr.atoms(sympy.Float)}))
+    return expr.xreplace({c: sympy.Float(c, digits) for c in expr.atoms(sympy.Float)})
+
+
+def readable(equation: str, names: list[str], digits: int = 4) -> str:
+    """The equation as plain text with every constant rounded to ``digits`` significant digits, for
+    tables and logs (the stored equation keeps full precision)."""
+    return str(rounded(equation, names, digits))
+
+
+def mathml(equation: str, names: list[str], digits: int = 4) -> str:
+    """The equation as presentation MathML (``<math>...</math>``), constants to ``digits`` significant
+    digits: browsers render it as mathematics, with nothing to download."""
+    from sympy.printing.mathml import mathml as to_mathml
+
+    body = to_mathml(rounded(equation, names, digits), printer="presentation")
+    return f'<math xmlns="http://www.w3.org/1998/Math/MathML">{body}</math>'
 
 
 def complexity(expr) -> int:

@@ -418,7 +418,7 @@ def distill_trial(trial_dir: str | Path, cfg: DistillConfig, pool: DistillPool |
 
     def summary_of(workdir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         job_list = jobs(data_, cfg, workdir)
-        results = pool.map(job_list) if pool is not None else [run_job(j) for j in job_list]
+        results = pool.map(job_list, trial_dir.name) if pool is not None else [run_job(j) for j in job_list]
         if energy:
             results = [choose_by_force(r, data_, cfg.window()) for r in results]
         return results, summarize(results, model, score_graphs, system, data_.dim, bounds=bounds)

@@ -72,6 +72,9 @@ class DistillPool:
     # fails after start_timeout_s instead of hanging; one waiting for CPUs that trials hold is said once.
     poll_s = 30.0
     start_timeout_s = 600.0
+    # While jobs run, a line at least this often (seconds) says how far the distillation has come: a fit
+    # takes seconds to minutes, and a console silent for minutes looks hung.
+    progress_s = 10.0
 
     def __init__(
         self,
@@ -100,8 +103,10 @@ class DistillPool:
         self._alive = [a.pid.remote() for a in self.actors]
         self.say = say or (lambda message: print(message, file=sys.stderr, flush=True))
 
-    def map(self, job_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run every job on the pool; results in job order (a retried job's result says ``attempts``)."""
+    def map(self, job_list: list[dict[str, Any]], label: str = "") -> list[dict[str, Any]]:
+        """Run every job on the pool; results in job order (a retried job's result says ``attempts``).
+        Progress goes to ``say``: each job as it ends (seconds, the front's best loss) and, while jobs run,
+        a line every ``progress_s`` seconds; ``label`` names the trial in those lines."""
         import ray
 
         results: list[dict[str, Any] | None] = [None] * len(job_list)
@@ -109,16 +114,32 @@ class DistillPool:
         idle = list(self.actors)
         pending: dict[Any, tuple[int, Any]] = {}
         todo = list(range(len(job_list)))
+        start = time.monotonic()
+        name = f"distill {label}: " if label else "distill: "
+
+        kinds = {k: sum(j["kind"] == k for j in job_list) for k in dict.fromkeys(j["kind"] for j in job_list)}
+        self.say(
+            f"{name}{len(job_list)} job(s) ({', '.join(f'{n} {k}' for k, n in kinds.items())}) on "
+            f"{len(self.actors)} actor(s)"
+        )
+
+        def heartbeat() -> None:
+            done = sum(r is not None for r in results)
+            self.say(
+                f"{name}{done}/{len(job_list)} jobs done, {len(pending)} running, {time.monotonic() - start:.0f} s"
+            )
+
         while todo or pending:
             while todo and idle:
                 i = todo.pop(0)
                 actor = idle.pop()
                 attempts[i] += 1
                 pending[actor.run.remote(job_list[i])] = (i, actor)
-            done = self._wait(list(pending))
+            done = self._wait(list(pending), heartbeat)
             i, actor = pending.pop(done[0])
             try:
                 results[i] = ray.get(done[0]) | ({"attempts": attempts[i]} if attempts[i] > 1 else {})
+                self.say(f"{name}{job_line(results[i])} [{sum(r is not None for r in results)}/{len(job_list)}]")
                 idle.append(actor)
             except ray.exceptions.RayActorError as exc:
                 replacement = self._cls.remote()
@@ -135,18 +156,24 @@ class DistillPool:
                     }
         return results  # type: ignore[return-value]
 
-    def _wait(self, refs: list) -> list:
-        """The first finished of ``refs``; a wait with nothing finishing is bounded or said (see poll_s)."""
+    def _wait(self, refs: list, heartbeat: Callable[[], None] = lambda: None) -> list:
+        """The first finished of ``refs``, calling ``heartbeat`` every progress_s while none is; a wait with
+        nothing finishing is bounded or said (see poll_s)."""
         import ray
 
         from raysym._ray import node_resources
 
-        waited, said, unschedulable = 0.0, False, 0.0
+        said, unschedulable, quiet = False, 0.0, 0.0
         while True:
-            done, _ = ray.wait(refs, num_returns=1, timeout=self.poll_s)
+            step = min(self.progress_s, self.poll_s)
+            done, _ = ray.wait(refs, num_returns=1, timeout=step)
             if done:
                 return done
-            waited += self.poll_s
+            heartbeat()
+            quiet += step
+            if quiet < self.poll_s:  # look at why only every poll_s
+                continue
+            quiet = 0.0
             started = ray.wait(self._alive, num_returns=len(self._alive), timeout=0)[0]
             if started:  # some actor runs a job: a long fit (operon, PySR) is not a hang
                 unschedulable = 0.0
@@ -175,6 +202,15 @@ class DistillPool:
 
         for actor in self.actors:
             ray.kill(actor)
+
+
+def job_line(result: dict[str, Any]) -> str:
+    """One finished job as a progress line: which, how long, and its front's best loss or its error."""
+    what = f"{result['kind']} {result['index'] + 1} (component {result['component']})"
+    if "error" in result:
+        return f"{what} failed after {result['seconds']:.0f} s: {result['error'].splitlines()[0][:120]}"
+    best = min((row["loss"] for row in result["front"]), default=float("nan"))
+    return f"{what} done in {result['seconds']:.0f} s ({result['backend']}), best loss {best:.3g}"
 
 
 def start_pool(cfg: DistillConfig, *, workers: int | None, address: str | None, say, what: str) -> DistillPool:

@@ -147,7 +147,7 @@ def distill_halo_trial(trial_dir: str | Path, cfg: DistillConfig, pool=None) -> 
 
     def summary_of(workdir: Path):
         job_list = halo_jobs(graph, messages, prediction, cfg, workdir)
-        results = pool.map(job_list) if pool is not None else [run_job(j) for j in job_list]
+        results = pool.map(job_list, trial_dir.name) if pool is not None else [run_job(j) for j in job_list]
         return results, halo_summary(results, graph, prediction)
 
     return write_outputs(trial_dir, summary_of)

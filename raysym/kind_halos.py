@@ -37,6 +37,7 @@ class HaloKind(TrialKind):
     writes_data_root = False  # catalogs are read where they are; synthetic ones are made in memory
     results_columns = ("trial", "system", "model", "schedule", "status", "epochs", "test_mae", "r2_edge")
     figures = ("loss", "halo", "stds", "stds_epochs")
+    live_metrics = ("test/mae", "train/mae", "train/loss")
 
     def validate_sweep(self, cfg: SweepConfig) -> None:
         cfg.validate_halos()

@@ -45,6 +45,13 @@ class NBodyKind(TrialKind):
         "sparse",
     )
     figures = ("l1", "loss", "force", "stds", "stds_epochs", "prune", "optuna")
+    # test error, the in-distribution R² of the messages (the pair force's for energy models), sparsity
+    live_metrics = (
+        "test/mae",
+        "messages/r2_force_epoch",
+        "messages/r2_pair_force_epoch",
+        "messages/sparsity_ratio_epoch_in_range",
+    )
 
     # -- planning ---------------------------------------------------------------------------------------
     def validate_sweep(self, cfg: SweepConfig) -> None:
@@ -104,7 +111,8 @@ class NBodyKind(TrialKind):
         for data_dir in dict.fromkeys(s.data_dir for s in specs):  # each dataset once, in plan order
             spec = next(s for s in specs if s.data_dir == data_dir)
             sim = from_dict(SimulationConfig, spec.data, where="data")
-            result = shards.write_dataset(sim, data_dir, address=address)
+            name = Path(data_dir).name
+            result = shards.write_dataset(sim, data_dir, address=address, progress=lambda m: say(f"data {name}: {m}"))
             how = "reused" if result.reused else f"written in {result.seconds:.1f} s"
             say(f"data {data_dir}: {shards.describe(result.manifest).splitlines()[0]} ({how})")
 

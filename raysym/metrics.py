@@ -82,8 +82,8 @@ METRICS: dict[str, str] = {
     "distill/backend": "the symbolic-regression engine that ran: operon or pysr",
     "distill/settings": "the resolved distillation settings (a dict, kept as tags)",
     # data
-    "data/system": "the simulated system (a tag)",
-    "data/dim": "the dimension of the simulated space",
+    "data/system": "the simulated system (a tag of the trial's MLflow run)",
+    "data/dim": "the dimension of the simulated space (a tag of the trial's MLflow run)",
     "data/train_graphs": "training graphs after pruning",
     "data/test_graphs": "test graphs",
     "data/pruned_graphs": "training graphs the outlier filter removed",
@@ -95,6 +95,11 @@ METRICS: dict[str, str] = {
     # time
     "time/train_seconds": "wall-clock training time of the trial (seconds)",
 }
+
+
+# Descriptions of a trial, not measurements: MLflow keeps them as tags of the trial's run (its params are
+# the swept settings only)
+DESCRIPTIONS = ("data/system", "data/dim")
 
 
 def _pattern(name: str) -> re.Pattern[str]:

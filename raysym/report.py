@@ -14,11 +14,12 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from raysym import report_figures as figs
 from raysym.report_cells import (
     EMPTY,
+    Formulas,
     Section,
     Table,
 )
@@ -66,6 +67,11 @@ CSS = (
 )
 
 
+def _html_cell(cell: Any) -> str:
+    """A table cell in HTML: formulas as MathML (rendered by the browser), anything else as escaped text."""
+    return cell.html if isinstance(cell, Formulas) and cell.html else html.escape(str(cell))
+
+
 def to_html(title: str, intro: str, sections: list[Section]) -> str:
     e = html.escape
     parts = [
@@ -76,7 +82,7 @@ def to_html(title: str, intro: str, sections: list[Section]) -> str:
         parts.append(f"<h2>{e(s.title)}</h2>" + (f"<p>{e(s.text)}</p>" if s.text else ""))
         for t in s.tables:
             head = "".join(f"<th>{e(h)}</th>" for h in t.header)
-            body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in t.rows)
+            body = "".join("<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>" for row in t.rows)
             parts.append(
                 f"<h3>{e(t.title)}</h3><table><tr>{head}</tr>{body}</table>"
                 + (f"<p class='note'>{e(t.note)}</p>" if t.note else "")
@@ -108,6 +114,59 @@ class ReportOutcome:
     seconds: dict[str, float]
 
 
+def _setting_text(values: dict[str, Any]) -> str:
+    """A config section as "key: value; ...": a list is a grid dimension, shown as [a, b]."""
+    return "; ".join(f"{k}: {v}" for k, v in values.items() if v not in (None, {}, [])) or "defaults"
+
+
+def settings_section(sweep: Sweep) -> Section:
+    """What produced the results: the sweep's settings (its resolved YAML), when and by which raysym."""
+    import datetime
+
+    from raysym.track import source_tags
+
+    def when(seconds: float | None) -> str:
+        if seconds is None:
+            return EMPTY
+        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+    def made_by(tags: dict[str, str]) -> str:
+        commit = tags.get("mlflow.source.git.commit")
+        text = f"raysym {tags.get('raysym.version', '?')}"
+        text += f", commit {commit[:12]}" if commit else " (no git commit recorded)"
+        return text + (" with uncommitted changes" if tags.get("raysym.git_dirty") else "")
+
+    cfg = sweep.config or {}
+    rows = [
+        [
+            "sweep",
+            f"'{sweep.name}', MLflow run {sweep.run_id} ({sweep.status.lower()}), started {when(sweep.start_time)}",
+        ],
+        ["run by", made_by(sweep.tags)],
+        ["report", f"written {when(time.time())} by {made_by(source_tags())}"],
+        ["trial kind", sweep.kind().name],
+    ]
+    for section in ("data", "trials", "halos"):
+        if cfg.get(section):
+            rows.append([section, _setting_text({k: v for k, v in cfg[section].items() if k != "root"})])
+    search = cfg.get("search", {})
+    if search:
+        rows.append(["search", _setting_text(search)])
+    if cfg.get("scheduler"):
+        rows.append(["scheduler", _setting_text(cfg["scheduler"])])
+    distill = cfg.get("distill")
+    rows.append(["distillation", _setting_text(distill) if distill else "off"])
+    if cfg.get("resources"):
+        rows.append(["resources", _setting_text(cfg["resources"])])
+    note = (
+        "The sweep's resolved YAML (the sweep.json artifact of its MLflow run); settings left out take the defaults "
+        "of raysym.config. A list is a grid dimension."
+        if cfg
+        else "The sweep's YAML could not be read back from MLflow (sweep.json): only its runs are known."
+    )
+    return Section("Settings", tables=[Table("What produced these results", ["", "settings"], rows, note)])
+
+
 def table_sections(sweep: Sweep, pub: Published) -> list[Section]:
     """Every table of the report, in sections, as the sweep's trial kind lays them out; the last section
     lists every trial."""
@@ -119,32 +178,50 @@ def draw_figures(sweep: Sweep, folder: Path) -> list[tuple[str, Path | None]]:
     folder.mkdir(parents=True, exist_ok=True)
     metric = (sweep.config or {}).get("search", {}).get("metric", "messages/r2_best")
     drawers = {  # called only for the figures the sweep's trial kind lists (TrialKind.figures)
-        "l1": lambda: ("L1 coefficient at the end of each epoch, per schedule", figs.l1_schedules(sweep, folder)),
-        "loss": lambda: ("Training loss and test MAE per epoch, every trial", figs.loss_curves(sweep, folder)),
+        "l1": lambda: (
+            "L1 coefficient at the end of each epoch, per schedule: the penalty each schedule put on the messages "
+            "as training went on",
+            figs.l1_schedules(sweep, folder),
+        ),
+        "loss": lambda: (
+            "Training loss and test MAE per epoch, every trial. Look for curves that flatten (trained enough) and "
+            "test MAE that follows the training loss (no overfitting)",
+            figs.loss_curves(sweep, folder),
+        ),
         "force": lambda: (
             (
                 "Top message components against their linear fit on the true force or force/mass (first trial of each "
                 "group), fitted on in-distribution test edges (blue); edges outside the training range in grey, same "
                 "fit; "
-                "panel R² on the stored 2,000-edge sample, the tables' on every in-distribution edge"
+                "panel R² on the stored 2,000-edge sample, the tables' on every in-distribution edge. Points on the "
+                "diagonal mean the message is a linear transformation of the force: the network learned the law"
             ),
             figs.messages_vs_force(sweep, folder, lambda t: message_sample(sweep.uri, t)),
         ),
         "halo": lambda: (
-            "The messages' leading direction against the true edge term (first trial of each group)",
+            "The messages' leading direction against the true edge term (first trial of each group), with its "
+            "least-squares line: points on a line mean the network learned the edge function",
             figs.halo_messages(sweep, folder, lambda t: halo_sample(sweep.uri, t)),
         ),
         "stds": lambda: (
-            "The 15 largest message standard deviations, box plots across seeds",
+            "The 15 largest message standard deviations, box plots across seeds (points for a single trial). "
+            "Look for a cliff after the first dim components: sparse messages drop by 100x or more there",
             figs.message_stds(sweep, folder),
         ),
         "stds_epochs": lambda: (
-            "Message standard deviations over the epochs (first trial of each group)",
+            "Message standard deviations over the epochs (first trial of each group): the components that end "
+            "largest, thick for the top dim, dashed the largest of the rest. Look for the top dim separating from "
+            "the rest as the L1 penalty grows",
             figs.stds_over_epochs(sweep, folder, lambda t: stds_by_epoch(sweep.uri, t)),
         ),
-        "prune": lambda: ("R² of the messages against the pruning factor k", figs.r2_vs_prune(sweep, folder)),
+        "prune": lambda: (
+            "R² of the messages against the pruning factor k (smaller k removes more outlier graphs from training): "
+            "look for the k where the R² is highest",
+            figs.r2_vs_prune(sweep, folder),
+        ),
         "optuna": lambda: (
-            f"Optuna objective ({metric}) against each schedule-shape parameter",
+            f"Optuna objective ({metric}) against each schedule-shape parameter, one point per trial: a trend says "
+            "which part of the schedule matters",
             figs.optuna_shapes(sweep, folder, metric),
         ),
     }
@@ -155,7 +232,7 @@ def build_sections(
     sweep: Sweep, pub: Published, out: Path, say: Callable[[str], None] = lambda m: None
 ) -> list[Section]:
     """The report's sections: the tables, then the figures (written under ``out/figures``), then every trial."""
-    sections = table_sections(sweep, pub)
+    sections = [settings_section(sweep)] + table_sections(sweep, pub)
     say("drawing figures")
     drawn = draw_figures(sweep, out / "figures")
     absent = [caption for caption, path in drawn if path is None]

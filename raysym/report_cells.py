@@ -143,22 +143,49 @@ def short(formula: str, width: int = 90) -> str:
     return formula if len(formula) <= width else formula[: width - 1] + "…"
 
 
+class Formulas(str):
+    """A cell of formulas: plain text (Markdown, the console), and ``html``, the same formulas as MathML
+    that the HTML report shows as mathematics."""
+
+    html: str = ""
+
+
+def formula_cell(equation: str) -> str:
+    """One formula as a cell: plain text with 4 significant digits, and MathML for the HTML report."""
+    import html
+
+    from raysym.distill import mathml, readable
+
+    try:
+        cell = Formulas(readable(equation, []))
+        cell.html = mathml(equation, [])
+    except ValueError:
+        cell = Formulas(equation)
+        cell.html = html.escape(equation)
+    return cell
+
+
 def formulas(tag: str, width: int = 160) -> str:
     """A distillation run's formulas tag (a list written as text) as "f1; f2", constants to 4 significant
-    digits, shortened to ``width`` characters."""
+    digits, shortened to ``width`` characters in text; whole, as mathematics, in the HTML report."""
     import ast
+    import html
 
-    from raysym.distill import readable
+    from raysym.distill import mathml, readable
 
     try:
         found = ast.literal_eval(tag) if tag else []
     except (ValueError, SyntaxError):
         return short(tag, width)
     found = found if isinstance(found, list) else [str(found)]
-    shown = []
+    shown, rendered = [], []
     for eq in found:
         try:
             shown.append(readable(eq, []))
+            rendered.append(mathml(eq, []))
         except ValueError:
             shown.append(eq)
-    return short("; ".join(shown), width)
+            rendered.append(html.escape(eq))
+    cell = Formulas(short("; ".join(shown), width))
+    cell.html = "; ".join(rendered)
+    return cell

@@ -27,6 +27,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 # The per-epoch curves the report draws.
 HISTORY_KEYS = ("train/loss", "test/mae", "train/l1_coeff")
+DISTILL_RUN = "raysym.distill_run_id"  # in Trial.distill: the distillation run's id
 PUBLISHED_CSV = Path(__file__).resolve().parent / "published.csv"  # shipped inside the package
 
 
@@ -43,7 +44,7 @@ class Trial:
     tags: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)  # the last value of each metric
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric -> [(epoch, value)]
-    distill: dict[str, str] = field(default_factory=dict)  # the distillation run's tags, if any
+    distill: dict[str, str] = field(default_factory=dict)  # the distillation run's tags (and id), if any
 
     def setting(self, name: str, default: Any = None) -> str | None:
         """A training or data setting as recorded: a swept param, else a ``cfg.`` / ``cfg.data.`` tag."""
@@ -111,6 +112,8 @@ class Sweep:
     status: str
     config: dict[str, Any] | None  # the sweep's resolved YAML (the parent run's sweep.json), if readable
     trials: list[Trial]
+    tags: dict[str, str] = field(default_factory=dict)  # the parent run's (source, version, commit)
+    start_time: float | None = None  # when the sweep started, seconds since the epoch
 
     @property
     def search(self) -> str:
@@ -250,7 +253,7 @@ def load_sweep(
     distills = {}
     for r in _search_all(client, exp, "tags.`raysym.distill_of` LIKE '%'"):
         if r.data.tags.get(track.PARENT_TAG) in trial_run_ids:
-            distills[r.data.tags[track.PARENT_TAG]] = dict(r.data.tags)
+            distills[r.data.tags[track.PARENT_TAG]] = {**r.data.tags, DISTILL_RUN: r.info.run_id}
     trials = [
         Trial(
             key=r.data.tags.get("raysym.trial_key", "?"),
@@ -277,7 +280,17 @@ def load_sweep(
     trials.sort(key=lambda t: (t.key, t.trial_id or "~"))
     if histories:
         _read_histories(client, [t for t in trials if t.run_id], threads)
-    return Sweep(parent.data.tags[track.SWEEP_TAG], uri, parent.info.run_id, exp, parent.info.status, config, trials)
+    return Sweep(
+        parent.data.tags[track.SWEEP_TAG],
+        uri,
+        parent.info.run_id,
+        exp,
+        parent.info.status,
+        config,
+        trials,
+        dict(parent.data.tags),
+        parent.info.start_time / 1000 if parent.info.start_time else None,
+    )
 
 
 def _read_histories(client, trials: list[Trial], threads: int) -> None:
@@ -289,6 +302,22 @@ def _read_histories(client, trials: list[Trial], threads: int) -> None:
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(one, [(t, k) for t in trials for k in HISTORY_KEYS]))
+
+
+def pareto_front(uri: str, trial: Trial, job: str = "edge0") -> list[dict[str, str]] | None:
+    """The Pareto front of one distillation job of the trial (``<job>_front.csv`` of its distillation run:
+    complexity, loss, score, equation, chosen), simplest first; None when the trial was not distilled."""
+    import mlflow
+
+    run_id = trial.distill.get(DISTILL_RUN)
+    if not run_id:
+        return None
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{job}_front.csv", tracking_uri=uri)
+    except Exception:  # noqa: BLE001 -- a failed job has no front; the table says so
+        return None
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def message_sample(uri: str, trial: Trial) -> dict[str, Any] | None:

@@ -172,7 +172,11 @@ def message_stds(sweep: Sweep, out: Path) -> Path | None:
     for ax, (name, stds) in zip(axes, shown):
         width = max(len(s) for s in stds)
         columns = [[s[i] for s in stds if i < len(s)] for i in range(width)]
-        ax.boxplot(columns, positions=range(1, width + 1))
+        if len(stds) > 1:  # a box per rank across the seeds
+            ax.boxplot(columns, positions=range(1, width + 1))
+        else:  # one trial: its values (a box of one value says nothing)
+            ax.plot(range(1, width + 1), columns, "o", ms=4, label="the trial's stds")
+            ax.legend(fontsize=7)
         ax.set_yscale("log")
         ax.set_title(f"{name} ({len(stds)} trial(s))", fontsize=8)
         ax.set_xlabel("rank of std", fontsize=8)
@@ -195,9 +199,11 @@ def stds_over_epochs(sweep: Sweep, out: Path, stds_of: Callable[[Trial], dict | 
     for ax, (name, dim, epochs, stds) in zip(axes, panels):
         order = np.argsort(-stds[-1])
         for rank, k in enumerate(order[:10]):
-            ax.plot(epochs, stds[:, k], lw=2 if rank < dim else 0.8)
+            label = f"top {dim} at the end (thick)" if rank == 0 else ("next largest" if rank == dim else None)
+            ax.plot(epochs, stds[:, k], lw=2 if rank < dim else 0.8, label=label)
         if stds.shape[1] > 10:
-            ax.plot(epochs, stds[:, order[10:]].max(axis=1), "k--", lw=0.8)
+            ax.plot(epochs, stds[:, order[10:]].max(axis=1), "k--", lw=0.8, label="largest of the rest")
+        ax.legend(fontsize=7)
         ax.set_yscale("log")
         ax.set_title(name, fontsize=8)
         ax.set_xlabel("epoch", fontsize=8)
@@ -238,8 +244,9 @@ def optuna_shapes(sweep: Sweep, out: Path, metric: str) -> Path | None:
     for ax, name in zip(axes[0], names):
         xs = [float(t.params[name]) for t in finished if name in t.params]
         ys = [t.metrics[metric] for t in finished if name in t.params]
-        ax.scatter(xs, ys, s=14)
+        ax.scatter(xs, ys, s=14, label="one trial")
         ax.set(xlabel=name.split(".", 1)[1], ylabel=metric)
+        ax.legend(fontsize=7)
     fig.suptitle("objective against each schedule-shape parameter")
     fig.tight_layout()
     return _save(fig, out / "optuna_shapes.png")
@@ -264,8 +271,9 @@ def halo_messages(sweep: Sweep, out: Path, sample_of: Callable[[Trial], dict | N
         if "true_edge" in s:
             r2, fitted = r2_linear(y, s["true_edge"][:, None].astype(np.float64))
             order = np.argsort(s["true_edge"])
-            ax.scatter(s["true_edge"], y, s=2, alpha=0.3)
-            ax.plot(s["true_edge"][order], fitted[order], color="k", lw=0.8)
+            ax.scatter(s["true_edge"], y, s=2, alpha=0.3, label="sampled edges")
+            ax.plot(s["true_edge"][order], fitted[order], color="k", lw=0.8, label="least-squares line")
+            ax.legend(fontsize=6, markerscale=4, loc="upper left")
             ax.set_xlabel("true edge term m2 / (r + 1)", fontsize=8)
             ax.set_title(f"{name}\nR² {r2:.3f}", fontsize=8)
         else:

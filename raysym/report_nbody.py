@@ -14,6 +14,7 @@ from raysym.report_cells import (
     Section,
     Table,
     count_cell,
+    formula_cell,
     formulas,
     lead_header,
     num,
@@ -325,6 +326,46 @@ def symbolic_table(sweep: Sweep, pub: Published) -> Table:
     )
 
 
+MAX_FRONTS = 6  # Pareto-front tables in a report (the first distilled trial of the first groups)
+
+
+def front_tables(sweep: Sweep) -> list[Table]:
+    """The Pareto front of the first edge job of the first distilled trial in each row, simplest formula
+    first, the chosen one marked: how the choice was made, and what the alternatives were."""
+    from raysym.report_data import pareto_front
+
+    tables = []
+    for r in rows_of(sweep):
+        first = next((t for t in r.finished if t.distill), None)
+        front = pareto_front(sweep.uri, first) if first else None
+        if not front:
+            continue
+        rows = [
+            [
+                row["complexity"],
+                f"{float(row['loss']):.3g}",
+                f"{float(row['score']):.3g}",
+                formula_cell(row["equation"]),
+                "chosen" if row["chosen"] == "True" else "",
+            ]
+            for row in front
+        ]
+        name = " ".join(str(c) for c in r.lead())
+        tables.append(
+            Table(
+                f"Pareto front of edge message 1: {name} (trial {first.key})",
+                ["complexity", "loss", "score", "formula", ""],
+                rows,
+                "Simplest first. Loss: the fit's mean squared error on the job's edges; score: the drop in log "
+                "loss per added node. The chosen formula has the highest score among those within the loss window "
+                "(DistillConfig.loss_factor) or explaining 99% of the variance; the verdict judges it.",
+            )
+        )
+        if len(tables) == MAX_FRONTS:
+            break
+    return tables
+
+
 def prune_table(sweep: Sweep) -> Table | None:
     if len({t.prune_k for t in sweep.trials}) < 2:
         return None
@@ -373,7 +414,7 @@ def nbody_sections(sweep: Sweep, pub: Published) -> list[Section]:
             "Messages against the true force",
             tables=[t for t in (r2_model_table(sweep, pub), r2_schedule_table(sweep, pub)) if t],
         ),
-        Section("Symbolic laws", tables=[law_table(sweep, pub), symbolic_table(sweep, pub)]),
+        Section("Symbolic laws", tables=[law_table(sweep, pub), symbolic_table(sweep, pub), *front_tables(sweep)]),
     ]
     prune = prune_table(sweep)
     if prune:

@@ -254,7 +254,9 @@ def write_dataset(
             split = shard["file"].split("/")[0]
             written[split].append(shard)
             done = sum(len(v) for v in written.values())
-            progress(f"{done}/{total} shards written ({shard['file']})")
+            elapsed = time.perf_counter() - start
+            left = f", about {elapsed / done * (total - done):.0f} s left" if done < total else ""
+            progress(f"{done}/{total} shards written ({shard['file']}), {elapsed:.0f} s{left}")
         if blown_up:
             first = ", ".join(f"{split} simulation {sim}" for split, sim, _ in sorted(blown_up)[:3])
             raise UserError(

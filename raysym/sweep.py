@@ -94,7 +94,9 @@ def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]], kinds: d
         epoch = int(metrics["epoch"]) + 1
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copy(work / CHECKPOINT, Path(tmp) / CHECKPOINT)
-            tune.report({**metrics, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(tmp))
+            # Tune's live table shows the first four metrics of a result: the kind's live ones lead
+            live = {k: metrics[k] for k in kind.live_metrics if k in metrics}
+            tune.report({**live, **metrics, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(tmp))
         if inject and epoch == inject["epoch"] and not os.path.exists(inject["marker"]):
             Path(inject["marker"]).write_text(tune.get_context().get_trial_id())
             raise RuntimeError(f"fault injected by {INJECT_ENV} after epoch {epoch}")
@@ -150,10 +152,16 @@ def _param_space(cfg: SweepConfig, specs: list[TrialSpec]) -> dict[str, Any]:
     from ray import tune
 
     space: dict[str, Any] = {}
+    # Each trial carries its swept settings into Tune beside its key (Tune's table, params.json, the
+    # results dataframe, TensorBoard's hparams): values looked up from the key the grid chose.
+    swept = {s.key: {k: _tune_value(v) for k, v in s.params.items()} for s in specs}
     if cfg.search.kind == "grid":
         space["key"] = tune.grid_search([s.key for s in specs])
+        for name in dict.fromkeys(k for p in swept.values() for k in p):
+            space[name] = tune.sample_from(lambda spec, name=name: swept[spec.config.key].get(name))
     else:  # one point (check_search)
         space["key"] = specs[0].key
+        space.update(swept[specs[0].key])
         for key, rng in cfg.search.space.items():
             space[key] = tune.loguniform(rng.low, rng.high) if rng.log else tune.uniform(rng.low, rng.high)
     injected = os.environ.get(INJECT_ENV)
@@ -161,6 +169,11 @@ def _param_space(cfg: SweepConfig, specs: list[TrialSpec]) -> dict[str, Any]:
         epoch, marker = injected.split(":", 1)
         space["inject_crash"] = {"epoch": int(epoch), "marker": marker}
     return space
+
+
+def _tune_value(value: Any) -> Any:
+    """A swept value as Tune shows and logs it: numbers, strings and booleans as they are, the rest as text."""
+    return value if isinstance(value, (int, float, str, bool)) or value is None else json.dumps(value)
 
 
 def run_sweep(

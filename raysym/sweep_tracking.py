@@ -11,9 +11,11 @@ import json
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from raysym import metrics as metric_names
 from raysym import track, trial_kind
 from raysym.config import SweepConfig
 
@@ -74,7 +76,11 @@ def tracking_callback(
                     return
                 epochs.add(int(result.get("epoch", 0)))
                 seen.update(keys)
-            tracker.log_metrics(self._run(trial), {k: result[k] for k in keys}, step=int(result.get("epoch", 0)))
+            described = {k: result[k] for k in keys if k in metric_names.DESCRIPTIONS}  # e.g. data/dim: a tag
+            if described:
+                tracker.set_tags(self._run(trial), described)
+            measured = {k: result[k] for k in keys if k not in metric_names.DESCRIPTIONS}
+            tracker.log_metrics(self._run(trial), measured, step=int(result.get("epoch", 0)))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             run_id = self._run(trial)
@@ -173,11 +179,20 @@ class Distiller:
         folder.mkdir(parents=True)
         for name in ("checkpoint.pt", "config.json", "metrics.json"):
             shutil.copy(Path(trial_folder) / name, folder / name)
-        future = self.executor.submit(lambda: distil(folder, self.cfg.distill, self._get_pool()))
-        self.pending[trial_id] = (future, key, run_id)
+        span: dict[str, float] = {}  # when the distillation started and ended (its MLflow run spans it)
+
+        def work():
+            span["start"] = time.time()
+            try:
+                return distil(folder, self.cfg.distill, self._get_pool())
+            finally:
+                span["end"] = time.time()
+
+        future = self.executor.submit(work)
+        self.pending[trial_id] = (future, key, run_id, span)
 
     def log_done(self) -> None:
-        for trial_id in [t for t, (f, _, _) in self.pending.items() if f.done()]:
+        for trial_id in [t for t, (f, *_) in self.pending.items() if f.done()]:
             self._log(trial_id, *self.pending.pop(trial_id))
         if not self.pending:
             self._release_pool()
@@ -191,14 +206,13 @@ class Distiller:
                 self._pool.shutdown()
                 self._pool = None
 
-    def _log(self, trial_id: str, future, key: str, run_id: str) -> None:
+    def _log(self, trial_id: str, future, key: str, run_id: str, span: dict[str, float]) -> None:
         try:
             summary = future.result()
         except Exception as exc:  # noqa: BLE001 -- a failed distillation must not end the sweep
             summary = {"distill/errors": [f"{type(exc).__name__}: {exc}"]}
-        log_distillation(
-            self.tracker, self.cfg.distill, run_id, trial_id, key, self.root / f"{key}_{trial_id}" / "distill", summary
-        )
+        folder = self.root / f"{key}_{trial_id}" / "distill"
+        log_distillation(self.tracker, self.cfg.distill, run_id, trial_id, key, folder, summary, span)
 
     def finish(self) -> None:
         """Wait for every distillation still running, log them, and stop the pool."""
@@ -209,11 +223,21 @@ class Distiller:
 
 
 def log_distillation(
-    tracker: track.MLflowTracker, cfg, run_id: str, trial_id: str, key: str, folder: Path, summary: dict[str, Any]
+    tracker: track.MLflowTracker,
+    cfg,
+    run_id: str,
+    trial_id: str,
+    key: str,
+    folder: Path,
+    summary: dict[str, Any],
+    span: dict[str, float] | None = None,
 ) -> str:
     """One distillation run nested under the trial's run ``run_id`` (found again, not duplicated, when a
-    trial is distilled twice); the numeric distill/* metrics also go on the trial's run. ``folder``: the
-    distill output (fronts, summary.json). Returns the distillation run's id."""
+    trial is distilled twice), spanning the distillation (``span``: its start and end, seconds since the
+    epoch): the backend and setting as params, the formulas and verdict as tags, the fronts as artifacts.
+    The numeric distill/* metrics go on the trial's run, once, where MLflow's comparison of trials shows
+    them beside the trial's other metrics. ``folder``: the distill output (fronts, summary.json). Returns
+    the distillation run's id."""
     numeric = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     settings = summary.get("distill/settings", {})
     tags = {
@@ -225,13 +249,18 @@ def log_distillation(
         **{f"distill.settings.{k}": v for k, v in settings.items()},
     }
     params = {"backend": summary.get("distill/backend", cfg.backend), "setting": cfg.setting}
+    span = span or {}
     child = tracker.start_trial(
-        run_id, f"distill-{trial_id}", f"{key} distillation", params, {k: v for k, v in tags.items() if v is not None}
+        run_id,
+        f"distill-{trial_id}",
+        f"{key} distillation",
+        params,
+        {k: v for k, v in tags.items() if v is not None},
+        start_time=span.get("start"),
     )
-    tracker.log_metrics(child, numeric, step=0)
     if folder.exists():
         tracker.log_artifacts(child, folder)
-    tracker.end_run(child, "FAILED" if summary.get("distill/errors") else "FINISHED")
+    tracker.end_run(child, "FAILED" if summary.get("distill/errors") else "FINISHED", end_time=span.get("end"))
     tracker.log_metrics(run_id, numeric, step=0)
     return child
 
@@ -344,7 +373,9 @@ def distill_runs(
                     raise UserError(
                         f"MLflow run {run.info.run_id} has no artifact {name}: it is not a finished raysym trial."
                     ) from None
+            span = {"start": time.time()}
             summary = distil(folder, cfg, pool)
+            span["end"] = time.time()
             trial_id = run.data.tags[track.TRIAL_TAG]
             log_distillation(
                 tracker,
@@ -354,6 +385,7 @@ def distill_runs(
                 run.data.tags.get("raysym.trial_key", trial_id),
                 folder / "distill",
                 summary,
+                span,
             )
             summaries.append(summary)
     finally:

@@ -29,6 +29,44 @@ PARENT_TAG = "mlflow.parentRunId"
 STOPPED_TAG = "raysym.stopped_early"  # why a scheduler stopped a trial (its run ends KILLED)
 
 
+def source_tags() -> dict[str, str]:
+    """What produced a run, as MLflow's own source tags (the UI shows them): the command, raysym's version
+    and, when raysym runs from a git checkout, the commit (``raysym.git_dirty`` when the checkout had
+    uncommitted changes to tracked files). Computed once per process."""
+    global _SOURCE
+    if _SOURCE is None:
+        import subprocess
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            raysym_version = version("raysym")
+        except PackageNotFoundError:
+            raysym_version = "unknown"
+        _SOURCE = {
+            "mlflow.source.type": "LOCAL",
+            "mlflow.source.name": " ".join(["raysym", *sys.argv[1:3]]) if sys.argv else "raysym",
+            "raysym.version": raysym_version,
+        }
+        where = str(Path(__file__).resolve().parent)
+
+        def git(*args: str) -> str | None:
+            try:
+                out = subprocess.run(["git", "-C", where, *args], capture_output=True, text=True, timeout=10)
+            except (OSError, subprocess.SubprocessError):  # no git, or a hung one
+                return None
+            return out.stdout.strip() if out.returncode == 0 else None
+
+        commit = git("rev-parse", "HEAD")
+        if commit:  # a checkout (an installed wheel has no commit to name)
+            _SOURCE["mlflow.source.git.commit"] = commit
+            if git("status", "--porcelain", "--untracked-files=no"):
+                _SOURCE["raysym.git_dirty"] = "true"
+    return dict(_SOURCE)
+
+
+_SOURCE: dict[str, str] | None = None
+
+
 class Tracker(Protocol):
     def find_trial(self, trial_id: str) -> str | None:
         """The run id of a trial's child run, if there is one."""
@@ -36,12 +74,18 @@ class Tracker(Protocol):
 
     def start_sweep(self, name: str, tags: dict[str, str]) -> str: ...
     def start_trial(
-        self, parent_id: str, trial_id: str, name: str, params: dict[str, Any], tags: dict[str, str]
+        self,
+        parent_id: str,
+        trial_id: str,
+        name: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        start_time: float | None = None,
     ) -> str: ...
     def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None: ...
     def logged_steps(self, run_id: str, key: str) -> set[int]: ...
     def log_artifacts(self, run_id: str, folder: str | Path) -> None: ...
-    def end_run(self, run_id: str, status: str = "FINISHED") -> None: ...
+    def end_run(self, run_id: str, status: str = "FINISHED", end_time: float | None = None) -> None: ...
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
@@ -245,13 +289,20 @@ class MLflowTracker:
         return self._find(TRIAL_TAG, trial_id)
 
     def start_sweep(self, name: str, tags: dict[str, str]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={SWEEP_TAG: name, **tags})
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={**source_tags(), SWEEP_TAG: name, **tags})
         return run.info.run_id
 
     def start_trial(
-        self, parent_id: str, trial_id: str, name: str, params: dict[str, Any], tags: dict[str, str]
+        self,
+        parent_id: str,
+        trial_id: str,
+        name: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        start_time: float | None = None,
     ) -> str:
-        """The child run of ``trial_id``: the existing one (a resumed sweep) or a new one."""
+        """The child run of ``trial_id``: the existing one (a resumed sweep) or a new one, started at
+        ``start_time`` (seconds since the epoch; default now)."""
         from mlflow.entities import Param, RunTag
 
         tags = {k: str(v)[:5000] for k, v in tags.items()}  # MLflow tags are strings of bounded length
@@ -260,7 +311,10 @@ class MLflowTracker:
             self.client.update_run(run_id, status="RUNNING")
             return run_id
         run = self.client.create_run(
-            self.experiment_id, run_name=name, tags={PARENT_TAG: parent_id, TRIAL_TAG: trial_id, **tags}
+            self.experiment_id,
+            run_name=name,
+            start_time=None if start_time is None else int(start_time * 1000),
+            tags={**source_tags(), PARENT_TAG: parent_id, TRIAL_TAG: trial_id, **tags},
         )
         self.client.log_batch(
             run.info.run_id,
@@ -297,5 +351,6 @@ class MLflowTracker:
     def log_artifacts(self, run_id: str, folder: str | Path) -> None:
         self.client.log_artifacts(run_id, str(folder))
 
-    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(run_id, status=status)
+    def end_run(self, run_id: str, status: str = "FINISHED", end_time: float | None = None) -> None:
+        """End a run with ``status`` at ``end_time`` (seconds since the epoch; default now)."""
+        self.client.set_terminated(run_id, status=status, end_time=None if end_time is None else int(end_time * 1000))

@@ -90,6 +90,8 @@ class TrialKind:
     results_columns: tuple[str, ...] = ()
     # The report's figures, by name (raysym.report.draw_figures), in order
     figures: tuple[str, ...] = ()
+    # The per-epoch metrics Tune's live table shows (it shows four: these first, then the epoch)
+    live_metrics: tuple[str, ...] = ("test/mae",)
     # Metrics the kind writes beyond those raysym.metrics names: name -> one-line meaning
     metrics: dict[str, str] = {}
 

@@ -102,6 +102,10 @@ def test_simulate_then_rerun_then_conflict_then_inspect(tmp_path):
     missing = raysym("inspect", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "dataset.json is missing" in missing.stderr
 
+    several = raysym("inspect", out, str(tmp_path / "nowhere"), out)  # each folder in turn, the bad one named
+    assert several.returncode == 2 and several.stdout.count("checksums: all shards verified") == 2
+    assert f"== {out}" in several.stdout and "1 of 3 folder(s) could not be read" in several.stderr
+
 
 def test_train_command_writes_metrics(tiny_spring, tmp_path):
     _, data = tiny_spring

@@ -298,3 +298,61 @@ def test_edge_variants_and_the_hamiltonian_gn_run_through_sweep_and_report(local
     mae = {row[1]: row for row in _table(report, "Test MAE").rows}
     assert mae["wide-linear"][4].replace(".", "").isdigit() and mae["wide-linear"][6] == "—"
     assert mae["hgn-linear"][6] == "0.016"  # the paper's FlatHGN on 2D spring
+
+
+# --------------------------------------------------------------------------------------------------
+# The HTML report in a real browser
+# --------------------------------------------------------------------------------------------------
+
+# Appended to a copy of the report: once the page has loaded, the page's title becomes what a reader would
+# see: how many images decoded, how many formulas the browser lays out as MathML (display "math" or
+# "block math": a browser without MathML shows them as inline text), and the page's height.
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const images = [...document.images];
+  const maths = [...document.querySelectorAll("math")];
+  document.title = "PROBE " + JSON.stringify({
+    images: images.length,
+    decoded: images.filter((i) => i.complete && i.naturalWidth > 0).length,
+    formulas: maths.length,
+    laid_out: maths.filter(
+      (m) => getComputedStyle(m).display.includes("math") && m.getBoundingClientRect().width > 0
+    ).length,
+    height: document.body.scrollHeight,
+  });
+});
+</script>"""
+
+
+def test_the_html_report_renders_in_a_real_browser(seeded_sweep, tmp_path):
+    """Debian's chromium, headless (installed by .ci/run and README command 2): the report's images load,
+    its formulas are laid out as mathematics, and a screenshot is kept under the test's folder."""
+    import json
+    import shutil
+
+    db, cfg, _ = seeded_sweep
+    report = make_report(cfg.tracking.uri, "seeds", tmp_path / "rep", say=lambda m: None)
+    settings = dict(_table(report, "What produced these results").rows)
+    assert "model: ['bottleneck', 'l1']" in settings["trials"] and "seed: [0, 1]" in settings["trials"]
+    assert settings["distillation"].startswith("backend: operon; setting: fast")
+    assert settings["run by"].startswith("raysym ") and settings["report"].startswith("written 20")
+    page = report.html.read_text()
+    assert "<math" in page
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", PROBE + "</body>"))
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "the browser test needs Debian's chromium: apt-get install chromium (.ci/run installs it)"
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000"]
+    dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r"<title>PROBE (\{.*?\})</title>", dom.stdout)
+    assert found, f"the page did not load in chromium: {dom.stderr[-2000:]}"
+    seen = json.loads(found.group(1).replace("&quot;", '"'))
+    assert seen["images"] >= 3 and seen["decoded"] == seen["images"], seen
+    assert seen["formulas"] >= 4 and seen["laid_out"] == seen["formulas"], seen
+    shot = tmp_path / "report.png"  # kept as the test's artifact
+    subprocess.run(
+        [*flags, "--window-size=1280,4000", f"--screenshot={shot}", report.html.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.stat().st_size > 50_000  # a page of tables and figures, not a blank one

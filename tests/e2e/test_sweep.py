@@ -143,6 +143,14 @@ def test_sweep_records_parent_and_child_runs_in_mlflow(finished_sweep):
     assert {"sweep.json"} <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     table = (Path(outcome.experiment_path) / "sweep_results.csv").read_text()
     assert table.count("finished") == 2 and "bottleneck" in table
+    assert all(r.data.tags["data/system"] == "spring" and "data/dim" not in r.data.metrics for r in children)
+    # Tune knows each trial's swept settings, not only its key (params.json, Tune's results)
+    tune_params = [json.loads(p.read_text()) for p in Path(outcome.experiment_path).glob("t00*/params.json")]
+    assert sorted((p["key"], p["model"]) for p in tune_params) == [("t000", "bottleneck"), ("t001", "l1")]
+    # and its live table leads with the test error, the in-distribution R² and the sparsity (the L1 trial:
+    # a bottleneck's messages have no other components to be sparse against)
+    first = json.loads(next(Path(outcome.experiment_path).glob("t001*/result.json")).read_text().splitlines()[0])
+    assert list(first)[:4] == ["test/mae", "messages/r2_force_epoch", "messages/sparsity_ratio_epoch_in_range", "epoch"]
 
 
 def test_sweep_distils_finished_trials_into_nested_mlflow_runs(local_ray, tmp_path):
@@ -167,15 +175,26 @@ def test_sweep_distils_finished_trials_into_nested_mlflow_runs(local_ray, tmp_pa
     trial_runs = {
         r.info.run_id: r for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags
     }
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
     for run in distills:
-        assert run.data.tags["mlflow.parentRunId"] in trial_runs  # nested under its trial's run
+        trial = trial_runs[run.data.tags["mlflow.parentRunId"]]  # nested under its trial's run
         assert run.data.params == {"backend": "operon", "setting": "fast"}
+        # the metrics sit on the trial's run, once: MLflow's comparison of trials shows them there
         for key in ("distill/test_mae", "distill/gn_test_mae", "distill/recovered", "distill/complexity"):
-            assert key in run.data.metrics
+            assert key in trial.data.metrics and key not in run.data.metrics
+            assert len(client.get_metric_history(trial.info.run_id, key)) == 1
         assert run.data.tags["distill/edge_formulas"].startswith("[")
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"summary.json", "edge0_front.csv", "edge0_front.md", "node1_front.md"} <= artifacts
-        assert "distill/recovered" in trial_runs[run.data.tags["mlflow.parentRunId"]].data.metrics
+        # the distillation run spans the distillation (it was created after the fact, 25 ms long, before)
+        seconds = (run.info.end_time - run.info.start_time) / 1000
+        assert seconds >= 1.0 and seconds >= trial.data.metrics["distill/seconds"] / 2  # 2 actors
+        assert trial.info.start_time <= run.info.start_time and run.info.end_time >= trial.info.end_time
+    # every run names its source and, from a git checkout, the commit
+    for run in runs:
+        assert run.data.tags["mlflow.source.name"].startswith("raysym") and run.data.tags["raysym.version"]
+        if commit.returncode == 0:
+            assert run.data.tags["mlflow.source.git.commit"] == commit.stdout.strip()
 
 
 def test_distill_a_finished_sweep_afterwards_from_mlflow(finished_sweep, tmp_path, monkeypatch, capsys):
@@ -203,7 +222,9 @@ def test_distill_a_finished_sweep_afterwards_from_mlflow(finished_sweep, tmp_pat
         r.info.run_id for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags
     }
     assert len(distills) == 2 and {r.data.tags["mlflow.parentRunId"] for r in distills} == trial_runs
-    assert all("distill/gn_test_mae" in r.data.metrics for r in distills)
+    assert all(
+        "distill/gn_test_mae" in client.get_run(r.data.tags["mlflow.parentRunId"]).data.metrics for r in distills
+    )
     # distilling again continues the same nested runs instead of adding new ones
     main(args)
     _, again = mlflow_runs(db_path)

@@ -47,8 +47,8 @@ def test_a_new_kind_runs_through_sweep_distillation_and_report(local_ray, tmp_pa
 
     # the report lays out the kind's own sections and figures
     report = make_report(cfg.tracking.uri, "lines", tmp_path / "report", say=lambda m: None)
-    assert [s.title for s in report.sections] == ["Lines", "Figures", "Trials"]
-    fitted = report.sections[0].tables[0]
+    assert [s.title for s in report.sections] == ["Settings", "Lines", "Figures", "Trials"]
+    fitted = report.sections[1].tables[0]
     assert sorted(row[1] for row in fitted.rows) == ["line slope=-1 lr=0.3", "line slope=2 lr=0.3"]
     assert "Fitted lines" in (tmp_path / "report" / "report.md").read_text()
 

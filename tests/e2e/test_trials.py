@@ -93,9 +93,19 @@ def test_pool_runs_jobs_in_parallel_and_survives_a_failing_job(local_ray):
         dict(kind="edge", index=1, component=1, X=X, y=np.zeros(400), **base),  # no variance: fails
         dict(kind="node", index=0, component=0, X=X, y=dy * r, **base),
     ]
-    pool = distill_pool.DistillPool(2)
+    said: list[str] = []
+    pool = distill_pool.DistillPool(2, say=said.append)
+    pool.progress_s = 0.05  # a line while jobs run, at least this often (10 s by default)
     try:
-        results = pool.map(job_list)
+        results = pool.map(job_list, "t007")
+        # progress: the jobs announced, each one as it ends (how long, its best loss or why it failed),
+        # and lines while they run
+        assert said[0] == "distill t007: 3 job(s) (2 edge, 1 node) on 2 actor(s)"
+        ended = [line for line in said if " done in " in line or " failed after " in line]
+        assert len(ended) == 3 and ended[-1].endswith("[3/3]")
+        assert any("edge 1 (component 0) done in" in line and "best loss" in line for line in ended)
+        assert any("edge 2 (component 1) failed after" in line and "no variance" in line for line in ended)
+        assert any("jobs done" in line and "running" in line for line in said)
         assert [r["index"] for r in results] == [0, 1, 0]
         assert "no variance" in results[1]["error"]
         assert results[0]["front"][results[0]["chosen"]]["loss"] < 1e-10

@@ -33,7 +33,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     # Trial kinds (raysym.trial_kind): found by name, so the floors below ask a kind without importing it
     ("trial kinds", {"kind_nbody", "kind_halos"}),
     ("sweeps", {"_optuna", "sweep_tracking", "sweep"}),
-    ("command line", {"cli_common", "cli_trials", "cli", "__init__"}),
+    ("command line and Python API", {"cli_common", "cli_trials", "cli", "api", "__init__"}),
 ]
 FLOOR = {module: level for level, (_, modules) in enumerate(FLOORS) for module in modules}
 
