@@ -173,7 +173,8 @@ def message_stds(sweep: Sweep, out: Path) -> Path | None:
         width = max(len(s) for s in stds)
         columns = [[s[i] for s in stds if i < len(s)] for i in range(width)]
         if len(stds) > 1:  # a box per rank across the seeds
-            ax.boxplot(columns, positions=range(1, width + 1))
+            boxes = ax.boxplot(columns, positions=range(1, width + 1))
+            ax.legend([boxes["boxes"][0]], [f"spread over {len(stds)} trials (seeds)"], fontsize=7)
         else:  # one trial: its values (a box of one value says nothing)
             ax.plot(range(1, width + 1), columns, "o", ms=4, label="the trial's stds")
             ax.legend(fontsize=7)
