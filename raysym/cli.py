@@ -20,6 +20,7 @@ from raysym.errors import UserError
 
 def _systems_table() -> str:
     rows = [f"  {law.name:<14} U = {law.formula:<28} dt = {law.default_dt:g}" for law in physics.SYSTEMS.values()]
+    rows.append(f"  {physics.CUSTOM:<14} U = {'--potential (a formula)':<28} dt = {physics.CUSTOM_DT:g}")
     return "systems (pair potential of r' = r + 0.01, default dt):\n" + "\n".join(rows)
 
 
@@ -47,7 +48,15 @@ def _add_simulate(sub) -> None:
     )
     p.add_argument("--config", metavar="YAML", help="read settings from a YAML file (flags override it)")
     S = SimulationConfig
-    config_flag(p, S, "system", f"force law, one of: {', '.join(physics.SYSTEMS)}")
+    config_flag(p, S, "system", f"force law, one of: {', '.join(physics.SYSTEMS)}, or custom (with --potential)")
+    config_flag(
+        p,
+        S,
+        "potential",
+        "system custom: the pair potential U of r, q1, q2, m1, m2 (1 = receiver, 2 = sender) as a formula, "
+        'e.g. "exp(-2*(r - 1)) - 2*exp(-(r - 1))"; + - * / ^, exp log sqrt sin cos tanh abs Heaviside Min Max',
+        default="none",
+    )
     config_flag(p, S, "dim", "2 or 3")
     config_flag(p, S, "particles", "particles per system, at least 2")
     config_flag(p, S, "sims", "training simulations")

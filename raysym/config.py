@@ -55,12 +55,25 @@ class SimulationConfig:
     seed: int = 0
     damping: float | None = None  # damped system only; default physics.DEFAULT_DAMPING
     sims_per_shard: int | None = None  # layout only (default: ~32 MiB of rows per file); data unchanged
+    # system custom only: the pair potential U(r, q1, q2, m1, m2) as a formula (raysym.potential)
+    potential: str | None = None
 
     def validate(self) -> None:
-        _require(
-            self.system in physics.SYSTEMS,
-            f"Unknown system '{self.system}'.{did_you_mean(self.system, physics.SYSTEMS)}",
-        )
+        systems = [*physics.SYSTEMS, physics.CUSTOM]
+        _require(self.system in systems, f"Unknown system '{self.system}'.{did_you_mean(self.system, systems)}")
+        if self.system == physics.CUSTOM:
+            _require(
+                self.potential is not None,
+                'system custom needs a potential, e.g. potential: "(r - 1)^2" (or --potential on the command line).',
+            )
+            from raysym.potential import custom_law
+
+            custom_law(self.potential)  # parsed and checked now: a bad formula stops before anything runs
+        else:
+            _require(
+                self.potential is None,
+                f"potential applies only to system custom, not '{self.system}'. Remove it or use system: custom.",
+            )
         _require(self.dim in (2, 3), f"dim must be 2 or 3, got {self.dim}. Use --dim 2 or --dim 3.")
         _require(
             self.particles >= 2,
@@ -96,7 +109,12 @@ class SimulationConfig:
     # Resolved values: defaults filled in from the physics registry.
     @property
     def resolved_dt(self) -> float:
-        return self.dt if self.dt is not None else physics.SYSTEMS[self.system].default_dt
+        return self.dt if self.dt is not None else physics.get_law(self.law).default_dt
+
+    @property
+    def law(self) -> str:
+        """The law's key in raysym.physics: the system, or custom:<potential>."""
+        return physics.law_key(self.system, self.potential)
 
     @property
     def resolved_test_sims(self) -> int:
@@ -132,6 +150,8 @@ class SimulationConfig:
         }
         if self.system == "damped":
             params["damping"] = self.resolved_damping
+        if self.system == physics.CUSTOM:  # the manifest records the formula; another formula is other data
+            params["potential"] = self.potential
         return params
 
 

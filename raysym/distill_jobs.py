@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from raysym import distill
+from raysym import distill, physics
 from raysym.config import DistillConfig
 from raysym.distill_pool import RECOVERED_R2, DistillPool, run_job, start_pool, write_outputs
 from raysym.errors import UserError
@@ -407,7 +407,8 @@ def distill_trial(trial_dir: str | Path, cfg: DistillConfig, pool: DistillPool |
             f"{trial_dir} has no message analysis (messages/top_components in metrics.json): the trial did not finish. "
             "Train it to the end first."
         )
-    system = shards.read_manifest(train_cfg.data)["params"]["system"]
+    params = shards.read_manifest(train_cfg.data)["params"]
+    system = physics.law_key(params["system"], params.get("potential"))  # custom:<formula> for a user's law
     data = shards.load_dataset(train_cfg.data, prune_k=None)
     # The trial's pruning bounds: where the GN was trained. The verdict is decided inside them.
     bounds = shards.prune_bounds(data.manifest, train_cfg.prune_k) if train_cfg.prune_k is not None else None

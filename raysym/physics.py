@@ -21,6 +21,7 @@ exp/log need not be). The potentials (used for energies only) may use log.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -112,7 +113,29 @@ SYSTEMS: dict[str, PairLaw] = {
 """Every system raysym can simulate, by name."""
 
 
+CUSTOM = "custom"
+"""The system whose potential the user writes (raysym.potential); its law is named by :func:`law_key`."""
+CUSTOM_DT = 1e-2
+"""Default dt of a custom potential (set data.dt for a stiff one; a blow-up is caught and named)."""
+
+
+def law_key(system: str, potential: str | None = None) -> str:
+    """What names a law in the functions below: the system's name, or ``custom:<expression>``."""
+    return f"{CUSTOM}:{potential}" if system == CUSTOM else system
+
+
+@functools.lru_cache(maxsize=32)
+def _custom(expression: str) -> PairLaw:
+    from raysym.potential import custom_law
+
+    law = custom_law(expression)
+    return PairLaw(CUSTOM, expression, law.potential, law.dpotential, CUSTOM_DT, charged=law.charged)
+
+
 def get_law(system: str) -> PairLaw:
+    """A built-in law by name, or a user's potential by its :func:`law_key`."""
+    if system.startswith(CUSTOM + ":"):
+        return _custom(system[len(CUSTOM) + 1 :])
     try:
         return SYSTEMS[system]
     except KeyError:

@@ -264,7 +264,7 @@ def write_dataset(
                 f"{sum(n for *_, n in blown_up)} simulation(s) at dt={cfg.resolved_dt:g} ({cfg.system}), e.g. {first}. "
                 "Nothing was "
                 f"written. Use a smaller step, e.g. --dt {cfg.resolved_dt / 10:g}, or leave --dt out for the "
-                f"system's default ({physics.SYSTEMS[cfg.system].default_dt:g})."
+                f"system's default ({physics.get_law(cfg.law).default_dt:g})."
             )
         splits = {}
         for split, sims in sizes.items():

@@ -71,7 +71,7 @@ def initial_state(cfg: SimulationConfig, split: str, sim_ids: np.ndarray):
     Returns pos, vel of shape (S, n, dim) and charge, mass of shape (S, n), float64.
     """
     n, dim = cfg.particles, cfg.dim
-    charged = physics.get_law(cfg.system).charged
+    charged = physics.get_law(cfg.law).charged
     split_key = SPLITS[split]
     pos = np.empty((len(sim_ids), n, dim))
     vel = np.empty_like(pos)
@@ -103,7 +103,7 @@ def simulate_block(cfg: SimulationConfig, split: str, sim_ids) -> Snapshots:
     Rows are ordered by simulation (in the order given), then by step.
     """
     sim_ids = np.asarray(sim_ids, dtype=np.int64)
-    law = cfg.system
+    law = cfg.law
     dt = cfg.resolved_dt
     damping = cfg.resolved_damping
     pos, vel, charge, mass = initial_state(cfg, split, sim_ids)

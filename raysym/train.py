@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raysym import regularizers
+from raysym import physics, regularizers
 from raysym.config import TrainConfig
 from raysym.errors import UserError
 from raysym.graph import node_features
@@ -329,7 +329,8 @@ def run_trial(
 
     out_dir = Path(out_dir)
     manifest = shards.read_manifest(cfg.data)
-    system = manifest["params"]["system"]
+    params = manifest["params"]
+    system = physics.law_key(params["system"], params.get("potential"))  # custom:<formula> for a user's law
     if cfg.model == "newtonian" and cfg.node_term is None:  # the non-pairwise term: for damping only
         cfg = dataclasses.replace(cfg, node_term=system == "damped")
     if claim:

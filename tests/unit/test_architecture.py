@@ -22,7 +22,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     (
         "foundations",
         {"errors", "names", "physics", "schedules", "strict", "outputs", "track", "_ray", "graph"}
-        | {"metrics", "trial_folder", "trial_kind"},
+        | {"metrics", "potential", "trial_folder", "trial_kind"},
     ),
     ("configs", {"sweep_sections", "config", "regularizers"}),
     ("simulation, models, symbolic regression", {"simulate", "model", "newtonian", "hgn", "distill"}),
