@@ -13,7 +13,7 @@ import textwrap
 
 from raysym import __version__, physics
 from raysym.cli_common import _positive_int, _say, config_flag, config_from, load_config
-from raysym.cli_trials import _add_distill, _add_halos, _add_report
+from raysym.cli_trials import _add_distill, _add_halos, _add_report, _add_rollout
 from raysym.config import SimulationConfig
 from raysym.errors import UserError
 
@@ -386,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(sub)
     _add_distill(sub)
     _add_halos(sub)
+    _add_rollout(sub)
     _add_report(sub)
     return parser
 

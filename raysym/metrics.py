@@ -2,10 +2,11 @@
 
 Metric names are namespaced by what they measure: ``train/`` (the training batches), ``test/`` (the
 held-out graphs or nodes), ``messages/`` (the trained network's messages against the true law, on test
-graphs), ``distill/`` (the symbolic model distilled from them), ``data/`` (the data a trial trained on) and
-``time/``. Writers (metrics.json, Tune results, MLflow) and readers (the sweep table, the report, the
-CLI summaries) use these names; the MLflow tracker refuses a name that is not here (raysym.track), and
-tests/unit/test_metrics.py fails when the source spells a metric this module does not name.
+graphs), ``distill/`` (the symbolic model distilled from them), ``data/`` (the data a trial trained on),
+``time/`` and ``ood/`` (out of distribution: raysym.rollout). Writers (metrics.json, Tune results, MLflow)
+and readers (the sweep table, the report, the CLI summaries) use these names; the MLflow tracker refuses a
+name that is not here (raysym.track), and tests/unit/test_metrics.py fails when the source spells a metric
+this module does not name.
 
 R² variants are named apart on purpose (raysym.messages has the definitions): no suffix means in
 distribution (test graphs inside the training set's pruning bounds), ``_all`` every test edge
@@ -94,6 +95,9 @@ METRICS: dict[str, str] = {
     "data/target_std": "halos: standard deviation of the node target",
     # time
     "time/train_seconds": "wall-clock training time of the trial (seconds)",
+    # out of distribution (raysym rollout): fresh systems with more particles or scaled initial states
+    "ood/onestep_mae_{model}": "MAE of a model's accelerations (gn or symbolic) on the fresh systems' initial states",
+    "ood/position_error_{model}_t{h}": "mean distance of a model's rollout from the simulator's after h steps",
 }
 
 

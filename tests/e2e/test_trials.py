@@ -83,6 +83,15 @@ def test_tiny_newtonian_run_end_to_end_with_distillation(spring_data, tmp_path):
         assert np.isfinite(summary[key]), key
     assert summary["distill/recovered_as"] == "force" and summary["distill/r2_force"] > 0.99, summary
 
+    # out of distribution: twice the particles, from the same states, the simulator, the GN and the formulas
+    assert main(["rollout", str(tmp_path / "trial"), "--particles", "8", "--sims", "3", "--steps", "10"]) == 0
+    ood = json.loads((tmp_path / "trial" / "ood.json").read_text())
+    assert ood["settings"]["particles"] == 8 and (tmp_path / "trial" / "ood_position_error.png").stat().st_size > 0
+    for model in ("gn", "symbolic"):
+        assert ood["metrics"][f"ood/onestep_mae_{model}"] > 0
+        errors = [ood["metrics"][f"ood/position_error_{model}_t{h}"] for h in (1, 10)]
+        assert 0 < errors[0] < errors[1] < 1  # errors grow from the shared start, and stay bounded here
+
 
 def test_pool_runs_jobs_in_parallel_and_survives_a_failing_job(local_ray):
     dx, dy, r = spring_edges(400)

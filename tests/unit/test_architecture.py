@@ -28,7 +28,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("simulation, models, symbolic regression", {"simulate", "model", "newtonian", "hgn", "distill"}),
     ("data and analysis", {"shard_format", "shards", "messages", "distill_pool", "halo_data"}),
     ("training and planning", {"train", "halos", "sweep_plan"}),
-    ("distillation of trials, report data", {"distill_jobs", "halo_distill", "report_data"}),
+    ("distillation of trials, report data", {"distill_jobs", "halo_distill", "report_data", "rollout"}),
     ("reports", {"report_cells", "report_figures", "report_halos", "report_nbody", "report"}),
     # Trial kinds (raysym.trial_kind): found by name, so the floors below ask a kind without importing it
     ("trial kinds", {"kind_nbody", "kind_halos"}),

@@ -12,7 +12,9 @@ from raysym import metrics
 
 PACKAGE = Path(__file__).resolve().parents[2] / "raysym"
 # A quoted metric name, or the start of an f-string that builds one: "test/mae", f"distill/r2_{which}"
-SPELLED = re.compile(r"""["']((?:train|test|messages|distill|data|time)/[A-Za-z0-9_]+(?:\{[^}]+\}[A-Za-z0-9_]*)*)""")
+SPELLED = re.compile(
+    r"""["']((?:train|test|messages|distill|data|time|ood)/[A-Za-z0-9_]+(?:\{[^}]+\}[A-Za-z0-9_]*)*)"""
+)
 
 
 def spelled_in_source() -> dict[str, set[str]]:
