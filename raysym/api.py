@@ -57,7 +57,7 @@ def run_sweep(
             table.attrs["experiment_path"] = path
             return table
     resume = local and _has_tune_state(path)  # an interrupted sweep continues
-    with _ray_for(address):
+    with _ray_for():
         outcome = sweep(cfg, address=address, resume=resume, say=say, verbose=verbose)
     table = pd.DataFrame(outcome.rows)
     table.attrs.update(experiment_path=outcome.experiment_path, parent_run_id=outcome.parent_run_id)
@@ -126,7 +126,7 @@ def _sweep_and_store(sweep, tracking_uri: str | None, experiment: str | None) ->
 
 
 @contextlib.contextmanager
-def _ray_for(address: str | None):
+def _ray_for():
     """On leaving, shut down a local Ray that was not running on entering (the sweep starts one), so a
     notebook is not left holding Ray's processes and CPUs; a Ray the caller started is left running."""
     import ray

@@ -190,7 +190,6 @@ def jobs(data: TrialData, cfg: DistillConfig, workdir: Path) -> list[dict[str, A
 def graph_edges(graphs, system: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every edge of ``graphs`` (receiver-major, as the GN orders them): (edge inputs (G*n*(n-1), dim + 5)
     in edge_names order, true force on the receiver (same rows, dim), receiver mass (same rows))."""
-    from raysym import physics
     from raysym.graph import complete_edges
 
     n, dim = graphs.pos.shape[1], graphs.pos.shape[2]
@@ -352,7 +351,6 @@ def energy_verdict(pair_eq: str, graphs, system: str, bounds: tuple[float, float
     simulator's softened law in close encounters included), on the 90% of edges the formula fits best
     (``_robust``), and R² of the formula as a linear function of U in distribution (blind to those
     offsets, so often low for a correct law)."""
-    from raysym import physics
     from raysym.messages import ROBUST_FRACTION, graphs_in_range, r2_prediction
 
     edge_X, force, _ = graph_edges(graphs, system)
