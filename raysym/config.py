@@ -26,7 +26,7 @@ from raysym.names import (
 )
 from raysym.schedules import ScheduleShape
 from raysym.strict import _coerce, _require, did_you_mean, from_dict, load_yaml  # noqa: F401 -- load_yaml: re-exported
-from raysym.sweep_sections import ResourcesConfig, SchedulerConfig, SearchConfig, TrackingConfig
+from raysym.sweep_sections import ResourcesConfig, RolloutConfig, SchedulerConfig, SearchConfig, TrackingConfig
 
 # --------------------------------------------------------------------------------------------------
 # Stage configs
@@ -416,7 +416,8 @@ class SweepConfig:
     """A sweep: a data grid times a trial grid (or an Optuna search), run by Ray Tune, tracked in MLflow.
 
     ``distill`` (a DistillConfig) turns on symbolic distillation of each finished trial, on a pool of
-    Ray actors, while other trials still train.
+    Ray actors, while other trials still train; ``rollout`` (a RolloutConfig) then tests each distilled
+    trial out of distribution, the network against its symbolic model.
 
     ``data`` holds SimulationConfig keys plus ``root`` (the shard folder) and ``prune_k``; ``trials``
     holds TrainConfig keys. In both, a list is a grid dimension and a single value is fixed, e.g.
@@ -433,6 +434,8 @@ class SweepConfig:
     scheduler: SchedulerConfig = dataclasses.field(default_factory=SchedulerConfig)
     tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
     distill: DistillConfig | None = None  # distil every finished trial (None: no distillation)
+    # roll out every distilled trial out of distribution, GN against symbolic model (None: no rollout)
+    rollout: RolloutConfig | None = None
     halos: dict[str, Any] = dataclasses.field(default_factory=dict)  # a halo-catalog sweep (see above)
     # The trial kind (raysym.trial_kind): empty picks it from the sections, halos with a halos section,
     # else nbody. Another registered kind reads its own data and trials sections.
@@ -455,7 +458,19 @@ class SweepConfig:
         self._check_grid_size()
         from raysym import trial_kind  # the kind validates its own sections
 
-        trial_kind.get(self.trial_kind).validate_sweep(self)
+        kind = trial_kind.get(self.trial_kind)
+        kind.validate_sweep(self)
+        if self.rollout is not None:
+            _require(
+                self.distill is not None,
+                "The rollout section compares each trial's network with its distilled symbolic model, so it needs "
+                "a distill section too (e.g. distill: {setting: fast}). Add one, or remove the rollout section.",
+            )
+            _require(
+                kind.rolls_out,
+                f"Trials of kind '{kind.name}' have no rollout (it integrates simulated particle systems; the "
+                "N-body kind has one). Remove the rollout section.",
+            )
 
     def validate_nbody(self) -> None:
         """The data and trials sections of an N-body sweep (raysym.kind_nbody)."""

@@ -22,6 +22,7 @@ Backends:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -168,12 +169,19 @@ def complexity(expr) -> int:
     return sum(1 for _ in sympy.preorder_traversal(expr))
 
 
-def evaluate(equation: str, X: np.ndarray, names: list[str]) -> np.ndarray:
-    """The equation evaluated on the columns of X (rows, len(names)), as float64 (rows,)."""
+@functools.lru_cache(maxsize=256)
+def compiled(equation: str, names: tuple[str, ...]):
+    """The equation as a numpy function of one array per name, parsed and compiled once per process (a
+    rollout evaluates the same formulas four times per step)."""
     import sympy
 
-    expr = parse(equation, names)
-    fn = sympy.lambdify([sympy.Symbol(n, real=True) for n in names], expr, modules="numpy")
+    expr = parse(equation, list(names))
+    return sympy.lambdify([sympy.Symbol(n, real=True) for n in names], expr, modules="numpy")
+
+
+def evaluate(equation: str, X: np.ndarray, names: list[str]) -> np.ndarray:
+    """The equation evaluated on the columns of X (rows, len(names)), as float64 (rows,)."""
+    fn = compiled(equation, tuple(names))
     with np.errstate(all="ignore"):
         out = fn(*[X[:, i] for i in range(X.shape[1])])
     return np.broadcast_to(np.asarray(out, dtype=np.float64), (len(X),)).copy()

@@ -31,6 +31,7 @@ against the true one (:func:`energy_verdict`); its composed model is the formula
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -220,9 +221,9 @@ def newtonian_accelerations(
     edge_eqs: list[str], node_eqs: list[str], readout: np.ndarray, graphs, system: str
 ) -> np.ndarray:
     """Accelerations (G, n, dim) of the Newtonian GN's symbolic model: edge formulas summed over senders,
-    mapped by ``readout`` (dim, len(edge_eqs)): the model's readout columns of the distilled components,
-    the identity for dim-component messages), divided by the receiver's mass, plus the node formulas of
-    g(v, q, m) when there are any."""
+    mapped by ``readout`` (dim, len(edge_eqs)): the model's readout columns of the distilled components
+    (the identity's for dim-component messages), divided by the receiver's mass, plus the node formulas
+    of g(v, q, m) when there are any."""
     g, n, dim = graphs.pos.shape
     edge_X, _, _ = graph_edges(graphs, system)
     summed = (
@@ -243,10 +244,9 @@ def newtonian_accelerations(
     return acc
 
 
-def energy_gradient(pair_eq: str, edge_X: np.ndarray, dim: int) -> np.ndarray:
-    """grad_dx f of a pair-energy formula f(dx, r, ...) on edge rows (E, dim + 5) in edge_names order,
-    (E, dim), with dx = x_sender - x_receiver and r = |dx| (sympy: grad_dx f = df/ddx + df/dr dx / r).
-    It enters the sender's dH/dq with a plus sign and the receiver's with a minus sign."""
+@functools.lru_cache(maxsize=64)
+def _energy_gradient_fn(pair_eq: str, dim: int):
+    """grad_dx of a pair-energy formula, differentiated and compiled once per process."""
     import sympy
 
     names = edge_names(dim)
@@ -254,7 +254,14 @@ def energy_gradient(pair_eq: str, edge_X: np.ndarray, dim: int) -> np.ndarray:
     sym = {name: sympy.Symbol(name, real=True) for name in names}
     r = sym["r"]
     grad = [sympy.diff(expr, sym[d]) + sympy.diff(expr, r) * sym[d] / r for d in ("dx", "dy", "dz")[:dim]]
-    fn = sympy.lambdify([sym[name] for name in names], grad, modules="numpy")
+    return sympy.lambdify([sym[name] for name in names], grad, modules="numpy")
+
+
+def energy_gradient(pair_eq: str, edge_X: np.ndarray, dim: int) -> np.ndarray:
+    """grad_dx f of a pair-energy formula f(dx, r, ...) on edge rows (E, dim + 5) in edge_names order,
+    (E, dim), with dx = x_sender - x_receiver and r = |dx| (sympy: grad_dx f = df/ddx + df/dr dx / r).
+    It enters the sender's dH/dq with a plus sign and the receiver's with a minus sign."""
+    fn = _energy_gradient_fn(pair_eq, dim)
     with np.errstate(all="ignore"):
         columns = fn(*[edge_X[:, i] for i in range(edge_X.shape[1])])
     return np.stack([np.broadcast_to(np.asarray(c, dtype=np.float64), (len(edge_X),)) for c in columns], -1)
@@ -455,7 +462,6 @@ def summarize(
     from raysym.graph import node_features
     from raysym.messages import graphs_in_range
 
-    kind = getattr(model, "model", "")
     errors = [f"{r['kind']} {r['index']}: {r['error']}" for r in results if "error" in r]
     chosen = {(r["kind"], r["index"]): r["front"][r["chosen"]] for r in results if "front" in r}
     edge_eqs = [chosen[("edge", k)]["equation"] for k in range(dim) if ("edge", k) in chosen]
@@ -478,8 +484,7 @@ def summarize(
         "distill/in_range_graphs": int(inside.sum()),
         "distill/score_graphs": len(inside),
     }
-    acc = None  # the composed symbolic model's accelerations on the scoring graphs
-    if kind == "hgn":
+    if getattr(model, "model", "") == "hgn":
         if edge_eqs:
             v = energy_verdict(edge_eqs[0], score_graphs, system, bounds)
             out.update(
@@ -489,25 +494,49 @@ def summarize(
                 }
             )
             out.update({"distill/recovered": int(v["recovered"]), "distill/recovered_as": v["which"]})
-            with np.errstate(all="ignore"):  # the formula's H, differentiated; no node model
-                acc = energy_accelerations(edge_eqs[0], score_graphs, system)
     elif len(edge_eqs) == dim:
         v = verdict(edge_eqs, score_graphs, system, bounds)
         out.update({f"distill/{k}": v[k] for k in ("r2_force", "r2_accel", "r2_force_all", "r2_accel_all")})
         out.update({"distill/recovered": int(v["recovered"]), "distill/recovered_as": v["which"]})
-        if kind == "newtonian" and len(node_eqs) == (dim if model.node_term is not None else 0):
-            top = edge_components(results)
-            readout = np.eye(dim) if model.readout is None else model.readout.weight.detach().cpu().numpy()[:, top]
-            acc = newtonian_accelerations(edge_eqs, node_eqs, readout, score_graphs, system)
-        elif kind != "newtonian" and len(node_eqs) == dim:
-            acc = composed_accelerations(edge_eqs, node_eqs, score_graphs, system)
-    if acc is not None:
-        with np.errstate(all="ignore"):
-            error = np.abs(acc - y.numpy())
+    out["distill/edge_components"] = edge_components(results)
+    symbolic = symbolic_model(model, out, system, dim)
+    if symbolic is not None:
+        with np.errstate(all="ignore"):  # a formula may overflow: its error is then infinite, not a crash
+            error = np.abs(symbolic(score_graphs) - y.numpy())
         mae, mae_in = float(np.mean(error)), float(np.mean(error[inside])) if inside.any() else float("nan")
         out["distill/test_mae"] = mae if np.isfinite(mae) else float("inf")
         out["distill/test_mae_in_range"] = mae_in if np.isfinite(mae_in) or not inside.any() else float("inf")
     return out
+
+
+def symbolic_model(model, summary: dict[str, Any], system: str, dim: int):
+    """The composed symbolic model of a distilled trial, as a function of graphs (Snapshots with G graphs of
+    n particles) to accelerations (G, n, dim), or None when the distillation lacks a formula it needs:
+    the Hamiltonian GN's pair energy, differentiated; the Newtonian GN's edge formulas through the model's
+    readout columns of the distilled components (the identity's for dim-component messages), over the
+    receiver's mass, plus its node formulas; the
+    paper's models' edge formulas summed over senders into their node formulas. ``summary``: the
+    distillation's (distill/edge_formulas, distill/node_formulas, distill/edge_components)."""
+    kind = getattr(model, "model", "")
+    edge_eqs, node_eqs = summary.get("distill/edge_formulas", []), summary.get("distill/node_formulas", [])
+    if kind == "hgn":
+        return (lambda graphs: energy_accelerations(edge_eqs[0], graphs, system)) if edge_eqs else None
+    if len(edge_eqs) != dim:
+        return None
+    if kind == "newtonian":
+        if len(node_eqs) != (dim if model.node_term is not None else 0):
+            return None
+        # Edge jobs run in order of the components' variance, not of their index: a message whose largest
+        # component is its y component has its y formula first. The readout's columns put them back.
+        components = summary.get("distill/edge_components")
+        if not components or len(components) != len(edge_eqs):
+            return None  # a summary from before the components were recorded: distil again
+        weight = np.eye(dim) if model.readout is None else model.readout.weight.detach().cpu().numpy()
+        readout = weight.astype(np.float64)[:, components]
+        return lambda graphs: newtonian_accelerations(edge_eqs, node_eqs, readout, graphs, system)
+    if len(node_eqs) == dim:
+        return lambda graphs: composed_accelerations(edge_eqs, node_eqs, graphs, system)
+    return None
 
 
 def edge_components(results: list[dict[str, Any]]) -> list[int]:

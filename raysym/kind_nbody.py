@@ -8,6 +8,7 @@ A sweep of this kind has a ``data`` section (SimulationConfig keys, plus ``root`
 - data: Ray Data simulations written as Arrow shards (raysym.shards), reused when they exist;
 - train: raysym.train.run_trial (checkpoint, message analysis, metrics.json);
 - distil: raysym.distill_jobs.distill_trial (edge and node formulas, the force-law verdict);
+- rollout: raysym.rollout (the GN and its symbolic model out of distribution);
 - report: raysym.report_nbody (the paper's tables) and the figures listed in ``figures``.
 
 Planning imports neither torch nor Ray: the methods that need them import inside.
@@ -44,7 +45,8 @@ class NBodyKind(TrialKind):
         "r2_accel",
         "sparse",
     )
-    figures = ("l1", "loss", "force", "stds", "stds_epochs", "prune", "optuna")
+    figures = ("l1", "loss", "force", "stds", "stds_epochs", "prune", "optuna", "ood")
+    rolls_out = True
     # test error, the in-distribution R² of the messages (the pair force's for energy models), sparsity
     live_metrics = (
         "test/mae",
@@ -126,6 +128,11 @@ class NBodyKind(TrialKind):
         from raysym.distill_jobs import distill_trial
 
         return distill_trial(trial_dir, cfg, pool)
+
+    def rollout(self, trial_dir, cfg):
+        from raysym.rollout import run_rollout
+
+        return run_rollout(trial_dir, cfg)
 
     # -- report -----------------------------------------------------------------------------------------
     def names(self, trial) -> TrialNames:

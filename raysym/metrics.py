@@ -79,6 +79,7 @@ METRICS: dict[str, str] = {
     "distill/in_range_graphs": "of those, graphs inside the training set's pruning bounds",
     "distill/edge_formulas": "the chosen edge formulas (a list, kept as a tag)",
     "distill/node_formulas": "the chosen node formulas (a list, kept as a tag)",
+    "distill/edge_components": "the message components the edge formulas describe, in order (a list, in summary.json)",
     "distill/errors": "why jobs failed, if any (a list, kept as a tag)",
     "distill/backend": "the symbolic-regression engine that ran: operon or pysr",
     "distill/settings": "the resolved distillation settings (a dict, kept as tags)",
@@ -95,9 +96,11 @@ METRICS: dict[str, str] = {
     "data/target_std": "halos: standard deviation of the node target",
     # time
     "time/train_seconds": "wall-clock training time of the trial (seconds)",
-    # out of distribution (raysym rollout): fresh systems with more particles or scaled initial states
-    "ood/onestep_mae_{model}": "MAE of a model's accelerations (gn or symbolic) on the fresh systems' initial states",
-    "ood/position_error_{model}_t{h}": "mean distance of a model's rollout from the simulator's after h steps",
+    # the out-of-distribution test (raysym.rollout): fresh systems per regime (in_dist: the training
+    # distribution's; others: more particles or scaled initial states), model = gn or symbolic
+    "ood/{regime}/onestep_mae_{model}": "MAE of a model's accelerations on the regime's fresh initial states",
+    "ood/{regime}/position_error_{model}_t{h}": "mean distance of a model's rollout from the simulator's after h steps",
+    "ood/errors": "why a trial's rollout failed (a tag of its distillation run)",
 }
 
 

@@ -29,6 +29,7 @@ from raysym.report_data import (
     halo_sample,
     load_sweep,
     message_sample,
+    rollout_result,
     stds_by_epoch,
 )
 from raysym.trial_folder import write_text
@@ -218,6 +219,12 @@ def draw_figures(sweep: Sweep, folder: Path) -> list[tuple[str, Path | None]]:
             "R² of the messages against the pruning factor k (smaller k removes more outlier graphs from training): "
             "look for the k where the R² is highest",
             figs.r2_vs_prune(sweep, folder),
+        ),
+        "ood": lambda: (
+            "Out of distribution (raysym rollout): each model's mean position error against the simulator's, step by "
+            "step from the same fresh initial states, per regime (first rolled-out trial of each group). The Occam "
+            "claim holds where a dashed line (the symbolic model) stays below the solid line of its colour (the GN)",
+            figs.ood_rollouts(sweep, folder, lambda t: rollout_result(sweep.uri, t)),
         ),
         "optuna": lambda: (
             f"Optuna objective ({metric}) against each schedule-shape parameter, one point per trial: a trend says "

@@ -333,6 +333,22 @@ def message_sample(uri: str, trial: Trial) -> dict[str, Any] | None:
         return {k: data[k] for k in data.files}
 
 
+def rollout_result(uri: str, trial: Trial) -> dict[str, Any] | None:
+    """The trial's rollout (``ood/rollout.json`` of its distillation run, raysym.rollout), or None."""
+    import mlflow
+
+    from raysym.rollout import OUT, RESULT
+
+    run_id = trial.distill.get(DISTILL_RUN)
+    if not run_id:
+        return None
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{OUT}/{RESULT}", tracking_uri=uri)
+    except Exception:  # noqa: BLE001 -- a sweep without a rollout section has none
+        return None
+    return json.loads(Path(path).read_text())
+
+
 def halo_sample(uri: str, trial: Trial) -> dict[str, Any] | None:
     """A halo trial's ``halo_messages.npz`` (edge inputs, the messages' leading projection and, for
     synthetic catalogs, the true edge term on sampled edges), or None."""

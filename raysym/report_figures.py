@@ -213,6 +213,35 @@ def stds_over_epochs(sweep: Sweep, out: Path, stds_of: Callable[[Trial], dict | 
     return _save(fig, out / "message_stds_by_epoch.png")
 
 
+def ood_rollouts(sweep: Sweep, out: Path, result_of: Callable[[Trial], dict | None]) -> Path | None:
+    """For the first rolled-out trial of each group: the mean position error against the simulator at every
+    step, per rollout regime (one colour each), the GN solid and its symbolic model dashed."""
+    panels = []
+    for name, trials in _groups([t for t in sweep.trials if t.finished]).items():
+        result = next((r for r in map(result_of, trials) if r and r.get("regimes")), None)
+        if result:
+            panels.append((name, result["regimes"]))
+        if len(panels) == MAX_PANELS:
+            break
+    if not panels:
+        return None
+    fig, axes = _panels(len(panels))
+    for ax, (name, regimes) in zip(axes, panels):
+        for i, (regime, r) in enumerate(regimes.items()):
+            colour = f"C{i % 10}"
+            for model, style in (("gn", "-"), ("symbolic", "--")):
+                error = np.asarray(r["position_error"][model], dtype=float)
+                label = f"{regime} ({r['particles']} particles, x{r['scale']:g})" if model == "gn" else None
+                ax.plot(np.arange(1, len(error)), error[1:], style, color=colour, lw=1.2, label=label)
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("steps from the same initial states", fontsize=8)
+        ax.set_ylabel("mean position error", fontsize=8)
+        ax.legend(fontsize=6, title="GN solid, symbolic dashed", title_fontsize=6)
+    fig.tight_layout()
+    return _save(fig, out / "ood_position_error.png")
+
+
 def r2_vs_prune(sweep: Sweep, out: Path) -> Path | None:
     """R² of messages against force by pruning factor k (mean over trials; 'none' drawn at the right)."""
     finished = [t for t in sweep.trials if t.finished and "messages/r2_force" in t.metrics]

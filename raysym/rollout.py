@@ -4,8 +4,10 @@ better out of distribution than the network it came from?
 For a trained and distilled N-body trial, fresh systems are drawn outside the training distribution (more
 particles; initial positions and velocities scaled by ``scale``) and three integrators start from the same
 states: the simulator (the truth), the trained Graph Network, and the composed symbolic model. Each is
-integrated with the simulator's RK4 and time step. Reported, per model: the one-step acceleration error on
-the initial states, and the position error against the truth at several horizons.
+integrated with the simulator's RK4 and time step. Reported, per model and regime: the one-step
+acceleration error on the initial states, and the position error against the truth at every step (the
+metrics keep steps 1, 10 and the last). The regime ``in_dist`` (fresh draws of the training distribution)
+is the baseline the others are read against.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from raysym import physics
 from raysym.config import SimulationConfig
 from raysym.errors import UserError
 from raysym.simulate import Snapshots, _rk4_step, initial_state
+from raysym.sweep_sections import RolloutConfig
 
 AccFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (pos, vel) (S, n, dim) -> accelerations (S, n, dim)
 
@@ -64,45 +67,53 @@ def gn_acc(model, charge, mass) -> AccFn:
     return acc
 
 
-def symbolic_acc(summary: dict[str, Any], model, charge, mass, law: str) -> AccFn:
-    """The composed symbolic model's accelerations: edge formulas summed over senders, then (Newtonian
-    GN) divided by the receiver's mass, or (paper models) the node formulas."""
-    from raysym.distill_jobs import composed_accelerations, newtonian_accelerations
+def symbolic_acc(summary: dict[str, Any], model, charge, mass, law: str, dim: int) -> AccFn:
+    """The composed symbolic model's accelerations (raysym.distill_jobs.symbolic_model)."""
+    from raysym.distill_jobs import symbolic_model
 
-    edge_eqs, node_eqs = summary.get("distill/edge_formulas", []), summary.get("distill/node_formulas", [])
-    kind = getattr(model, "model", "")
-    dim = model.dim if hasattr(model, "dim") else len(edge_eqs)
-    if kind == "newtonian" and model.readout is None and len(edge_eqs) == dim:
-        readout = np.eye(dim)
-        return lambda pos, vel: newtonian_accelerations(
-            edge_eqs, node_eqs, readout, _graphs(pos, vel, charge, mass), law
+    symbolic = symbolic_model(model, summary, law, dim)
+    if symbolic is None:
+        edges, nodes = summary.get("distill/edge_formulas", []), summary.get("distill/node_formulas", [])
+        raise UserError(
+            f"The distillation of this trial did not give every formula its symbolic model needs (model "
+            f"{getattr(model, 'model', '?')}: {len(edges)} edge and {len(nodes)} node formulas, "
+            f"errors: {summary.get('distill/errors') or 'none'}), so there is nothing to roll out. Distil it "
+            "again (`raysym distill TRIAL`, setting thorough)."
         )
-    if kind not in ("newtonian", "hgn") and edge_eqs and len(node_eqs) == dim:
-        return lambda pos, vel: composed_accelerations(edge_eqs, node_eqs, _graphs(pos, vel, charge, mass), law)
-    raise UserError(
-        f"The rollout does not compose a symbolic model for this trial yet (model {kind or 'unknown'}, "
-        f"{len(edge_eqs)} edge and {len(node_eqs)} node formulas): Newtonian GNs with dim-component messages and "
-        "the paper's edge/node models are supported."
-    )
+    return lambda pos, vel: symbolic(_graphs(pos, vel, charge, mass))
 
 
-HORIZONS = (1, 10, 50)
+MODELS = ("gn", "symbolic")
 
 
-def position_key(model: str, horizon: int) -> str:
-    return f"ood/position_error_{model}_t{horizon}"
+def onestep_key(regime: str, model: str) -> str:
+    return f"ood/{regime}/onestep_mae_{model}"
 
 
-def rollout(
-    trial_dir: str | Path,
-    *,
-    particles: int | None = None,
-    sims: int = 8,
-    steps: int = 50,
-    scale: float = 1.0,
-    seed: int = 10_000,
-) -> dict[str, float]:
-    """``ood/*`` metrics of a distilled trial (see the module doc)."""
+def position_key(regime: str, model: str, horizon: int | str) -> str:
+    return f"ood/{regime}/position_error_{model}_t{horizon}"
+
+
+def regime_errors(
+    truth: AccFn, models: dict[str, AccFn], pos: np.ndarray, vel: np.ndarray, dt: float, steps: int
+) -> dict[str, dict[str, Any]]:
+    """Per model: the one-step MAE of its accelerations on the initial states, and its mean position
+    error against the truth at every step (steps + 1,), from the same (pos, vel) (S, n, dim)."""
+    true_path = integrate(truth, pos, vel, dt, steps)
+    a_true = truth(pos, vel)
+    out = {}
+    for name, acc in models.items():
+        with np.errstate(all="ignore"):
+            onestep = float(np.mean(np.abs(acc(pos, vel) - a_true)))
+            path = integrate(acc, pos, vel, dt, steps)
+            error = np.sqrt(((path - true_path) ** 2).sum(-1)).mean(axis=(1, 2))
+        out[name] = {"onestep_mae": onestep, "position_error": error}
+    return out
+
+
+def rollout(trial_dir: str | Path, cfg: RolloutConfig) -> dict[str, Any]:
+    """The rollout of a distilled N-body trial: per regime of ``cfg`` (the baseline ``in_dist`` first),
+    its settings, the ``ood/<regime>/...`` metrics and each model's position error at every step."""
     from raysym import shards
     from raysym.train import load_trial
 
@@ -116,47 +127,86 @@ def rollout(
     train_cfg, model = load_trial(trial_dir)
     params = shards.read_manifest(train_cfg.data)["params"]
     law = physics.law_key(params["system"], params.get("potential"))
-    n = particles or params["particles"]
-    pos, vel, charge, mass = ood_states(params, n, sims, scale, seed)
-    damping = params.get("damping", 0.0)
-    truth = lambda p, v: physics.accelerations(law, p, v, charge, mass, damping)  # noqa: E731 -- three in a row
-    models = {"gn": gn_acc(model, charge, mass), "symbolic": symbolic_acc(summary, model, charge, mass, law)}
-    dt = params["dt"]
-    true_path = integrate(truth, pos, vel, dt, steps)
-    a_true = truth(pos, vel)
-    out: dict[str, float] = {"particles": n}
-    for name, acc in models.items():
-        with np.errstate(all="ignore"):
-            out[f"ood/onestep_mae_{name}"] = float(np.mean(np.abs(acc(pos, vel) - a_true)))
-            path = integrate(acc, pos, vel, dt, steps)
-            error = np.sqrt(((path - true_path) ** 2).sum(-1)).mean(axis=(1, 2))  # (steps + 1,)
-        for h in HORIZONS:
-            if h <= steps:
-                out[position_key(name, h)] = float(error[h])
+    dim, dt, damping = params.get("dim", 2), params["dt"], params.get("damping", 0.0)
+    regimes = {}
+    for name, regime in cfg.all_regimes().items():
+        n = regime.particles_for(params["particles"])
+        pos, vel, charge, mass = ood_states(params, n, cfg.sims, regime.scale, cfg.seed)
+        truth = lambda p, v, q=charge, m=mass: physics.accelerations(law, p, v, q, m, damping)  # noqa: E731
+        models = {"gn": gn_acc(model, charge, mass), "symbolic": symbolic_acc(summary, model, charge, mass, law, dim)}
+        errors = regime_errors(truth, models, pos, vel, dt, cfg.steps)
+        metrics = {onestep_key(name, m): errors[m]["onestep_mae"] for m in MODELS}
+        for m in MODELS:
+            metrics.update({position_key(name, m, h): float(errors[m]["position_error"][h]) for h in cfg.horizons()})
+        regimes[name] = {
+            "particles": n,
+            "scale": regime.scale,
+            "metrics": metrics,
+            "position_error": {m: [float(e) for e in errors[m]["position_error"]] for m in MODELS},
+        }
+    return {"settings": {"sims": cfg.sims, "steps": cfg.steps, "seed": cfg.seed, "dt": dt}, "regimes": regimes}
+
+
+def metrics_of(result: dict[str, Any]) -> dict[str, float]:
+    """The flat ``ood/...`` metrics of a rollout result (non-finite errors as inf: a model that blew up)."""
+    out = {}
+    for regime in result["regimes"].values():
+        out.update({k: v if np.isfinite(v) else float("inf") for k, v in regime["metrics"].items()})
     return out
 
 
-def write_rollout(trial_dir: str | Path, metrics: dict[str, float], settings: dict[str, Any]) -> Path:
-    """``<trial>/ood.json`` (the settings and the ood/* metrics) and ``ood_position_error.png``."""
+def describe(result: dict[str, Any]) -> str:
+    """A rollout result as a console table: per regime and model, the one-step MAE and the position errors."""
+    lines = [f"{'regime':<14} {'particles':>9} {'scale':>6}  {'model':<9} {'one-step MAE':>12}  position error after"]
+    for name, r in result["regimes"].items():
+        for model in MODELS:
+            horizons = [k.rsplit("_t", 1)[1] for k in r["metrics"] if k.startswith(position_key(name, model, ""))]
+            errors = ", ".join(f"{h} steps {r['metrics'][position_key(name, model, h)]:.3g}" for h in horizons)
+            onestep = r["metrics"][onestep_key(name, model)]
+            lines.append(f"{name:<14} {r['particles']:>9} {r['scale']:>6g}  {model:<9} {onestep:>12.4g}  {errors}")
+    return "\n".join(lines)
+
+
+def run_rollout(trial_dir: str | Path, cfg: RolloutConfig) -> dict[str, float]:
+    """Roll out a distilled trial, write ``<trial>/ood/`` (rollout.json, position_error.png) and return
+    the ``ood/...`` metrics (the N-body kind's rollout)."""
+    result = rollout(trial_dir, cfg)
+    write_rollout(trial_dir, result)
+    return metrics_of(result)
+
+
+OUT = "ood"  # the rollout's folder in a trial folder
+RESULT, FIGURE = "rollout.json", "position_error.png"
+
+
+def write_rollout(trial_dir: str | Path, result: dict[str, Any]) -> Path:
+    """``<trial>/ood/rollout.json`` (:func:`rollout`'s result) and ``<trial>/ood/position_error.png``: one
+    panel per regime, each model's mean position error against the simulator's at every step."""
     from raysym.trial_folder import atomic_path, write_json
 
-    trial_dir = Path(trial_dir)
-    write_json(trial_dir / "ood.json", {"settings": settings, "metrics": metrics})
+    out = Path(trial_dir) / OUT
+    out.mkdir(exist_ok=True)
+    write_json(out / RESULT, result)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    for name in ("gn", "symbolic"):
-        points = [(h, metrics[position_key(name, h)]) for h in HORIZONS if position_key(name, h) in metrics]
-        if points:
-            ax.plot(*zip(*points), "o-", label={"gn": "Graph Network", "symbolic": "symbolic model"}[name])
-    ax.set(xlabel="steps from the same initial states", ylabel="mean position error", yscale="log")
-    ax.set_title(f"{settings['particles']} particles, initial states x{settings['scale']:g}", fontsize=9)
-    ax.legend(fontsize=8)
+    regimes = result["regimes"]
+    fig, axes = plt.subplots(1, len(regimes), figsize=(3.6 * len(regimes), 3.2), sharey=True, squeeze=False)
+    labels = {"gn": "Graph Network", "symbolic": "symbolic model"}
+    for ax, (name, regime) in zip(axes[0], regimes.items()):
+        for m, style in zip(MODELS, ("-", "--")):
+            error = np.asarray(regime["position_error"][m], dtype=float)
+            steps = np.arange(len(error))
+            ax.plot(steps[1:], error[1:], style, label=labels[m])  # step 0 is the shared start, error 0
+        ax.set_yscale("log")
+        ax.set_title(f"{name}: {regime['particles']} particles, states x{regime['scale']:g}", fontsize=9)
+        ax.set_xlabel("steps from the same initial states")
+    axes[0][0].set_ylabel("mean position error")
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    path = trial_dir / "ood_position_error.png"
+    path = out / FIGURE
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)

@@ -89,6 +89,12 @@ def describe_plan(cfg: SweepConfig, specs: list[TrialSpec]) -> str:
         if d
         else "distillation: off (add a distill section)"
     )
+    if cfg.rollout is not None:
+        o = cfg.rollout
+        lines.append(
+            f"rollout of each distilled trial: {', '.join(o.all_regimes())}; {o.sims} fresh systems per regime, "
+            f"{o.steps} steps (GN vs symbolic model vs simulator)"
+        )
     lines.append(
         f"tracking: {cfg.tracking.uri} (experiment '{cfg.tracking.experiment}'); Tune results: {experiment_path(cfg)}"
     )

@@ -132,3 +132,76 @@ class TrackingConfig:
         _require(
             bool(self.uri.strip()), "tracking.uri is empty. Leave it out for the local database sqlite:///mlflow.db."
         )
+
+
+IN_DISTRIBUTION = "in_dist"  # the rollout's baseline regime: the training particles, initial states unscaled
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutRegime:
+    """Fresh systems for the rollout: ``particles`` per system (an absolute count), or the training data's
+    count times ``particle_factor``; initial positions and velocities multiplied by ``scale``."""
+
+    particles: int | None = None
+    particle_factor: int = 1
+    scale: float = 1.0
+
+    def validate(self) -> None:
+        _require(
+            self.particles is None or self.particle_factor == 1,
+            "A rollout regime gives particles (a count) or particle_factor (a multiple of the training count), "
+            "not both.",
+        )
+        _require(
+            self.particles is None or 2 <= self.particles <= 1000,
+            f"rollout particles must be 2 to 1000, got {self.particles}.",
+        )
+        _require(
+            1 <= self.particle_factor <= 100, f"rollout particle_factor must be 1 to 100, got {self.particle_factor}."
+        )
+        _require(
+            0 < self.scale < 1e3 and math.isfinite(self.scale),
+            f"rollout scale must be a positive factor, got {self.scale}.",
+        )
+
+    def particles_for(self, trained: int) -> int:
+        return self.particles if self.particles is not None else trained * self.particle_factor
+
+
+def _default_regimes() -> dict[str, RolloutRegime]:
+    return {"particles_x2": RolloutRegime(particle_factor=2), "states_x2": RolloutRegime(scale=2.0)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig:
+    """The out-of-distribution test of every distilled trial (raysym.rollout): per regime, ``sims`` fresh
+    systems integrated ``steps`` steps from the same initial states by the simulator, the Graph Network
+    and the composed symbolic model. The regime ``in_dist`` (the training particles, states unscaled, other
+    draws of the training distribution) always runs first: the baseline the other regimes are read
+    against. Regime names become metric names (``ood/<regime>/...``): letters, digits and '_'."""
+
+    sims: int = 8
+    steps: int = 50
+    seed: int = 10_000
+    regimes: dict[str, RolloutRegime] = dataclasses.field(default_factory=_default_regimes)
+
+    def validate(self) -> None:
+        _require(1 <= self.sims <= 10_000, f"rollout.sims must be 1 to 10000, got {self.sims}.")
+        _require(1 <= self.steps <= 100_000, f"rollout.steps must be 1 to 100000, got {self.steps}.")
+        for name in self.regimes:
+            _require(
+                isinstance(name, str) and name.isidentifier() and name.isascii() and len(name) <= 40,
+                f"rollout regime name {name!r} must be letters, digits and '_' (at most 40); it names metrics.",
+            )
+            _require(
+                name != IN_DISTRIBUTION,
+                f"rollout regime '{IN_DISTRIBUTION}' is the baseline every rollout runs; name yours otherwise.",
+            )
+
+    def all_regimes(self) -> dict[str, RolloutRegime]:
+        """The baseline first, then the configured regimes."""
+        return {IN_DISTRIBUTION: RolloutRegime(), **self.regimes}
+
+    def horizons(self) -> tuple[int, ...]:
+        """The steps at which position errors become metrics: 1, 10 and the last (those within ``steps``)."""
+        return tuple(sorted({h for h in (1, 10, self.steps) if h <= self.steps}))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -184,9 +185,12 @@ class Distiller:
         def work():
             span["start"] = time.time()
             try:
-                return distil(folder, self.cfg.distill, self._get_pool())
+                summary = distil(folder, self.cfg.distill, self._get_pool())
             finally:
                 span["end"] = time.time()
+            if self.cfg.rollout is not None:
+                summary = {**summary, **rollout_metrics(folder, self.cfg.rollout, key)}
+            return summary
 
         future = self.executor.submit(work)
         self.pending[trial_id] = (future, key, run_id, span)
@@ -222,6 +226,31 @@ class Distiller:
         self._release_pool()
 
 
+def rollout_metrics(folder: Path, cfg, key: str) -> dict[str, Any]:
+    """The ood/* metrics of a distilled trial's rollout (raysym.rollout), or ``ood/errors`` saying why it
+    failed: a rollout that fails must not end the sweep, nor hide the distillation before it."""
+    from raysym.rollout import onestep_key
+    from raysym.trial_kind import rollout
+
+    start = time.time()
+    try:
+        metrics = rollout(folder, cfg)
+    except Exception as exc:  # noqa: BLE001 -- reported on the trial's distillation run and the console
+        print(f"rollout {key}: failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return {"ood/errors": [f"{type(exc).__name__}: {exc}"]}
+    pairs = ", ".join(
+        f"{name} {metrics[onestep_key(name, 'gn')]:.3g} vs {metrics[onestep_key(name, 'symbolic')]:.3g}"
+        for name in cfg.all_regimes()
+    )
+    print(
+        f"rollout {key}: one-step MAE, GN vs symbolic: {pairs} ({cfg.sims} systems per regime; "
+        f"{time.time() - start:.1f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return metrics
+
+
 def log_distillation(
     tracker: track.MLflowTracker,
     cfg,
@@ -238,6 +267,8 @@ def log_distillation(
     The numeric distill/* metrics go on the trial's run, once, where MLflow's comparison of trials shows
     them beside the trial's other metrics. ``folder``: the distill output (fronts, summary.json). Returns
     the distillation run's id."""
+    from raysym.rollout import OUT as OOD
+
     numeric = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     settings = summary.get("distill/settings", {})
     tags = {
@@ -246,6 +277,7 @@ def log_distillation(
         "distill/node_formulas": summary.get("distill/node_formulas"),
         "distill/recovered_as": summary.get("distill/recovered_as", "none"),
         "distill/errors": summary.get("distill/errors"),
+        "ood/errors": summary.get("ood/errors"),
         **{f"distill.settings.{k}": v for k, v in settings.items()},
     }
     params = {"backend": summary.get("distill/backend", cfg.backend), "setting": cfg.setting}
@@ -260,6 +292,8 @@ def log_distillation(
     )
     if folder.exists():
         tracker.log_artifacts(child, folder)
+    if (folder.parent / OOD).is_dir():  # the rollout's result and figure (raysym.rollout)
+        tracker.log_artifacts(child, folder.parent / OOD, artifact_path=OOD)
     tracker.end_run(child, "FAILED" if summary.get("distill/errors") else "FINISHED", end_time=span.get("end"))
     tracker.log_metrics(run_id, numeric, step=0)
     return child

@@ -84,7 +84,7 @@ class Tracker(Protocol):
     ) -> str: ...
     def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None: ...
     def logged_steps(self, run_id: str, key: str) -> set[int]: ...
-    def log_artifacts(self, run_id: str, folder: str | Path) -> None: ...
+    def log_artifacts(self, run_id: str, folder: str | Path, artifact_path: str | None = None) -> None: ...
     def end_run(self, run_id: str, status: str = "FINISHED", end_time: float | None = None) -> None: ...
 
 
@@ -348,8 +348,9 @@ class MLflowTracker:
 
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
-    def log_artifacts(self, run_id: str, folder: str | Path) -> None:
-        self.client.log_artifacts(run_id, str(folder))
+    def log_artifacts(self, run_id: str, folder: str | Path, artifact_path: str | None = None) -> None:
+        """The files of ``folder`` as the run's artifacts, under ``artifact_path`` (default: at the top)."""
+        self.client.log_artifacts(run_id, str(folder), artifact_path)
 
     def end_run(self, run_id: str, status: str = "FINISHED", end_time: float | None = None) -> None:
         """End a run with ``status`` at ``end_time`` (seconds since the epoch; default now)."""

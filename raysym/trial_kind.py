@@ -94,6 +94,8 @@ class TrialKind:
     live_metrics: tuple[str, ...] = ("test/mae",)
     # Metrics the kind writes beyond those raysym.metrics names: name -> one-line meaning
     metrics: dict[str, str] = {}
+    # Whether ``rollout`` exists (a sweep's rollout section is refused for kinds without one)
+    rolls_out: bool = False
 
     # -- planning (driver, no torch, no Ray) -------------------------------------------------------
     def validate_sweep(self, cfg: SweepConfig) -> None:
@@ -145,6 +147,11 @@ class TrialKind:
         """Distil a trained trial folder into ``<trial>/distill/``; return its summary."""
         raise NotImplementedError
 
+    def rollout(self, trial_dir: Path, cfg: Any) -> dict[str, float]:
+        """Test a distilled trial out of distribution (a raysym.sweep_sections.RolloutConfig): write its
+        files into the folder and return the ``ood/...`` metrics. Only kinds with ``rolls_out``."""
+        raise NotImplementedError
+
     # -- report (driver, from MLflow) ----------------------------------------------------------------
     def names(self, trial: Any) -> TrialNames:
         """How the report names a trial (a raysym.report_data.Trial)."""
@@ -178,3 +185,12 @@ def of_folder(trial_dir: str | Path) -> TrialKind:
 def distil(trial_dir: str | Path, cfg: DistillConfig, pool: Any = None) -> dict[str, Any]:
     """Distil any trial folder with its own kind's jobs and verdict (``raysym distill``, the sweep)."""
     return of_folder(trial_dir).distil(Path(trial_dir), cfg, pool)
+
+
+def rollout(trial_dir: str | Path, cfg: Any) -> dict[str, float]:
+    """Roll out any distilled trial folder out of distribution with its kind's rollout (``raysym rollout``,
+    the sweep's rollout section)."""
+    kind = of_folder(trial_dir)
+    if not kind.rolls_out:
+        raise UserError(f"{trial_dir} is a '{kind.name}' trial, and that kind has no rollout (N-body trials do).")
+    return kind.rollout(Path(trial_dir), cfg)

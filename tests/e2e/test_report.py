@@ -63,7 +63,8 @@ def test_missing_published_file_is_a_user_error(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def seeded_sweep(local_ray, tmp_path_factory):
-    """Bottleneck and L1 over two seeds, distilled (fast Operon) as they finish."""
+    """Bottleneck and L1 over two seeds, distilled (fast Operon) as they finish, then rolled out (twice the
+    particles, and 8 particles at twice the initial spread)."""
     tmp_path = tmp_path_factory.mktemp("report")
     cfg = from_dict(
         SweepConfig,
@@ -72,6 +73,11 @@ def seeded_sweep(local_ray, tmp_path_factory):
             name="seeds",
             trials={"model": ["bottleneck", "l1"], "seed": [0, 1]},
             distill={"backend": "operon", "setting": "fast", "samples": 200},
+            rollout={
+                "sims": 2,
+                "steps": 12,
+                "regimes": {"double": {"particle_factor": 2}, "wide8": {"particles": 8, "scale": 2.0}},
+            },
         ),
     )
     outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
@@ -141,11 +147,49 @@ def test_report_tables_match_the_runs_metrics(seeded_sweep, tmp_path):
         "messages_vs_force.png",
         "message_stds.png",
         "message_stds_by_epoch.png",
+        "ood_position_error.png",
     ):
         assert (report.markdown.parent / "figures" / name).stat().st_size > 1000
         assert f"figures/{name}" in md
-    assert html.count("data:image/png;base64,") == 5  # the HTML stands alone
+    assert html.count("data:image/png;base64,") == 6  # the HTML stands alone
     assert "Not drawn" in md and "pruning factor" in md  # one k, no Optuna: said, not silently dropped
+
+
+def test_rollout_section_logs_ood_metrics_and_the_report_compares_gn_and_symbolic(seeded_sweep, tmp_path):
+    """The sweep's rollout section: every distilled trial rolled out per regime (in_dist first), ood/* on the
+    trial's run, the result and figure on its distillation run; the report's table reads them back."""
+    db, cfg, _ = seeded_sweep
+    client, runs = mlflow_runs(db)
+    trials = [r for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags]
+    keys = {
+        f"ood/{regime}/{what}"
+        for regime in ("in_dist", "double", "wide8")
+        for model in ("gn", "symbolic")
+        for what in (f"onestep_mae_{model}", f"position_error_{model}_t1", f"position_error_{model}_t10")
+        + (f"position_error_{model}_t12",)
+    }
+    for run in trials:
+        assert keys <= set(run.data.metrics), sorted(keys - set(run.data.metrics))
+        assert all(run.data.metrics[k] > 0 for k in keys)
+    distill_run = next(r for r in runs if r.data.tags.get("raysym.distill_of"))
+    assert {a.path for a in client.list_artifacts(distill_run.info.run_id, "ood")} == {
+        "ood/rollout.json",
+        "ood/position_error.png",
+    }
+    report = make_report(cfg.tracking.uri, "seeds", tmp_path / "rep", say=lambda m: None)
+    table = _table(report, "GN vs symbolic, in and out of distribution")
+    assert [(row[1], row[3].split(":")[0]) for row in table.rows] == [
+        (model, regime) for model in ("bottleneck", "l1-linear") for regime in ("in distribution", "double", "wide8")
+    ]
+    assert table.rows[1][3] == "double: 2x the particles, states x1"
+    assert table.rows[2][3] == "wide8: 8 particles, states x2"
+    l1 = [r for r in trials if r.data.params["model"] == "l1"]
+    gn = [r.data.metrics["ood/wide8/position_error_gn_t12"] for r in l1]
+    sym = [r.data.metrics["ood/wide8/position_error_symbolic_t12"] for r in l1]
+    row = table.rows[5]
+    assert row[7] == f"{statistics.fmean(gn):.3g} ± {statistics.stdev(gn):.2g}"
+    assert row[8] == f"{statistics.fmean(sym):.3g} ± {statistics.stdev(sym):.2g}"
+    assert row[10] == "12" and row[11] == f"{sum(s < g for s, g in zip(sym, gn))} of 2"
 
 
 def test_failed_and_missing_trials_are_shown_as_such(seeded_sweep, tmp_path):
@@ -269,17 +313,27 @@ def test_edge_variants_and_the_hamiltonian_gn_run_through_sweep_and_report(local
         sweep_dict(
             tmp_path,
             name="variants",
-            trials={"model": ["wide", "inverse", "hgn"], "epochs": 2, "hidden": 16},
+            trials={
+                "model": ["wide", "inverse", "hgn", "newtonian"],
+                "newtonian_messages": "l1",
+                "epochs": 2,
+                "hidden": 16,
+            },
             distill={"backend": "operon", "setting": "fast", "samples": 200},
+            rollout={"sims": 2, "steps": 3, "regimes": {}},
         ),
     )
     outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
-    assert [r["status"] for r in outcome.rows] == ["finished"] * 3
+    assert [r["status"] for r in outcome.rows] == ["finished"] * 4
     report = make_report(cfg.tracking.uri, "variants", tmp_path / "rep", say=lambda m: None)
     _, runs = mlflow_runs(tmp_path)
     hgn = next(r for r in runs if r.data.params.get("model") == "hgn")
     r2 = {row[1]: row for row in _table(report, "R² of the messages").rows}
-    assert set(r2) == {"hgn-linear", "inverse-linear", "wide-linear"}
+    assert set(r2) == {"hgn-linear", "inverse-linear", "wide-linear", "newtonian-l1-linear"}
+    # every form rolls out: the paper's edge/node models, the Hamiltonian GN's energy, the Newtonian GN with
+    # L1 messages through its readout
+    for run in (r for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags):
+        assert run.data.metrics["ood/in_dist/position_error_symbolic_t3"] > 0, run.data.params
     assert _table(report, "R² of the messages").header[9:13] == [
         "R² pair force (hgn), in distribution",
         "all edges",

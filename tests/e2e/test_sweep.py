@@ -42,6 +42,15 @@ from raysym.sweep_plan import dataset_dir, plan
             {"search": {"kind": "optuna", "space": {"schedule_shape.peek": {"low": 0.1, "high": 1}}}},
             "Did you mean 'schedule_shape.peak'",
         ),
+        ({"rollout": {"sims": 2}}, "needs a distill section"),
+        ({"distill": {"setting": "fast"}, "rollout": {"regimes": {"in_dist": {}}}}, "baseline every rollout runs"),
+        ({"distill": {"setting": "fast"}, "rollout": {"regimes": {"2x": {"scale": 2}}}}, "letters, digits"),
+        (
+            {"distill": {"setting": "fast"}, "rollout": {"regimes": {"more": {"particles": 8, "particle_factor": 2}}}},
+            "not both",
+        ),
+        ({"distill": {"setting": "fast"}, "rollout": {"regimes": {"hot": {"scael": 2}}}}, "Did you mean 'scale'"),
+        ({"distill": {"setting": "fast"}, "rollout": {"regimes": {"hot": {"scale": -1}}}}, "positive factor"),
     ],
 )
 def test_bad_sweep_configs_fail_with_a_hint(tmp_path, change, expected, capsys):

@@ -50,7 +50,7 @@ def test_hgn_trial_is_analysed_and_distilled_against_the_true_potential(tiny_spr
     assert (tmp_path / "trial" / "distill" / "edge0_energy_front.csv").is_file()
 
 
-def test_tiny_newtonian_run_end_to_end_with_distillation(spring_data, tmp_path):
+def test_tiny_newtonian_run_end_to_end_with_distillation(spring_data, tmp_path, capsys):
     """run_trial on Ray-written shards, then distillation (Operon, thorough, on few samples): the three R²
     variants exist, the messages are the spring force, the law is recovered, and the composed symbolic model
     is the edge formulas over m (no node jobs: the node model is fixed)."""
@@ -83,14 +83,27 @@ def test_tiny_newtonian_run_end_to_end_with_distillation(spring_data, tmp_path):
         assert np.isfinite(summary[key]), key
     assert summary["distill/recovered_as"] == "force" and summary["distill/r2_force"] > 0.99, summary
 
-    # out of distribution: twice the particles, from the same states, the simulator, the GN and the formulas
-    assert main(["rollout", str(tmp_path / "trial"), "--particles", "8", "--sims", "3", "--steps", "10"]) == 0
-    ood = json.loads((tmp_path / "trial" / "ood.json").read_text())
-    assert ood["settings"]["particles"] == 8 and (tmp_path / "trial" / "ood_position_error.png").stat().st_size > 0
-    for model in ("gn", "symbolic"):
-        assert ood["metrics"][f"ood/onestep_mae_{model}"] > 0
-        errors = [ood["metrics"][f"ood/position_error_{model}_t{h}"] for h in (1, 10)]
-        assert 0 < errors[0] < errors[1] < 1  # errors grow from the shared start, and stay bounded here
+    # out of distribution: twice the particles, from the same states, the simulator, the GN and the formulas;
+    # the training distribution's own draws first, as the baseline
+    trial = str(tmp_path / "trial")
+    assert main(["rollout", trial, "--particles", "8", "--sims", "3", "--steps", "10", "--name", "p8"]) == 0
+    ood = json.loads((tmp_path / "trial" / "ood" / "rollout.json").read_text())
+    assert list(ood["regimes"]) == ["in_dist", "p8"]
+    assert [ood["regimes"][r]["particles"] for r in ood["regimes"]] == [4, 8]
+    assert (tmp_path / "trial" / "ood" / "position_error.png").stat().st_size > 0
+    for name, regime in ood["regimes"].items():
+        for model in ("gn", "symbolic"):
+            assert regime["metrics"][f"ood/{name}/onestep_mae_{model}"] > 0
+            errors = [regime["metrics"][f"ood/{name}/position_error_{model}_t{h}"] for h in (1, 10)]
+            assert 0 < errors[0] < errors[1] < 1  # errors grow from the shared start, and stay bounded here
+            assert regime["position_error"][model][0] == 0 and len(regime["position_error"][model]) == 11
+    # the symbolic model is the spring law here: closer to the simulator than the GN out of distribution
+    p8 = ood["regimes"]["p8"]["metrics"]
+    assert p8["ood/p8/onestep_mae_symbolic"] < p8["ood/p8/onestep_mae_gn"], p8
+    # a trial that was never distilled is refused with the command that fixes it
+    (tmp_path / "trial" / "distill" / "summary.json").unlink()
+    assert main(["rollout", trial]) == 2
+    assert "raysym distill" in capsys.readouterr().err
 
 
 def test_pool_runs_jobs_in_parallel_and_survives_a_failing_job(local_ray):

@@ -185,6 +185,33 @@ def test_composed_model_with_the_true_laws_reproduces_the_accelerations(spring_g
     np.testing.assert_allclose(acc, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_newtonian_symbolic_model_puts_the_formulas_back_in_component_order(spring_graphs):
+    """Edge jobs run in order of the components' variance: when a trial's y component leads, its first
+    formula is the y force. The composed Newtonian model must still give the simulator's accelerations
+    (it once put the first formula on x, which swapped x and y for r1, r2 and charge)."""
+    import torch
+
+    fx, fy = "2*(r + 0.01 - 1)*dx/r", "2*(r + 0.01 - 1)*dy/r"
+    bottleneck = torch.nn.Module()
+    bottleneck.model, bottleneck.node_term, bottleneck.readout = "newtonian", None, None
+    y_first = {"distill/edge_formulas": [fy, fx], "distill/edge_components": [1, 0]}
+    acc = distill_jobs.symbolic_model(bottleneck, y_first, "spring", 2)(spring_graphs)
+    np.testing.assert_allclose(acc, spring_graphs.acc, rtol=1e-4, atol=1e-4)
+    swapped = distill_jobs.symbolic_model(bottleneck, {**y_first, "distill/edge_components": [0, 1]}, "spring", 2)
+    assert np.abs(swapped(spring_graphs) - spring_graphs.acc).max() > 0.1
+    # L1 or KL messages (3 components) through a readout: acc_x = message 2, acc_y = message 0
+    wide = torch.nn.Module()
+    wide.model, wide.node_term = "newtonian", None
+    wide.readout = torch.nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        wide.readout.weight.copy_(torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))
+    summary = {"distill/edge_formulas": [fx, fy], "distill/edge_components": [2, 0]}
+    acc = distill_jobs.symbolic_model(wide, summary, "spring", 2)(spring_graphs)
+    np.testing.assert_allclose(acc, spring_graphs.acc, rtol=1e-4, atol=1e-4)
+    # a summary that does not say which components its formulas describe composes nothing
+    assert distill_jobs.symbolic_model(wide, {"distill/edge_formulas": [fx, fy]}, "spring", 2) is None
+
+
 # --------------------------------------------------------------------------------------------------
 # Actor pool and whole trials (real local Ray)
 # --------------------------------------------------------------------------------------------------
