@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from raysym import physics
+from raysym.halo_config import HaloConfig  # noqa: F401 -- the halo kind's stage config, re-exported
 from raysym.names import (
     BACKENDS,
     DEVICES,
@@ -21,6 +22,7 @@ from raysym.names import (
     MODELS,
     NEWTONIAN_MESSAGES,
     OPERATORS,
+    PENALTY_UNITS,
     PRIORS,
     SCHEDULES,
 )
@@ -160,8 +162,13 @@ class TrainConfig:
     """One training trial of the Graph Network (defaults: the paper-faithful settings).
 
     ``l1_schedule`` applies to the l1 model; "shape" uses ``schedule_shape`` (the family in
-    raysym.schedules). ``prune_k`` None trains on every graph. ``max_train_graphs`` and
-    ``max_test_graphs`` subsample (seeded) for quick runs.
+    raysym.schedules). Its values and ``kl_alpha`` are in ``penalty_units``: "paper" (the default) gives a
+    coefficient the meaning the publications' has (the notebook's L1 1e-2 and KL 1 for the same system,
+    particle count and dim; raysym.regularizers); "per_edge" is how trials before that scale ran (config.json
+    files without the key read so). ``prune_k`` None trains on every graph. ``validation_fraction`` of the
+    training simulations (whole simulations, the same ones for every trial on a dataset) are held out as the
+    validation split: per-epoch R², sparsity and MAE, ``stop_r2``, ASHA and Optuna read it; the test split
+    is only reported. ``max_train_graphs`` and ``max_test_graphs`` subsample (seeded) for quick runs.
     """
 
     data: str = ""
@@ -170,6 +177,7 @@ class TrainConfig:
     schedule_shape: ScheduleShape | None = None
     kl_prior: str = "gaussian"
     kl_alpha: float = 1.0
+    penalty_units: str = "paper"  # what l1_schedule values and kl_alpha mean (raysym.regularizers)
     epochs: int = 50
     batch_size: int = 64
     lr: float = 1e-3  # OneCycleLR's max learning rate
@@ -182,6 +190,7 @@ class TrainConfig:
     msg_dim: int = 100
     augment: float = 3.0  # std of the per-batch random translation of positions; 0 turns it off
     prune_k: float | None = 1.5
+    validation_fraction: float = 0.1  # of the training simulations, held out for decisions during training
     max_train_graphs: int | None = None
     max_test_graphs: int | None = None
     analysis_graphs: int = 2000  # test graphs whose edges the message analysis uses
@@ -217,6 +226,16 @@ class TrainConfig:
             self.newtonian_messages in NEWTONIAN_MESSAGES,
             "Unknown newtonian_messages "
             f"'{self.newtonian_messages}'.{did_you_mean(self.newtonian_messages, NEWTONIAN_MESSAGES)}",
+        )
+        _require(
+            self.penalty_units in PENALTY_UNITS,
+            f"Unknown penalty_units '{self.penalty_units}'.{did_you_mean(self.penalty_units, PENALTY_UNITS)} "
+            "'paper' gives coefficients the publications' meaning (raysym.regularizers).",
+        )
+        _require(
+            math.isfinite(self.validation_fraction) and 0 < self.validation_fraction < 0.5,
+            f"validation_fraction must lie between 0 and 0.5 (a share of the training simulations), got "
+            f"{self.validation_fraction}. Leave it out for the default 0.1.",
         )
         _require(self.kl_prior in PRIORS, f"Unknown KL prior '{self.kl_prior}'.{did_you_mean(self.kl_prior, PRIORS)}")
         losses = LOSSES
@@ -260,60 +279,6 @@ class TrainConfig:
                     math.isfinite(value) and value >= 0,
                     f"schedule_shape.{name} must be a non-negative number, got {value}.",
                 )
-
-
-@dataclasses.dataclass(frozen=True)
-class HaloConfig:
-    """A halo-catalog run (raysym.halos): a catalog file (Parquet or CSV with x, y, z, vx, vy, vz, mass
-    and ``target`` columns) or ``synthetic`` (``points`` points with a known target), the radius graph,
-    and the node-level GN's training (full batch, or ``batch_nodes`` nodes per step). ``box``: the periodic box
-    size, if the catalog has one
-    (synthetic: chosen so each point has about 9 neighbours within the default radius)."""
-
-    catalog: str = "synthetic"
-    target: str = "delta"
-    box: float | None = None
-    radius: float = 2.0
-    points: int = 1000
-    epochs: int = 300
-    lr: float = 3e-3
-    l1: float = 0.1
-    hidden: int = 128
-    msg_dim: int = 100  # 1: a bottleneck, the message is one number per edge
-    test_fraction: float = 0.2
-    seed: int = 0
-    device: str = "auto"  # auto: cuda when available
-    report_every: int = 10  # epochs between progress reports and checkpoints
-    batch_nodes: int | None = None  # None: full batch; else training nodes (with their incoming edges) per step
-
-    def validate(self) -> None:
-        _require(
-            self.radius > 0 and math.isfinite(self.radius), f"radius must be a positive distance, got {self.radius}."
-        )
-        _require(
-            self.box is None or (self.box > 0 and math.isfinite(self.box)),
-            f"box must be a positive size or left out, got {self.box}.",
-        )
-        _require(self.points >= 2, f"points must be at least 2, got {self.points}.")
-        _require(self.epochs > 0, f"epochs must be positive, got {self.epochs}.")
-        _require(self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr}.")
-        _require(self.l1 >= 0 and math.isfinite(self.l1), f"l1 must be 0 or more, got {self.l1}.")
-        _require(self.hidden > 0, f"hidden must be positive, got {self.hidden}.")
-        _require(self.msg_dim > 0, f"msg_dim must be a positive message size, got {self.msg_dim}.")
-        _require(0 < self.test_fraction < 1, f"test_fraction must lie between 0 and 1, got {self.test_fraction}.")
-        _require(self.report_every > 0, f"report_every must be a positive number of epochs, got {self.report_every}.")
-        _require(
-            self.batch_nodes is None or self.batch_nodes > 0,
-            "batch_nodes must be a positive number of nodes per step, or left out for full batch; got "
-            f"{self.batch_nodes}.",
-        )
-        _require(
-            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-            f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'.",
-        )
-
-    def synthetic_box(self) -> float:
-        return self.box if self.box is not None else 20.0 * (self.points / 2000) ** (1 / 3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -404,6 +369,8 @@ def _applies(key: str, point: dict[str, Any]) -> bool:
 
 
 _SWEEP_DATA_EXTRA = ("root", "prune_k")
+# trials.per_model: a model's own settings over the grid's (e.g. a longer schedule for the L1 model)
+PER_MODEL = "per_model"
 _NOT_IN_TRIALS = ("data", "prune_k")  # set by the data section
 
 
@@ -421,7 +388,8 @@ class SweepConfig:
 
     ``data`` holds SimulationConfig keys plus ``root`` (the shard folder) and ``prune_k``; ``trials``
     holds TrainConfig keys. In both, a list is a grid dimension and a single value is fixed, e.g.
-    ``data: {system: [spring, charge], prune_k: [1.5, null]}``. ``storage`` is where Ray Tune keeps
+    ``data: {system: [spring, charge], prune_k: [1.5, null]}``. ``trials.per_model`` gives a model its own
+    settings over the grid's (``per_model: {l1: {epochs: 260}}``). ``storage`` is where Ray Tune keeps
     trial results and checkpoints: a local folder, or shared storage (NFS path, s3://...) on a cluster.
     """
 
@@ -484,8 +452,13 @@ class SweepConfig:
             _require(key in data_keys, f"data has an unknown key '{key}'.{did_you_mean(key, data_keys)}")
         trial_keys = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_IN_TRIALS]
         for key in self.trials:
-            hint = " Set it in the data section." if key in _NOT_IN_TRIALS else did_you_mean(key, trial_keys)
+            if key == PER_MODEL:
+                continue
+            hint = (
+                " Set it in the data section." if key in _NOT_IN_TRIALS else did_you_mean(key, [*trial_keys, PER_MODEL])
+            )
             _require(key in trial_keys, f"trials has an unknown key '{key}'.{hint}")
+        self._check_per_model(trial_keys)
         for section, values in (("data", self.data), ("trials", self.trials)):
             for key, value in values.items():
                 _require(
@@ -493,6 +466,25 @@ class SweepConfig:
                 )
         self.data_points()  # builds (and so type-checks and validates) every point
         self.trial_points()
+
+    def _check_per_model(self, trial_keys: list[str]) -> None:
+        """trials.per_model: {model name: {setting: one value}} (a model's own recipe inside one grid)."""
+        per_model = self.trials.get(PER_MODEL, {})
+        example = "e.g. per_model: {l1: {epochs: 260, lr: 0.001}}"
+        _require(isinstance(per_model, dict), f"trials.per_model maps a model to its own settings, {example}.")
+        for model, settings in per_model.items():
+            _require(model in MODELS, f"trials.per_model has an unknown model '{model}'.{did_you_mean(model, MODELS)}")
+            _require(isinstance(settings, dict), f"trials.per_model.{model} must map settings to values, {example}.")
+            for key, value in settings.items():
+                _require(
+                    key in trial_keys and key != "model",
+                    f"trials.per_model.{model} has an unknown key '{key}'.{did_you_mean(key, trial_keys)}",
+                )
+                _require(
+                    not isinstance(value, list),
+                    f"trials.per_model.{model}.{key} must be one value (a model's own setting); put grid "
+                    "dimensions in the trials section itself.",
+                )
 
     def _check_grid_size(self) -> None:
         """Count the grid before building it: a million points would take minutes and gigabytes to
@@ -555,7 +547,9 @@ class SweepConfig:
         """The trial grid as TrainConfig keyword dicts (without data and prune_k), settings that do
         not apply to a point's model dropped and duplicates removed, in grid order."""
         points, seen = [], set()
-        for point in _product(self.trials):
+        per_model = self.trials.get(PER_MODEL, {})
+        for point in _product({k: v for k, v in self.trials.items() if k != PER_MODEL}):
+            point = {**point, **per_model.get(point.get("model", TrainConfig.model), {})}
             point = {k: v for k, v in point.items() if _applies(k, point)}
             if self.search.kind == "optuna" and _applies("l1_schedule", point):
                 point["l1_schedule"] = "shape"
@@ -571,6 +565,9 @@ class SweepConfig:
         """The settings that vary across the sweep (the MLflow params)."""
         keys = [k for k, v in self.data.items() if isinstance(v, list) and len(v) > 1 and k != "root"]
         keys += [k for k, v in self.trials.items() if isinstance(v, list) and len(v) > 1]
+        keys += [
+            k for k in dict.fromkeys(k for o in self.trials.get(PER_MODEL, {}).values() for k in o) if k not in keys
+        ]
         keys += [k for k, v in self.halos.items() if isinstance(v, list) and len(v) > 1]
         return keys + sorted(self.search.space) if self.search.kind == "optuna" else keys
 

@@ -1,8 +1,8 @@
 """Distilling a trained trial: edge and node jobs, the composed symbolic model, the law verdict, and the
 pool of Ray actors that runs the jobs of many trials in parallel.
 
-For a trained GN and its test graphs (split in two by a seeded permutation: fitting graphs and unseen
-scoring graphs; with ``fit_range: train`` only the fitting graphs within the trial's pruning bounds are
+For a trained GN and its test graphs (split in two by simulation, a seeded permutation: fitting graphs and
+unseen scoring graphs; with ``fit_range: train`` only the fitting graphs within the trial's pruning bounds are
 used, the range the GN was trained on, while every scoring graph counts):
 
 * edge jobs, one per top message component k: inputs on fitting edges dx, dy, (dz), r, m1, m2, q1, q2
@@ -12,11 +12,16 @@ used, the range the GN was trained on, while every scoring graph counts):
   predicted acceleration component (the node model is distilled, as in the paper);
 * the composed symbolic model: edge formulas on every edge, summed over senders, node formulas; its
   MAE on the scoring graphs against the true accelerations, next to the GN's MAE on the same graphs;
-* the verdict: the edge formulas evaluated on the scoring edges of graphs inside the trial's pruning
-  bounds (in distribution: where the GN was trained), each fitted by least squares to
-  [F_x, F_y, (F_z), 1] and to [F / m_receiver, 1]; R² (mean over components) >= 0.99 for either means the
-  law is recovered, and the verdict says which. The same R² on every scoring edge (``..._all``,
+* the verdict (raysym.verdict): the edge formulas evaluated on the scoring edges of graphs inside the
+  trial's pruning bounds (in distribution: where the GN was trained), each fitted by least squares to
+  [F_x, F_y, (F_z), 1] and to [F / m_receiver, 1]; the law is recovered against either when every formula's
+  R² reaches 0.99 (the minimum decides) and the fitted map spans all dim directions (full rank, condition
+  number at most 10), and the verdict says which. The same R² on every scoring edge (``..._all``,
   extrapolation included) is reported beside it and decides nothing.
+
+Fitting and scoring graphs come from different test simulations (half of them each, by a seeded
+permutation): snapshots of one simulation a few steps apart are nearly the same graph, so a split by graph
+would score formulas on near-copies of the edges they were fitted on.
 
 The Newtonian GN (``model: newtonian``) has no node MLP to distil: its accelerations are the summed
 messages (through its linear readout when messages have more than dim components) over the receiver's
@@ -43,6 +48,7 @@ from raysym.config import DistillConfig
 from raysym.distill_pool import RECOVERED_R2, DistillPool, run_job, start_pool, write_outputs
 from raysym.errors import UserError
 from raysym.messages import r2_linear
+from raysym.verdict import judge
 
 
 def edge_names(dim: int) -> list[str]:
@@ -91,19 +97,22 @@ def prepare(
     from raysym.simulate import Snapshots
 
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(graphs))
-    half = len(order) // 2
-    if half < 2:
+    sims = np.unique(graphs.sim)
+    if len(sims) < 2 or len(graphs) < 4:
         raise UserError(
-            f"Distillation needs at least 4 test graphs, this trial has {len(graphs)}. Simulate more test data."
+            f"Distillation needs test graphs of at least 2 simulations (fitting and scoring halves are split by "
+            f"simulation); this trial has {len(graphs)} graph(s) of {len(sims)}. Simulate more test data "
+            "(--test-sims)."
         )
+    fit_sims = sims[rng.permutation(len(sims))[: len(sims) // 2]]
+    in_fit = np.isin(graphs.sim, fit_sims)
     pick = lambda idx: Snapshots(**{f: getattr(graphs, f)[np.sort(idx)] for f in Snapshots.__dataclass_fields__})
-    fit_rows = order[:half]
+    fit_rows, score_rows = np.flatnonzero(in_fit), np.flatnonzero(~in_fit)
     if fit_bounds is not None:
         acc = graphs.acc[fit_rows].reshape(len(fit_rows), -1)
         inside = fit_rows[(acc.min(1) >= fit_bounds[0]) & (acc.max(1) <= fit_bounds[1])]
         fit_rows = inside if len(inside) >= 2 else fit_rows  # too few inside: fit on all rather than fail
-    fit_graphs, score_graphs = pick(fit_rows), pick(order[half:])
+    fit_graphs, score_graphs = pick(fit_rows), pick(score_rows)
     dim = graphs.pos.shape[-1]
     edges = edge_data(model, fit_graphs, system)
     edge_rows = rng.choice(len(edges.r), size=min(samples, len(edges.r)), replace=False)
@@ -319,34 +328,30 @@ def force_front(
     return distill.pareto_front(scored, names, float(np.var(data.pair_force)), loss_factor)
 
 
-def verdict(edge_eqs: list[str], graphs, system: str, bounds: tuple[float, float] | None = None) -> dict[str, Any]:
-    """Is each edge formula a linear transformation of the true force (or force / receiver mass)?
+VERDICT_KEYS = tuple(
+    f"{stat}_{target}{suffix}"
+    for target in ("force", "accel")
+    for stat, suffix in (("r2", ""), ("r2", "_min"), ("condition", ""), ("r2", "_all"), ("r2", "_all_min"))
+)  # what a distillation records of the verdict, as distill/<key>
 
-    Decided in distribution: on the edges of the graphs inside ``bounds`` (the trial's pruning bounds;
-    every graph when None). ``r2_force_all`` and ``r2_accel_all``, on every edge, are reported beside it.
-    A formula that is not finite on some edge scores 0 there (no law blows up)."""
+
+def verdict(edge_eqs: list[str], graphs, system: str, bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Are the edge formulas together a linear transformation of the true force (or force / receiver mass)?
+    :func:`raysym.verdict.judge` on every edge of ``graphs``, decided in distribution: on the edges of the
+    graphs inside ``bounds`` (the trial's pruning bounds; every graph when None). Keys: ``recovered``,
+    ``which`` (force, force/mass or none), per target (force, accel) the mean and minimum R² and the fitted
+    map's condition number in distribution, the mean and minimum R² on every edge, and ``in_range_graphs``."""
     from raysym.messages import graphs_in_range
 
     edge_X, force, m_recv = graph_edges(graphs, system)
     n = graphs.pos.shape[1]
     inside = np.repeat(graphs_in_range(graphs, bounds), n * (n - 1))
     names = edge_names(graphs.pos.shape[2])
-    scores: dict[str, list[float]] = {"r2_force": [], "r2_accel": [], "r2_force_all": [], "r2_accel_all": []}
-    for eq in edge_eqs:
-        value = distill.evaluate(eq, edge_X, names)
-        for name, target in (("force", force), ("accel", force / m_recv[:, None])):
-            for suffix, rows in (("", inside), ("_all", slice(None))):
-                v = value[rows]
-                scores[f"r2_{name}{suffix}"].append(r2_linear(v, target[rows])[0] if np.all(np.isfinite(v)) else 0.0)
-    out = {k: float(np.mean(v)) for k, v in scores.items()}
-    f, a = out["r2_force"], out["r2_accel"]
-    recovered = bool(max(f, a) >= RECOVERED_R2)
-    return {
-        "recovered": recovered,
-        "which": ("force" if f >= a else "force/mass") if recovered else "none",
-        "in_range_graphs": int(inside.sum()) // (n * (n - 1)),
-        **out,
-    }
+    with np.errstate(all="ignore"):
+        values = np.column_stack([distill.evaluate(eq, edge_X, names) for eq in edge_eqs])
+    out = judge(values, {"force": force, "accel": force / m_recv[:, None]}, inside)
+    out["which"] = {"accel": "force/mass"}.get(out["which"], out["which"])
+    return {**out, "in_range_graphs": int(inside.sum()) // (n * (n - 1))}
 
 
 def energy_verdict(pair_eq: str, graphs, system: str, bounds: tuple[float, float] | None = None) -> dict[str, Any]:
@@ -496,7 +501,7 @@ def summarize(
             out.update({"distill/recovered": int(v["recovered"]), "distill/recovered_as": v["which"]})
     elif len(edge_eqs) == dim:
         v = verdict(edge_eqs, score_graphs, system, bounds)
-        out.update({f"distill/{k}": v[k] for k in ("r2_force", "r2_accel", "r2_force_all", "r2_accel_all")})
+        out.update({f"distill/{k}": v[k] for k in VERDICT_KEYS})
         out.update({"distill/recovered": int(v["recovered"]), "distill/recovered_as": v["which"]})
     out["distill/edge_components"] = edge_components(results)
     symbolic = symbolic_model(model, out, system, dim)

@@ -21,9 +21,8 @@ import numpy as np
 from raysym import distill
 from raysym.config import DistillConfig
 from raysym.errors import UserError
+from raysym.verdict import RECOVERED_R2  # noqa: F401 -- a formula is the law from this R² on (the halo kind's too)
 
-# A distilled formula counts as the law when its R² against the truth (in distribution) reaches this.
-RECOVERED_R2 = 0.99
 OUT = "distill"  # a trial's distillation folder
 
 

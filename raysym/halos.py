@@ -265,6 +265,7 @@ def run_halo_trial(cfg, out_dir: str | Path, *, callback=None, resume: bool = Tr
     the metrics. cfg: a HaloConfig."""
     import dataclasses
 
+    from raysym import message_figures
     from raysym import messages as msgs
     from raysym.outputs import claim_trial_folder
     from raysym.train import _write_json
@@ -320,7 +321,7 @@ def run_halo_trial(cfg, out_dir: str | Path, *, callback=None, resume: bool = Tr
         epochs = np.array([h["epoch"] + 1 for h in result.history])
         stds_by_epoch = np.array([h["message_stds"] for h in result.history])
         _write_json(out_dir / "message_stds_by_epoch.json", {"epoch": epochs.tolist(), "stds": stds_by_epoch.tolist()})
-        msgs.plot_stds_over_epochs(epochs, stds_by_epoch, 1, out_dir)
+        message_figures.plot_stds_over_epochs(epochs, stds_by_epoch, 1, out_dir)
     _write_json(out_dir / "metrics.json", metrics)
     return metrics
 

@@ -39,21 +39,21 @@ class NBodyKind(TrialKind):
         "prune_k",
         "status",
         "epochs",
-        "test_mae",
+        "test_mae",  # every test graph
+        "test_mae_in",  # the test graphs inside the training range
         "r2_force",  # in distribution: test graphs inside the training range
+        "in_range",  # the fraction of test graphs that is
         "r2_force_all",  # every test edge
         "r2_accel",
-        "sparse",
+        "sparse",  # n/a for messages without a sparsity prior
+        "share",  # the top dim components' part of the summed message stds
     )
     figures = ("l1", "loss", "force", "stds", "stds_epochs", "prune", "optuna", "ood")
     rolls_out = True
-    # test error, the in-distribution R² of the messages (the pair force's for energy models), sparsity
-    live_metrics = (
-        "test/mae",
-        "messages/r2_force_epoch",
-        "messages/r2_pair_force_epoch",
-        "messages/sparsity_ratio_epoch_in_range",
-    )
+    # on the validation split: error, the better R² of the messages (the pair force's for energy models),
+    # sparsity share and ratio
+    live_metrics = ("val/mae", "val/r2_best", "val/sparsity_share", "val/sparsity_ratio")
+    schedule_metric = "val/mae"  # what ASHA compares, per epoch
 
     # -- planning ---------------------------------------------------------------------------------------
     def validate_sweep(self, cfg: SweepConfig) -> None:

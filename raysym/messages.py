@@ -9,7 +9,12 @@ Definitions (also in docs/architecture.md):
   components by std (KL model: by the mean per-component KL term, since a sampled channel with
   prior-like noise can have a large spread without carrying anything).
 * Sparsity holds when every top component's std is at least 100x every other component's std
-  (vacuously true when messages have exactly dim components: bottleneck, newtonian).
+  (vacuously true when messages have exactly dim components: bottleneck, newtonian; the trial reports it
+  only for messages with a sparsity prior, L1 or KL). Two numbers follow it: the sparsity ratio (the
+  smallest top std over the largest other std; 100 is sparse) and the sparsity share (the top components'
+  part of the summed stds of all components: 1 when the others are silent, dim / size for evenly spread
+  messages). The ratio can sit near 1 while a handful of components carry everything; the share shows the
+  thinning.
 * R² per top component of a least-squares fit of the component on [F_x, F_y, (F_z), 1], R² = 1 -
   SS_res / SS_tot, averaged over the top components; against the true pairwise force (``r2_force``)
   and against the force divided by the receiver's mass (``r2_accel``, the pairwise acceleration, which
@@ -27,6 +32,11 @@ Definitions (also in docs/architecture.md):
   linear transformation of F * m_receiver^-alpha (0: the force, 1: force / mass), in distribution, and
   ``messages/r2_mass_scaled`` that fit's R². A high R² there with alpha between 0 and 1 says the network
   learned the force up to a power of the receiver's mass, a solution the R² against the force misses.
+  ``messages/r2_receiver_map`` goes one step further, for the same reason: the R² of each top component as
+  a linear function of [F, q_receiver F] m_receiver^-alpha (the best alpha on the same grid), that is of the
+  force through a linear map that depends on the receiver's charge and mass. The node model sees both and
+  can undo any such map, so nothing in training prefers the constant map the R² against the force asks for;
+  a high value here with a low R² against the force says the network learned the force in that gauge.
 
 Edge convention: dx = x_sender - x_receiver; the force is the force on the receiver (raysym.physics).
 """
@@ -34,7 +44,6 @@ Edge convention: dx = x_sender - x_receiver; the force is the force on the recei
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,7 +52,6 @@ from raysym import physics, regularizers
 from raysym.graph import complete_edges, node_features
 from raysym.model import GraphNetwork
 from raysym.simulate import Snapshots
-from raysym.trial_folder import atomic_path
 
 SPARSITY_RATIO = 100.0
 ROBUST_FRACTION = 0.9
@@ -225,6 +233,7 @@ class MessageAnalysis:
     sparse: bool
     sparsity_ratio: float  # min top std / max other std over in-range edges (inf when there are no others)
     sparsity_ratio_all: float  # the same over every test edge
+    sparsity_share: float  # the top components' part of the summed stds, in distribution
     r2_force: float  # in distribution
     r2_accel: float
     r2_force_all: float  # every test edge
@@ -235,6 +244,7 @@ class MessageAnalysis:
     graphs: int
     mass_exponent: float = float("nan")  # diagnostic: messages ~ F m_receiver^-alpha (module docstring)
     r2_mass_scaled: float = float("nan")
+    r2_receiver_map: float = float("nan")  # diagnostic: messages ~ (A + B q_r) F m_r^-alpha (module docstring)
     per_component: dict[str, list[float]] = field(default_factory=dict)
     r2_potential: float | None = None  # energy models (hgn): R² of the pair energy on [U(r'), 1], in range
     r2_pair_force: float | None = None  # energy models: R² of the implied pair force vs the true one, in range
@@ -265,11 +275,13 @@ class MessageAnalysis:
             "messages/r2_best": max(self.r2_force, self.r2_accel),
             "messages/mass_exponent": finite(self.mass_exponent),
             "messages/r2_mass_scaled": finite(self.r2_mass_scaled),
+            "messages/r2_receiver_map": finite(self.r2_receiver_map),
             "messages/in_range_fraction": self.in_range_graphs / max(self.graphs, 1),
             "messages/sparse": bool(self.sparse),
             # None (JSON null) when there are no other components (bottleneck, newtonian)
             "messages/sparsity_ratio": finite(self.sparsity_ratio),
             "messages/sparsity_ratio_all": finite(self.sparsity_ratio_all),
+            "messages/sparsity_share": finite(self.sparsity_share),
             "messages/top_std": [float(self.stds[k]) for k in self.top],
             "messages/top_components": [int(k) for k in self.top],
             # for box plots across seeds in reports; largest first
@@ -293,9 +305,44 @@ def mass_exponent(messages_top: np.ndarray, force: np.ndarray, m_recv: np.ndarra
     return float(MASS_EXPONENTS[best]), float(scores[best])
 
 
-def _ratio(stds: np.ndarray, top: list[int]) -> float:
+def receiver_map(messages_top: np.ndarray, force: np.ndarray, m_recv: np.ndarray, q_recv: np.ndarray) -> float:
+    """The best R² (mean over the top components (E, k)), over the exponents of :data:`MASS_EXPONENTS`, of a
+    least-squares fit on [F, q_recv F] m_recv^-alpha ((E, 2 dim), and a constant): the force through a linear
+    map that depends on the receiver's charge and mass (module docstring); NaN without enough edges."""
+    if len(force) < 2 * force.shape[1] + 2:
+        return float("nan")
+    mixed = np.hstack([force, q_recv[:, None] * force])
+    return float(
+        max(
+            np.mean(
+                [r2_linear(messages_top[:, k], mixed * m_recv[:, None] ** -a)[0] for k in range(messages_top.shape[1])]
+            )
+            for a in MASS_EXPONENTS
+        )
+    )
+
+
+def sparsity_ratio(stds: np.ndarray, top: list[int]) -> float:
+    """The smallest std among the ``top`` components over the largest among the others (inf without others)."""
     others = np.delete(stds, top)
     return float(stds[top].min() / others.max()) if len(others) and others.max() > 0 else float("inf")
+
+
+def sparsity_share(stds: np.ndarray, top: list[int]) -> float:
+    """The ``top`` components' part of the summed stds of every component, in [0, 1]."""
+    total = float(np.sum(stds))
+    return float(np.sum(stds[top]) / total) if total > 0 else float("nan")
+
+
+SPARSITY_TARGET_R2 = 0.99
+OBJECTIVE_PENALTY = 10.0
+
+
+def sparsity_objective(share: float, r2_best: float) -> float:
+    """The schedule-shape search's objective (``val/sparsity_objective``): the sparsity share, less 10 times
+    the shortfall of the R² below 0.99. A shape that thins the messages by giving up the law (R² 0.98
+    costs 0.1 of share) loses to one that keeps it; above 0.99 only the share counts."""
+    return float(share - OBJECTIVE_PENALTY * max(0.0, SPARSITY_TARGET_R2 - r2_best))
 
 
 def analyze(edges: EdgeData, dim: int, kl_prior: str = "gaussian") -> MessageAnalysis:
@@ -330,6 +377,7 @@ def analyze(edges: EdgeData, dim: int, kl_prior: str = "gaussian") -> MessageAna
             sparse=True,
             sparsity_ratio=float("inf"),
             sparsity_ratio_all=float("inf"),
+            sparsity_share=1.0,
             r2_force=nan,
             r2_accel=nan,
             r2_force_all=nan,
@@ -347,7 +395,7 @@ def analyze(edges: EdgeData, dim: int, kl_prior: str = "gaussian") -> MessageAna
         top = list(np.argsort(-kl)[:dim])
     else:
         top = list(np.argsort(-np.nan_to_num(stds, nan=-1.0))[:dim])
-    ratio = _ratio(stds, top)
+    ratio = sparsity_ratio(stds, top)
     accel = edges.force / edges.m_recv[:, None]
     per: dict[str, list[float]] = {
         key: []
@@ -361,14 +409,19 @@ def analyze(edges: EdgeData, dim: int, kl_prior: str = "gaussian") -> MessageAna
             per[f"r2_{name}_robust"].append(r2_trimmed(y, target))
     mean = {key: float(np.mean(v)) for key, v in per.items()}
     alpha, r2_scaled = mass_exponent(edges.messages[inside][:, top], edges.force[inside], edges.m_recv[inside])
+    r2_map = receiver_map(
+        edges.messages[inside][:, top], edges.force[inside], edges.m_recv[inside], edges.q_recv[inside]
+    )
     return MessageAnalysis(
         stds=stds,
         top=[int(k) for k in top],
         sparse=bool(ratio >= SPARSITY_RATIO),
         sparsity_ratio=ratio,
+        sparsity_share=sparsity_share(stds, top),
         mass_exponent=alpha,
         r2_mass_scaled=r2_scaled,
-        sparsity_ratio_all=_ratio(stds_all, top),
+        r2_receiver_map=r2_map,
+        sparsity_ratio_all=sparsity_ratio(stds_all, top),
         per_component={k: [float(x) for x in v] for k, v in per.items()},
         **mean,
         **counts,
@@ -376,170 +429,22 @@ def analyze(edges: EdgeData, dim: int, kl_prior: str = "gaussian") -> MessageAna
 
 
 def epoch_metrics(model, graphs: Snapshots, system: str, dim: int) -> dict[str, float]:
-    """The per-epoch view of the in-distribution analysis, for in-range ``graphs``: ``messages/r2_force_epoch``
-    and ``messages/r2_accel_epoch`` (the top-dim components by std, ordinary least squares) and, when there
-    are other components, ``messages/sparsity_ratio_epoch_in_range``; energy models:
-    ``messages/r2_pair_force_epoch``. One forward pass: cheap enough for every epoch."""
+    """The per-epoch R² of the messages on validation ``graphs`` (in distribution by construction):
+    ``val/r2_force`` and ``val/r2_accel`` (the top-dim components by std, ordinary least squares, mean over
+    them) and ``val/r2_best`` (the better); energy models: ``val/r2_pair_force`` (= ``val/r2_best``).
+    One forward pass: cheap enough for every epoch."""
     edges = edge_data(model, graphs, system)
-    if not np.all(np.isfinite(edges.messages)):  # a diverging model: train() stops it on its test MAE
+    if not np.all(np.isfinite(edges.messages)):  # a diverging model: train() stops it on its validation MAE
         return {}
     if edges.messages.shape[1] == 1 and dim > 1:
-        return {"messages/r2_pair_force_epoch": r2_prediction(edges.force, edges.pair_force)}
+        r2 = r2_prediction(edges.force, edges.pair_force)
+        return {"val/r2_pair_force": r2, "val/r2_best": r2}
     stds = edges.messages.std(axis=0)
     top = list(np.argsort(-stds)[:dim])
     accel = edges.force / edges.m_recv[:, None]
     out = {
-        "messages/r2_force_epoch": float(np.mean([r2_linear(edges.messages[:, k], edges.force)[0] for k in top])),
-        "messages/r2_accel_epoch": float(np.mean([r2_linear(edges.messages[:, k], accel)[0] for k in top])),
+        "val/r2_force": float(np.mean([r2_linear(edges.messages[:, k], edges.force)[0] for k in top])),
+        "val/r2_accel": float(np.mean([r2_linear(edges.messages[:, k], accel)[0] for k in top])),
     }
-    if len(stds) > dim:
-        out["messages/sparsity_ratio_epoch_in_range"] = _ratio(stds, top)
+    out["val/r2_best"] = max(out["val/r2_force"], out["val/r2_accel"])
     return out
-
-
-SAMPLE = "messages.npz"
-
-
-def _savefig(fig, path: Path) -> None:
-    """Write a figure under a temporary name, then rename: a crash never leaves half a PNG."""
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-
-
-def save_sample(
-    edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, size: int = 2000, seed: int = 0
-) -> Path:
-    """A small, fixed sample of test edges for reports (``messages.npz``, about 100 kB): the top message
-    components (size, dim), the true force (size, dim), the receiver mass (size,), whether each edge is
-    in distribution (size,) bool, plus every component's std (message size,) and the top indices. Written
-    to a temporary name, then renamed."""
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(len(edges.force), size=min(size, len(edges.force)), replace=False))
-    inside = edges.in_range if edges.in_range is not None else np.ones(len(edges.force), dtype=bool)
-    path = Path(out_dir) / SAMPLE
-    with atomic_path(path) as tmp:
-        np.savez(
-            tmp,
-            messages=edges.messages[rows][:, analysis.top].astype(np.float32),
-            force=edges.force[rows].astype(np.float32),
-            m_recv=edges.m_recv[rows].astype(np.float32),
-            in_range=inside[rows],
-            stds=analysis.stds.astype(np.float32),
-            top=np.asarray(analysis.top),
-        )
-    return path
-
-
-def plot(edges: EdgeData, analysis: MessageAnalysis, out_dir: str | Path, target: str = "best") -> list[Path]:
-    """Two PNGs: each top component against its least-squares fit on the force or on force / mass
-    ("best": whichever has the higher R²), and the 15 largest component standard deviations.
-    Returns the paths written."""
-    if analysis.r2_potential is not None:
-        target = "potential"
-    elif target == "best":
-        target = "force" if analysis.r2_force >= analysis.r2_accel else "accel"
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    features = {
-        "accel": lambda: edges.force / edges.m_recv[:, None],
-        "force": lambda: edges.force,
-        "potential": lambda: edges.potential[:, None],
-    }[target]()
-    label = {"accel": "force / receiver mass", "force": "force", "potential": "true pair potential U(r')"}[target]
-    rng = np.random.default_rng(0)
-    shown = rng.choice(len(features), size=min(5000, len(features)), replace=False)
-    panels = len(analysis.top) + (edges.pair_force is not None)
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4), squeeze=False)
-    if edges.pair_force is not None:  # energy models: the force the pair energies imply, radial component
-        radial = lambda f: (f * edges.dx).sum(-1) / np.maximum(edges.r, 1e-12)  # + is away from the sender
-        truth, implied = radial(edges.force)[shown], radial(edges.pair_force)[shown]
-        ax = axes[0, -1]
-        ax.scatter(truth, implied, s=2, alpha=0.3)
-        lim = np.percentile(np.abs(truth), 99)
-        ax.plot([-lim, lim], [-lim, lim], color="k", lw=0.8)
-        ax.set(
-            xlim=(-lim, lim),
-            ylim=(-lim, lim),
-            xlabel="true pair force, radial component",
-            ylabel="-d(pair energies)/dq, radial",
-            title=f"R² = {analysis.r2_pair_force:.3f} (robust {analysis.r2_pair_force_robust:.3f})",
-        )
-    inside = edges.in_range if edges.in_range is not None else np.ones(len(features), dtype=bool)
-    for ax, k in zip(axes[0], analysis.top):
-        # Fitted on the in-distribution edges (the headline R²); the others, drawn in grey with the same
-        # fit, show the extrapolation instead of dragging the fit (1/r^2 close encounters would).
-        y = edges.messages[:, k]
-        r2, fitted = r2_linear_within(y, features, inside)
-        ins, out = shown[inside[shown]], shown[~inside[shown]]
-        lim = (np.percentile(np.abs(np.concatenate([fitted[ins], y[ins]])), 99) if len(ins) else 0.0) or 1.0
-        ax.scatter(fitted[out], y[out], s=2, alpha=0.3, color="0.6", label="outside the training range")
-        ax.scatter(fitted[ins], y[ins], s=2, alpha=0.3, color="C0", label="in distribution")
-        ax.plot([-lim, lim], [-lim, lim], color="k", lw=0.8)
-        ax.set(
-            xlim=(-lim, lim),
-            ylim=(-lim, lim),
-            xlabel=f"linear fit on {label} (in-distribution edges)",
-            ylabel=f"message component {k}",
-            title=f"R² in distribution = {r2:.3f}",
-        )
-        ax.legend(fontsize=7, markerscale=4, loc="upper left")
-    fig.tight_layout()
-    scatter = out_dir / "messages_vs_force.png"
-    _savefig(fig, scatter)
-
-    order = np.argsort(-analysis.stds)[:15]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar(range(len(order)), analysis.stds[order], color=["C1" if k in analysis.top else "C0" for k in order])
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(order)), [str(k) for k in order], fontsize=8)
-    ax.set(
-        xlabel="message component",
-        ylabel="std over test edges",
-        title=f"15 largest message stds (sparse: {analysis.sparse})",
-    )
-    fig.tight_layout()
-    stds = out_dir / "message_stds.png"
-    _savefig(fig, stds)
-    return [scatter, stds]
-
-
-def plot_stds_over_epochs(epochs: np.ndarray, stds: np.ndarray, dim: int, out_dir: str | Path, shown: int = 10) -> Path:
-    """``message_stds_by_epoch.png``: the std of the components that are largest at the end, one line
-    each over the epochs (the top dim bold), and the largest of all the others dashed, so sparsity can
-    be seen to emerge. epochs: (E,); stds: (E, message size)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    order = np.argsort(-stds[-1])
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    for rank, k in enumerate(order[:shown]):
-        ax.plot(epochs, stds[:, k], lw=2.2 if rank < dim else 0.9, label=f"component {k}" if rank < dim else None)
-    if stds.shape[1] > shown:
-        ax.plot(
-            epochs,
-            stds[:, order[shown:]].max(axis=1),
-            "k--",
-            lw=1,
-            label=f"largest of the other {stds.shape[1] - shown}",
-        )
-    ax.set(
-        xlabel="epoch",
-        ylabel="std over test edges",
-        yscale="log",
-        title=f"message stds over training ({shown} largest at the end)",
-    )
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(out_dir) / "message_stds_by_epoch.png"
-    _savefig(fig, path)
-    return path

@@ -22,3 +22,6 @@ DEVICES = ("auto", "cpu", "cuda")  # and cuda:N
 # Symbolic regression (raysym.distill): the backends and the operators a formula may use.
 BACKENDS = ("auto", "operon", "pysr")
 OPERATORS = ("+", "-", "*", "/", "sqrt", "exp", "log", "square")
+# What the coefficients of the message penalties mean (raysym.regularizers): "paper", the publications'
+# meaning; "per_edge", the scale of trials before it existed.
+PENALTY_UNITS = ("paper", "per_edge")

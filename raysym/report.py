@@ -177,7 +177,7 @@ def table_sections(sweep: Sweep, pub: Published) -> list[Section]:
 def draw_figures(sweep: Sweep, folder: Path) -> list[tuple[str, Path | None]]:
     """Every figure of the report as (caption, PNG written in ``folder``, or None: nothing to draw)."""
     folder.mkdir(parents=True, exist_ok=True)
-    metric = (sweep.config or {}).get("search", {}).get("metric", "messages/r2_best")
+    metric, _ = sweep.search_metric()
     drawers = {  # called only for the figures the sweep's trial kind lists (TrialKind.figures)
         "l1": lambda: (
             "L1 coefficient at the end of each epoch, per schedule: the penalty each schedule put on the messages "
@@ -210,9 +210,10 @@ def draw_figures(sweep: Sweep, folder: Path) -> list[tuple[str, Path | None]]:
             figs.message_stds(sweep, folder),
         ),
         "stds_epochs": lambda: (
-            "Message standard deviations over the epochs (first trial of each group): the components that end "
-            "largest, thick for the top dim, dashed the largest of the rest. Look for the top dim separating from "
-            "the rest as the L1 penalty grows",
+            "Message standard deviations over the epochs on the validation graphs (first trial of each group): the "
+            "components that end largest, thick for the top dim, dashed the largest of the rest, dotted the sparsity "
+            "share (the top dim's part of the summed stds, right axis). Look for the top dim separating from the "
+            "rest and the share climbing towards 1 as the L1 penalty works",
             figs.stds_over_epochs(sweep, folder, lambda t: stds_by_epoch(sweep.uri, t)),
         ),
         "prune": lambda: (

@@ -119,6 +119,16 @@ class Sweep:
     def search(self) -> str:
         return (self.config or {}).get("search", {}).get("kind", "grid")
 
+    def search_metric(self) -> tuple[str, str]:
+        """(metric, mode) the sweep's search optimised: its YAML's, else the default of the raysym that ran it
+        (val/r2_best on the validation split; messages/r2_best, on test graphs, before the split existed)."""
+        search = (self.config or {}).get("search", {})
+        metric = search.get("metric")
+        if metric is None:
+            newer = any("val/r2_best" in t.metrics for t in self.trials)
+            metric = "val/r2_best" if newer else "messages/r2_best"
+        return metric, search.get("mode", "max")
+
     def kind(self) -> trial_kind.TrialKind:
         """The sweep's trial kind (one per sweep), from its trials; an empty sweep reads as N-body."""
         return trial_kind.get(self.trials[0].kind_name if self.trials else trial_kind.LEGACY_KIND)

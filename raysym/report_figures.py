@@ -160,16 +160,15 @@ def messages_vs_force(sweep: Sweep, out: Path, sample_of: Callable[[Trial], dict
 
 def message_stds(sweep: Sweep, out: Path) -> Path | None:
     """The 15 largest message-component stds of each group as box plots across its trials (seeds)."""
-    groups = {
-        n: [t.top_stds() for t in ts if t.top_stds()]
-        for n, ts in _groups([t for t in sweep.trials if t.finished]).items()
-    }
+    finished = _groups([t for t in sweep.trials if t.finished])
+    groups = {n: [t.top_stds() for t in ts if t.top_stds()] for n, ts in finished.items()}
     groups = {n: v for n, v in groups.items() if v}
     if not groups:
         return None
     shown = list(groups.items())[:MAX_PANELS]
     fig, axes = _panels(len(shown))
     for ax, (name, stds) in zip(axes, shown):
+        sparsity = _sparsity_note(finished[name])
         width = max(len(s) for s in stds)
         columns = [[s[i] for s in stds if i < len(s)] for i in range(width)]
         if len(stds) > 1:  # a box per rank across the seeds
@@ -179,16 +178,26 @@ def message_stds(sweep: Sweep, out: Path) -> Path | None:
             ax.plot(range(1, width + 1), columns, "o", ms=4, label="the trial's stds")
             ax.legend(fontsize=7)
         ax.set_yscale("log")
-        ax.set_title(f"{name} ({len(stds)} trial(s))", fontsize=8)
+        ax.set_title(f"{name} ({len(stds)} trial(s)){sparsity}", fontsize=8)
         ax.set_xlabel("rank of std", fontsize=8)
         ax.set_ylabel("std over test edges", fontsize=8)
     fig.tight_layout()
     return _save(fig, out / "message_stds.png")
 
 
+def _sparsity_note(trials: list[Trial]) -> str:
+    """A panel title's sparsity summary: mean share and ratio over the trials, for messages with a prior."""
+    shares = [t.metrics["messages/sparsity_share"] for t in trials if t.metrics.get("messages/sparse") is not None]
+    ratios = [t.metrics["messages/sparsity_ratio"] for t in trials if t.metrics.get("messages/sparse") is not None]
+    if not shares or not ratios:
+        return ""
+    return f"\nsparsity share {np.mean(shares):.3f}, ratio {np.mean(ratios):.3g} (100: sparse)"
+
+
 def stds_over_epochs(sweep: Sweep, out: Path, stds_of: Callable[[Trial], dict | None]) -> Path | None:
     """For the first finished trial of each group: its ten largest final message stds over the epochs,
-    and the largest of the other components dashed (from message_stds_by_epoch.json)."""
+    the largest of the other components dashed, and, where there are more than dim components, the sparsity
+    share per epoch on a right axis (from message_stds_by_epoch.json, validation graphs)."""
     panels = []
     for name, trials in list(_groups([t for t in sweep.trials if t.finished]).items())[:MAX_PANELS]:
         data = stds_of(trials[0])
@@ -204,7 +213,15 @@ def stds_over_epochs(sweep: Sweep, out: Path, stds_of: Callable[[Trial], dict | 
             ax.plot(epochs, stds[:, k], lw=2 if rank < dim else 0.8, label=label)
         if stds.shape[1] > 10:
             ax.plot(epochs, stds[:, order[10:]].max(axis=1), "k--", lw=0.8, label="largest of the rest")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="lower left")
+        if stds.shape[1] > dim:  # the sparsity share per epoch: the top dim's part of the summed stds
+            ranked = -np.sort(-stds, axis=1)
+            share = ranked[:, :dim].sum(1) / np.maximum(ranked.sum(1), 1e-30)
+            twin = ax.twinx()
+            twin.plot(epochs, share, color="0.3", ls=":", lw=1.5, label="sparsity share (right axis)")
+            twin.set_ylim(0, 1.02)
+            twin.set_ylabel("sparsity share", fontsize=8)
+            twin.legend(fontsize=7, loc="upper right")
         ax.set_yscale("log")
         ax.set_title(name, fontsize=8)
         ax.set_xlabel("epoch", fontsize=8)

@@ -32,7 +32,9 @@ class SearchConfig:
     sampler: str = "tpe"
     seed: int = 0
     trials: int = 8
-    metric: str = "messages/r2_best"
+    # Read at the end of each trial, from the validation split (never the test split): val/r2_best, or
+    # val/sparsity_objective for a search for sparse L1 schedules (raysym.metrics names both)
+    metric: str = "val/r2_best"
     mode: str = "max"
     storage: str = "sqlite:///optuna.db"
     study: str | None = None
@@ -69,8 +71,8 @@ class SearchConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SchedulerConfig:
-    """``fifo`` runs every trial to the end; ``asha`` stops trials whose test MAE lags after
-    ``grace_period`` epochs (Ray Tune's ASHAScheduler)."""
+    """``fifo`` runs every trial to the end; ``asha`` stops trials whose error lags after ``grace_period``
+    epochs (Ray Tune's ASHAScheduler; N-body trials are compared by their validation MAE, ``val/mae``)."""
 
     kind: str = "fifo"
     grace_period: int = 5

@@ -312,6 +312,10 @@ def verdict_of(summary: dict[str, Any]) -> str:
     return "error" if summary.get("distill/errors") else summary.get("distill/recovered_as", "-")
 
 
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def law_lines(summary: dict[str, Any], dim: int) -> list[str]:
     """A trial's law as text: the verdict with its R² (in distribution and on every edge) and each edge
     formula with its constants to 4 significant digits."""
@@ -322,15 +326,17 @@ def law_lines(summary: dict[str, Any], dim: int) -> list[str]:
     if verdict == "error":
         return ["distillation failed: " + "; ".join(summary["distill/errors"])[:300]]
     which = {"force/mass": "accel", "potential": "pair_force"}.get(verdict, "force")
-    r2, r2_all = summary.get(f"distill/r2_{which}"), summary.get(f"distill/r2_{which}_all")
-    scores = (
-        f"R² {r2:.4f} in distribution, {r2_all:.4f} on every test edge" if r2 is not None and r2_all is not None else ""
-    )
-    head = (
-        f"law recovered ({verdict}): {scores}"
-        if summary.get("distill/recovered")
-        else f"no law recovered (best formula {scores})"
-    )
+    if f"distill/r2_{which}_min" in summary:  # the verdict's own numbers: the worst formula, and the map's spread
+        r2, r2_all = summary[f"distill/r2_{which}_min"], summary.get(f"distill/r2_{which}_all_min")
+        cond = summary.get(f"distill/condition_{which}")
+        scores = f"R² {r2:.4f} in distribution, {_num(r2_all)} on every test edge (worst formula)" + (
+            "" if cond is None else f"; condition number {cond:.3g}"
+        )
+    else:  # energy models and distillations before the rank check: the mean over the formulas
+        r2, r2_all = summary.get(f"distill/r2_{which}"), summary.get(f"distill/r2_{which}_all")
+        scores = f"R² {_num(r2)} in distribution, {_num(r2_all)} on every test edge" if r2 is not None else ""
+    recovered = summary.get("distill/recovered")
+    head = f"law recovered ({verdict}): {scores}" if recovered else f"no law recovered ({scores})"
     label = "pair energy" if verdict == "potential" or "distill/r2_pair_force" in summary else "message"
     lines = [head]
     for k, eq in enumerate(summary.get("distill/edge_formulas", [])):

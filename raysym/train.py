@@ -2,10 +2,13 @@
 
 Per optimisation step: a batch of graphs (default 64), one random translation N(0, 1) * 3 added to all
 positions of the batch, the dense GN forward, loss = mean |a - a_hat| over nodes and components (MSE or
-Huber selectable) + alpha * regulariser (L1 with a scheduled alpha, or KL with alpha = 1), Adam with
-weight decay 1e-8 and OneCycleLR (max lr 1e-3, final_div_factor 1e5). After each epoch: test MAE on the
-held-out test simulations, a checkpoint (written atomically) from which a later call resumes, and the
-per-epoch metrics handed to ``callback`` (the sweep reports them to Tune and MLflow).
+Huber selectable) + alpha * scale * regulariser (L1 with a scheduled alpha, or KL with alpha = kl_alpha;
+scale = (n - 1) / (n dim) puts alpha in the publications' units, raysym.regularizers), Adam with weight
+decay 1e-8 and OneCycleLR (max lr 1e-3, final_div_factor 1e5). After each epoch: MAE, message stds,
+sparsity and (through ``probe``) the messages' R² on the validation graphs, whole training simulations held
+out (:func:`split_validation`), which every decision during training reads; the test MAE when test graphs
+are given (reported, never decided on); a checkpoint (written atomically) from which a later call resumes;
+and the epoch's metrics handed to ``callback`` (the sweep reports them to Tune and MLflow).
 
 A NaN or infinite loss stops the trial with status "diverged" and a reason instead of training on.
 """
@@ -27,6 +30,7 @@ from raysym import physics, regularizers
 from raysym.config import TrainConfig
 from raysym.errors import UserError
 from raysym.graph import node_features
+from raysym.messages import sparsity_objective, sparsity_ratio, sparsity_share
 from raysym.model import GraphNetwork, build_model
 from raysym.schedules import get_schedule
 from raysym.simulate import Snapshots
@@ -77,14 +81,41 @@ def _subsample(graphs: Snapshots, limit: int | None, rng: np.random.Generator | 
     return graphs.take(np.sort(rng.choice(len(graphs), size=limit, replace=False)))
 
 
+VALIDATION_SEED = 2006_11287  # fixed (the paper's arXiv number): every trial on a dataset holds out the same sims
+
+
+def split_validation(graphs: Snapshots, fraction: float, sims: np.ndarray | None = None) -> tuple[Snapshots, Snapshots]:
+    """(training graphs, validation graphs): the graphs of ``fraction`` of the simulations (at least one),
+    chosen by a fixed seed among ``sims`` (the dataset's training simulation ids; default: those present), so
+    every trial on a dataset, whatever its pruning factor, validates on the same simulations. Whole
+    simulations, never single graphs: consecutive snapshots of one simulation are nearly the same graph, and
+    a split by graph would validate on near-copies of the training data."""
+    sims = np.unique(graphs.sim) if sims is None else np.asarray(sims)
+    if len(sims) < 2:
+        raise UserError(
+            f"A validation split needs at least 2 training simulations, this dataset has {len(sims)}. "
+            "Simulate more (--sims)."
+        )
+    count = min(len(sims) - 1, max(1, round(fraction * len(sims))))
+    held = np.random.default_rng(VALIDATION_SEED).choice(sims, size=count, replace=False)
+    mask = np.isin(graphs.sim, held)
+    return graphs.take(~mask), graphs.take(mask)
+
+
 def load_training_data(cfg: TrainConfig):
-    """(train graphs, test graphs, prune report) from the dataset folder, subsampled as configured."""
+    """(train graphs, validation graphs, test graphs, prune report) from the dataset folder: the validation
+    graphs are the pruned graphs of whole training simulations (:func:`split_validation`), the test graphs
+    come from the test simulations, unpruned; training and test graphs subsampled as configured."""
     from raysym import shards
 
     data = shards.load_dataset(cfg.data, prune_k=cfg.prune_k)
+    train_graphs, val_graphs = split_validation(
+        data.train, cfg.validation_fraction, np.arange(data.manifest["splits"]["train"]["sims"])
+    )
     rng = np.random.default_rng(cfg.seed)
     return (
-        _subsample(data.train, cfg.max_train_graphs, rng),
+        _subsample(train_graphs, cfg.max_train_graphs, rng),
+        val_graphs,
         _subsample(data.test, cfg.max_test_graphs, rng),
         data.prune,
     )
@@ -96,7 +127,7 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 ACPCR_TOL = 0.02  # the follow-up study's tolerance on each predicted acceleration component
-STD_GRAPHS = 1000  # test graphs whose message stds are followed epoch by epoch
+STD_GRAPHS = 1000  # validation graphs whose message stds are followed epoch by epoch
 
 
 @torch.no_grad()
@@ -124,12 +155,15 @@ def message_stds(model: GraphNetwork, x: torch.Tensor, device) -> np.ndarray:
 
 
 def std_metrics(stds: np.ndarray, dim: int) -> dict[str, float]:
-    """Per-epoch metrics from the component stds: the five largest, and the sparsity ratio (the
-    dim-th largest over the next; absent for the bottleneck model, which has no other components)."""
+    """Per-epoch metrics from the component stds on the validation graphs: the five largest, and, when there
+    are more than dim components, the sparsity ratio (the dim-th largest over the next) and share (the top
+    dim's part of the summed stds; raysym.messages.sparsity_share)."""
     ranked = np.sort(stds)[::-1]
-    out = {f"messages/std_{k + 1}": float(v) for k, v in enumerate(ranked[:5])}
-    if len(ranked) > dim and ranked[dim] > 0:
-        out["messages/sparsity_ratio_epoch"] = float(ranked[dim - 1] / ranked[dim])
+    out = {f"val/std_{k + 1}": float(v) for k, v in enumerate(ranked[:5])}
+    if len(ranked) > dim:
+        top = list(np.argsort(-stds)[:dim])
+        out["val/sparsity_ratio"] = sparsity_ratio(stds, top)
+        out["val/sparsity_share"] = sparsity_share(stds, top)
     return out
 
 
@@ -139,31 +173,32 @@ def train(
     out_dir: str | Path | None = None,
     callback: Callable[[dict[str, float]], None] | None = None,
     data: tuple[Snapshots, Snapshots] | None = None,
+    test: Snapshots | None = None,
     resume: bool = True,
     probe: Callable[[torch.nn.Module], dict[str, float]] | None = None,
     until: Callable[[dict[str, float]], bool] | None = None,
 ) -> TrainResult:
-    """Train one GN. ``data`` (train, test graphs) skips loading; ``out_dir`` enables checkpoints.
+    """Train one GN. ``data`` (training graphs, validation graphs) skips loading (then ``test``, graphs whose
+    MAE is reported every epoch, is optional); ``out_dir`` enables checkpoints.
 
     ``probe(model)`` runs after each epoch's evaluation and adds its metrics to the epoch's (run_trial
-    follows the in-distribution R² this way); ``until(metrics)`` ends training after the first epoch
-    for which it is true (status "finished", reason "stopped early: ...")."""
+    follows the messages' R² on the validation graphs this way); ``until(metrics)`` ends training after the
+    first epoch for which it is true (status "finished", reason "stopped early: ...")."""
     start = time.perf_counter()
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     if data is None:
-        train_graphs, test_graphs, _ = load_training_data(cfg)
+        train_graphs, val_graphs, test, _ = load_training_data(cfg)
     else:
-        train_graphs, test_graphs = data
-    if len(train_graphs) == 0 or len(test_graphs) == 0:
-        from raysym.errors import UserError
-
+        train_graphs, val_graphs = data
+    if len(train_graphs) == 0 or len(val_graphs) == 0:
         raise UserError(
-            f"Nothing to train on: {len(train_graphs)} training and {len(test_graphs)} test graphs "
+            f"Nothing to train on: {len(train_graphs)} training and {len(val_graphs)} validation graphs "
             f"(after pruning with k={cfg.prune_k}). Raise --prune-k, use --no-prune, or simulate more data."
         )
     x_train, y_train = node_features(train_graphs)
-    x_test, y_test = node_features(test_graphs)
+    x_val, y_val = node_features(val_graphs)
+    x_test, y_test = node_features(test) if test is not None and len(test) else (None, None)
     dim = y_train.shape[-1]
 
     model = build_model(
@@ -228,25 +263,33 @@ def train(
             sums["loss"] += loss.item()
             sums["base"] += base.item()
             sums["reg"] += reg.item()
-        test_mae, acpcr = evaluate(model, x_test, y_test, device)
-        stds = message_stds(model, x_test[:STD_GRAPHS], device)
+        val_mae, _ = evaluate(model, x_val, y_val, device)
+        stds = message_stds(model, x_val[:STD_GRAPHS], device)
         metrics = {
             "epoch": epoch,
             "train/loss": sums["loss"] / steps_per_epoch,
             "train/base_loss": sums["base"] / steps_per_epoch,
             "train/regularizer": sums["reg"] / steps_per_epoch,
             "train/l1_coeff": alpha if cfg.regularizer == "l1" else 0.0,
+            "train/penalty_weight": alpha * penalty_scale(cfg, x_train.shape[1], dim)
+            if cfg.regularizer != "none"
+            else 0.0,
             "train/lr": scheduler.get_last_lr()[0],
-            "test/mae": test_mae,
-            "test/acpcr": acpcr,
-            "test/acpcr_complement": 1.0 - acpcr,
+            "val/mae": val_mae,
             **std_metrics(stds, dim),
             **(probe(model) if probe is not None else {}),
         }
-        if not math.isfinite(test_mae):
+        if "val/sparsity_share" in metrics and "val/r2_best" in metrics:  # the schedule search's objective
+            metrics["val/sparsity_objective"] = sparsity_objective(
+                metrics["val/sparsity_share"], metrics["val/r2_best"]
+            )
+        if x_test is not None:  # reported only: no decision during training reads the test split
+            test_mae, acpcr = evaluate(model, x_test, y_test, device)
+            metrics.update({"test/mae": test_mae, "test/acpcr": acpcr, "test/acpcr_complement": 1.0 - acpcr})
+        if not math.isfinite(val_mae):
             return TrainResult(
                 "diverged",
-                f"non-finite test MAE at epoch {epoch}",
+                f"non-finite validation MAE at epoch {epoch}",
                 model,
                 history,
                 metrics,
@@ -302,7 +345,15 @@ def batch_loss(model: GraphNetwork, cfg: TrainConfig, xb: torch.Tensor, yb: torc
         reg = regularizers.kl(out.mu, out.logvar, cfg.kl_prior)
     else:
         return base, base, torch.zeros((), device=base.device)
-    return base + alpha * reg, base, reg
+    return base + alpha * penalty_scale(cfg, xb.shape[1], yb.shape[-1]) * reg, base, reg
+
+
+def penalty_scale(cfg: TrainConfig, n: int, dim: int) -> float:
+    """The factor between the coefficient (alpha, in ``cfg.penalty_units``) and raysym's per-edge penalty for
+    graphs of n particles in dim dimensions. The Hamiltonian GN's energy penalty has no published meaning
+    and keeps the per-edge scale."""
+    units = regularizers.PER_EDGE if cfg.model == "hgn" else cfg.penalty_units
+    return regularizers.penalty_scale(units, n, dim)
 
 
 def run_trial(
@@ -319,12 +370,13 @@ def run_trial(
     ``claim``: refuse an ``out_dir`` holding anything but this same trial (raysym.outputs); the sweep
     turns it off for the work folders it owns inside Tune's trial folders.
 
-    Every epoch also measures the in-distribution R² of the messages (``messages/r2_force_epoch``,
-    ``messages/r2_accel_epoch``; the pair force's for energy models) on the analysis graphs; ``until``
-    (see :func:`train`) can stop training on it. Returns the flat metrics dictionary that was written.
-    This is what ``raysym train`` and the sweep's Tune trainable call.
+    Every epoch also measures the messages' R² on the validation graphs (``val/r2_force``, ``val/r2_accel``,
+    ``val/r2_best``; the pair force's for energy models), where ``until`` (see :func:`train`) and ``stop_r2``
+    decide. At the end, the message analysis runs on the test graphs: reported, never decided on. Returns the
+    flat metrics dictionary that was written. This is what ``raysym train`` and the sweep's Tune trainable
+    call.
     """
-    from raysym import messages, shards
+    from raysym import message_figures, messages, shards
     from raysym.outputs import claim_trial_folder
 
     out_dir = Path(out_dir)
@@ -336,24 +388,24 @@ def run_trial(
     if claim:
         claim_trial_folder(out_dir, trial_record(cfg))  # nothing but this same trial is overwritten
     pick_device(cfg.device)  # a missing GPU, and below bad data, stop the run before the folder is made
-    train_graphs, test_graphs, prune = load_training_data(cfg)
+    train_graphs, val_graphs, test_graphs, prune = load_training_data(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     # The resolved settings, so the trial can be rebuilt later (raysym distill) without its YAML.
     _write_json(out_dir / CONFIG, trial_record(cfg))
     bounds = shards.prune_bounds(manifest, cfg.prune_k) if cfg.prune_k is not None else None
-    # The analysis graphs: a seeded sample of the test graphs, the same for the per-epoch probe and the end.
-    sample = _subsample(test_graphs, cfg.analysis_graphs, np.random.default_rng(cfg.seed))
-    in_range = sample.take(messages.graphs_in_range(sample, bounds))
     dim = manifest["params"]["dim"]
-
-    probe = (lambda model: messages.epoch_metrics(model, in_range, system, dim)) if len(in_range) else None
+    # The per-epoch probe: a seeded sample of the validation graphs (pruned training simulations, so in
+    # distribution by construction).
+    val_sample = _subsample(val_graphs, cfg.analysis_graphs, np.random.default_rng(cfg.seed))
+    probe = (lambda model: messages.epoch_metrics(model, val_sample, system, dim)) if len(val_sample) else None
     if until is None and cfg.stop_r2 is not None:
         until = lambda m: epoch_r2(m) >= cfg.stop_r2
     result = train(
         cfg,
         out_dir=out_dir,
         callback=callback,
-        data=(train_graphs, test_graphs),
+        data=(train_graphs, val_graphs),
+        test=test_graphs,
         resume=resume,
         probe=probe,
         until=until,
@@ -364,6 +416,7 @@ def run_trial(
         "data/system": system,
         "data/dim": manifest["params"]["dim"],
         "data/train_graphs": len(train_graphs),
+        "data/val_graphs": len(val_graphs),
         "data/test_graphs": len(test_graphs),
         "data/pruned_graphs": prune.removed if prune is not None else 0,
         "time/train_seconds": result.seconds,
@@ -371,30 +424,60 @@ def run_trial(
         "epochs_done": len(result.history),
     }
     if result.status == "finished":
+        # The analysis graphs: a seeded sample of the test graphs (reported; nothing is decided on them).
+        sample = _subsample(test_graphs, cfg.analysis_graphs, np.random.default_rng(cfg.seed))
         edges = messages.edge_data(result.model, sample, system, bounds=bounds)
         analysis = messages.analyze(edges, result.model.dim, cfg.kl_prior)
         metrics.update(analysis.metrics())
-        messages.plot(edges, analysis, out_dir)
-        messages.save_sample(edges, analysis, out_dir, seed=cfg.seed)
+        if not has_sparsity_prior(cfg):  # sparsity is asked of penalised messages only: n/a for the others
+            metrics["messages/sparse"] = None
+        metrics.update(mae_in_range(result.model, test_graphs, bounds, cfg.device))
+        message_figures.plot(edges, analysis, out_dir)
+        message_figures.save_sample(edges, analysis, out_dir, seed=cfg.seed)
     by_epoch = [(h["epoch"] + 1, h["message_stds"]) for h in result.history if "message_stds" in h]
     if by_epoch:
         _write_json(
             out_dir / "message_stds_by_epoch.json",
             {"epoch": [e for e, _ in by_epoch], "stds": [v for _, v in by_epoch]},
         )
-        messages.plot_stds_over_epochs(
-            np.array([e for e, _ in by_epoch]), np.array([v for _, v in by_epoch]), result.model.dim, out_dir
+        message_figures.plot_stds_over_epochs(
+            np.array([e for e, _ in by_epoch]),
+            np.array([v for _, v in by_epoch]),
+            result.model.dim,
+            out_dir,
+            curves={
+                "share": [h.get("val/sparsity_share") for h in result.history],
+                "ratio": [h.get("val/sparsity_ratio") for h in result.history],
+            },
         )
     _write_json(out_dir / "metrics.json", metrics)
     return metrics
 
 
+def has_sparsity_prior(cfg: TrainConfig) -> bool:
+    """Do the trial's messages carry a penalty meant to make them sparse (L1 or KL on many components)?
+    Sparsity is judged for those only; for the others (standard, bottleneck, Newtonian bottleneck, the
+    Hamiltonian GN's scalar energies) it does not apply."""
+    return cfg.regularizer in ("l1", "kl") and cfg.model != "hgn"
+
+
+def mae_in_range(model, graphs: Snapshots, bounds: tuple[float, float] | None, device: str) -> dict[str, float]:
+    """``test/mae_in_range``: the test MAE on the test graphs inside the trial's pruning bounds (where it was
+    trained); absent when no test graph lies inside them."""
+    from raysym.messages import graphs_in_range
+
+    inside = graphs_in_range(graphs, bounds)
+    if not inside.any():
+        return {}
+    x, y = node_features(graphs.take(inside))
+    return {"test/mae_in_range": evaluate(model, x, y, pick_device(device))[0]}
+
+
 def epoch_r2(metrics: dict[str, Any]) -> float:
-    """The better in-distribution R² of an epoch's metrics: against the force or force / receiver mass (the
+    """An epoch's ``val/r2_best``: the better validation R² against the force or force / receiver mass (the
     pair force's, for energy models); -inf when the epoch has none."""
-    keys = ("messages/r2_force_epoch", "messages/r2_accel_epoch", "messages/r2_pair_force_epoch")
-    values = [metrics[k] for k in keys if k in metrics and math.isfinite(metrics[k])]
-    return max(values, default=-math.inf)
+    value = metrics.get("val/r2_best")
+    return value if value is not None and math.isfinite(value) else -math.inf
 
 
 KIND = "nbody"  # config.json's "kind" (raysym.trial_kind)
@@ -426,6 +509,8 @@ def load_trial(trial_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig,
             f"{trial_dir / CONFIG} cannot be read ({exc}). Train the trial again into a new folder."
         ) from None
     kind = data.pop("kind", KIND) if isinstance(data, dict) else KIND  # folders before the kind was recorded
+    if isinstance(data, dict):  # trials trained before penalty_units existed ran at the per-edge scale
+        data.setdefault("penalty_units", regularizers.PER_EDGE)
     if kind != KIND:
         raise UserError(
             f"{trial_dir} holds a '{kind}' trial, not an N-body one. Give it to `raysym distill`, which reads the kind."

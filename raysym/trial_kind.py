@@ -92,6 +92,9 @@ class TrialKind:
     figures: tuple[str, ...] = ()
     # The per-epoch metrics Tune's live table shows (it shows four: these first, then the epoch)
     live_metrics: tuple[str, ...] = ("test/mae",)
+    # The per-epoch metric (minimised) an ASHA scheduler compares trials by. A kind with a validation split
+    # names its validation error here, so that no decision reads the test split.
+    schedule_metric: str = "test/mae"
     # Metrics the kind writes beyond those raysym.metrics names: name -> one-line meaning
     metrics: dict[str, str] = {}
     # Whether ``rollout`` exists (a sweep's rollout section is refused for kinds without one)

@@ -199,9 +199,9 @@ def test_halo_training_resumed_from_a_checkpoint_ends_with_the_same_numbers(tmp_
 
 
 def test_halo_trial_folder_holds_what_distillation_and_reports_read(tmp_path):
-    cfg = HaloConfig(points=200, box=9.0, epochs=20, hidden=32, device="cpu")
+    cfg = HaloConfig(points=200, box=9.0, epochs=300, hidden=32, device="cpu")  # about 7 s
     metrics = run_halo_trial(cfg, tmp_path)
-    assert metrics["status"] == "finished" and metrics["epochs_done"] == 20
+    assert metrics["status"] == "finished" and metrics["epochs_done"] == 300
     for name in (
         "config.json",
         "checkpoint.pt",
@@ -211,7 +211,9 @@ def test_halo_trial_folder_holds_what_distillation_and_reports_read(tmp_path):
         "message_stds_by_epoch.png",
     ):
         assert (tmp_path / name).is_file(), name
-    assert 0 < metrics["messages/leading_variance"] <= 1 and 0 <= metrics["messages/r2_vs_true_edge"] <= 1
+    # trained: the messages vary along one direction, and that direction is the synthetic catalog's edge term
+    # (after 20 epochs: R² 0.0003; after 300: 0.946)
+    assert metrics["messages/leading_variance"] > 0.8 and metrics["messages/r2_vs_true_edge"] > 0.9, metrics
     with np.load(tmp_path / "halo_messages.npz") as sample:
         assert sample["edge_x"].shape == (len(sample["projection"]), 6) and len(sample["true_edge"]) == len(
             sample["projection"]

@@ -156,10 +156,12 @@ def test_sweep_records_parent_and_child_runs_in_mlflow(finished_sweep):
     # Tune knows each trial's swept settings, not only its key (params.json, Tune's results)
     tune_params = [json.loads(p.read_text()) for p in Path(outcome.experiment_path).glob("t00*/params.json")]
     assert sorted((p["key"], p["model"]) for p in tune_params) == [("t000", "bottleneck"), ("t001", "l1")]
-    # and its live table leads with the test error, the in-distribution R² and the sparsity (the L1 trial:
-    # a bottleneck's messages have no other components to be sparse against)
+    # and its live table leads with the validation error, R² and sparsity share and ratio (the L1 trial: a
+    # bottleneck's messages have no other components to be sparse against)
     first = json.loads(next(Path(outcome.experiment_path).glob("t001*/result.json")).read_text().splitlines()[0])
-    assert list(first)[:4] == ["test/mae", "messages/r2_force_epoch", "messages/sparsity_ratio_epoch_in_range", "epoch"]
+    assert list(first)[:4] == ["val/mae", "val/r2_best", "val/sparsity_share", "val/sparsity_ratio"]
+    bottleneck = json.loads(next(Path(outcome.experiment_path).glob("t000*/result.json")).read_text().splitlines()[0])
+    assert list(bottleneck)[:3] == ["val/mae", "val/r2_best", "train/loss"]
 
 
 def test_sweep_distils_finished_trials_into_nested_mlflow_runs(local_ray, tmp_path):
@@ -445,6 +447,11 @@ def test_asha_stops_a_lagging_trial_and_mlflow_and_the_report_say_so(local_ray, 
             distill={"backend": "operon", "setting": "fast", "samples": 200},
         ),
     )
+    from raysym import trial_kind
+    from raysym.sweep import trial_scheduler
+
+    # ASHA compares trials on the validation split, never the test split
+    assert trial_scheduler(cfg, trial_kind.get("nbody").plan(cfg))._metric == "val/mae"
     outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
     assert [r["status"] for r in outcome.rows] == ["finished", "stopped early"]
     client, runs = mlflow_runs(tmp_path)
@@ -457,6 +464,9 @@ def test_asha_stops_a_lagging_trial_and_mlflow_and_the_report_say_so(local_ray, 
     assert good.info.status == "FINISHED" and "raysym.stopped_early" not in good.data.tags
     assert bad.info.status == "KILLED" and "after epoch 2" in bad.data.tags["raysym.stopped_early"]
     assert [m.step for m in client.get_metric_history(bad.info.run_id, "test/mae")] == [1, 2]
+    lagging = [m.value for m in client.get_metric_history(bad.info.run_id, "val/mae")]
+    leading = [m.value for m in client.get_metric_history(good.info.run_id, "val/mae")]
+    assert len(lagging) == 2 and lagging[-1] > leading[1]  # the rung's comparison, on the validation error
     assert [m.step for m in client.get_metric_history(good.info.run_id, "test/mae")] == [1, 2, 3, 4]
     distilled = {r.data.tags["mlflow.parentRunId"] for r in runs if "raysym.distill_of" in r.data.tags}
     assert distilled == {good.info.run_id}
@@ -484,7 +494,15 @@ def test_optuna_search_runs_and_a_second_run_continues_the_study(local_ray, tmp_
     assert len(study.trials) == 2
     peaks = [t.params["schedule_shape.peak"] for t in study.trials]
     assert all(0.01 <= p <= 1.0 for p in peaks)
-    assert all(t.value is not None for t in study.trials)
+    # the objective Optuna was told is each trial's validation R² (val/r2_best), not a test-split number
+    _, runs = mlflow_runs(tmp_path)
+    scored = [
+        (float(r.data.params["schedule_shape.peak"]), r.data.metrics) for r in runs if "val/r2_best" in r.data.metrics
+    ]
+    for t in study.trials:
+        peak, metrics = min(scored, key=lambda pm: abs(pm[0] - t.params["schedule_shape.peak"]))
+        assert peak == pytest.approx(t.params["schedule_shape.peak"], rel=1e-4)
+        assert t.value == pytest.approx(metrics["val/r2_best"], abs=1e-9) and "messages/r2_best" in metrics
 
     cfg2 = from_dict(
         SweepConfig, sweep_dict(tmp_path, name="tiny-more", trials={"model": "l1", "epochs": 1}, search=search)

@@ -17,27 +17,34 @@ from raysym.train import CHECKPOINT, load_trial, run_trial
 FAST = DistillConfig(backend="operon", setting="fast", seed=0)
 
 
-def test_hgn_trial_is_analysed_and_distilled_against_the_true_potential(tiny_spring, tmp_path):
+def test_hgn_trial_is_analysed_and_distilled_against_the_true_potential(spring_data, tmp_path):
     """run_trial + distill_trial for model hgn: the pair energy is compared with U(r'), and distilled
     by one edge job whose verdict is about the potential; no node jobs: the composed model
-    differentiates the formula's H."""
+    differentiates the formula's H. Four epochs on every graph (15 s) teach it the pair force to R² about 0.88
+    (pruned at k = 1.5, about 0.5)."""
     import json
 
     from raysym.config import DistillConfig
     from raysym.distill_jobs import distill_trial
     from raysym.train import run_trial
 
-    _, data = tiny_spring
-    cfg = TrainConfig(data=str(data), model="hgn", epochs=2, batch_size=32, hidden=16, layers=2, prune_k=None)
+    cfg = TrainConfig(
+        data=str(spring_data), model="hgn", epochs=4, batch_size=32, hidden=32, layers=2, lr=3e-3, prune_k=None
+    )
     metrics = run_trial(cfg, tmp_path / "trial")
-    assert -1.0 <= metrics["messages/r2_potential"] <= 1.0
-    assert metrics["messages/r2_pair_force"] <= 1.0 and metrics["messages/r2_pair_force_robust"] <= 1.0
-    assert metrics["messages/top_components"] == [0]
-    summary = distill_trial(tmp_path / "trial", DistillConfig(backend="operon", setting="fast", samples=300))
+    # the forces its pair energies imply are the spring's (an untrained HGN scores near 0), and the
+    # trimmed fit, blind to the worst 10% of edges, scores at least as high as the plain one
+    assert 0.8 < metrics["messages/r2_pair_force"] < 1.0, metrics
+    assert metrics["messages/r2_pair_force_robust"] >= metrics["messages/r2_pair_force"]
+    assert metrics["val/r2_best"] == metrics["val/r2_pair_force"] > 0.8
+    assert metrics["messages/top_components"] == [0] and metrics["messages/sparse"] is None
+    summary = distill_trial(tmp_path / "trial", DistillConfig(backend="operon", setting="thorough", samples=500))
     assert summary["distill/node_formulas"] == [] and len(summary["distill/edge_formulas"]) == 1
-    assert summary["distill/recovered_as"] in ("potential", "none") and summary["distill/test_mae"] > 0
-    assert summary["distill/r2_potential"] <= 1.0 and summary["distill/r2_pair_force"] <= 1.0
+    assert summary["distill/test_mae"] > 0 and np.isfinite(summary["distill/test_mae"])
+    # the formula fits the network's pair energy: its implied pair force is the spring's about as well
+    assert summary["distill/r2_pair_force"] > 0.5, summary
     assert summary["distill/recovered"] == int(summary["distill/r2_pair_force"] >= 0.99)
+    assert summary["distill/recovered_as"] == ("potential" if summary["distill/recovered"] else "none")
     on_disk = json.loads((tmp_path / "trial" / "distill" / "summary.json").read_text())
     assert on_disk["distill/recovered_as"] == summary["distill/recovered_as"]
     # the formula is chosen on the pair-force front; the energy's own front is kept beside it
@@ -63,7 +70,11 @@ def test_tiny_newtonian_run_end_to_end_with_distillation(spring_data, tmp_path, 
     for key in ("messages/r2_force", "messages/r2_force_all", "messages/r2_force_robust", "messages/in_range_fraction"):
         assert np.isfinite(metrics[key]), key
     assert metrics["messages/r2_force"] > 0.98, metrics
-    assert [round(m["messages/r2_force_epoch"], 12) for m in seen][-1] == round(metrics["messages/r2_force"], 12)
+    # every epoch is judged on the validation split (held-out training simulations), the end on the test split
+    assert all(m["val/r2_force"] <= 1 for m in seen) and seen[-1]["val/r2_force"] > 0.98
+    assert metrics["val/r2_force"] == seen[-1]["val/r2_force"] and metrics["data/val_graphs"] > 0
+    assert "val/sparsity_share" not in seen[-1]  # dim components: no sparsity to follow
+    assert metrics["messages/sparse"] is None  # the bottleneck form has no sparsity prior: n/a
     saved = json.loads((tmp_path / "trial" / "config.json").read_text())
     assert saved["node_term"] is False  # resolved from the data: spring has no damping
     _, model = load_trial(tmp_path / "trial")
@@ -81,7 +92,8 @@ def test_tiny_newtonian_run_end_to_end_with_distillation(spring_data, tmp_path, 
         "distill/gn_test_mae",
     ):
         assert np.isfinite(summary[key]), key
-    assert summary["distill/recovered_as"] == "force" and summary["distill/r2_force"] > 0.99, summary
+    assert summary["distill/recovered_as"] == "force" and summary["distill/r2_force_min"] > 0.99, summary
+    assert summary["distill/condition_force"] < 10  # the two formulas span both directions of the force
 
     # out of distribution: twice the particles, from the same states, the simulator, the GN and the formulas;
     # the training distribution's own draws first, as the baseline
@@ -160,7 +172,12 @@ def test_distill_a_trained_trial_end_to_end(tiny_spring, tmp_path, capsys):
         "distill/complexity",
     ):
         assert key in summary
-    assert summary["distill/recovered"] in (0, 1)
+    # the verdict's rule, read back from what it recorded: every formula at R² >= 0.99 and a well-conditioned map
+    passes = [
+        summary[f"distill/r2_{t}_min"] >= 0.99 and summary[f"distill/condition_{t}"] <= 10 for t in ("force", "accel")
+    ]
+    assert summary["distill/recovered"] == int(any(passes))
+    assert summary["distill/recovered_as"] == ("force" if passes[0] else "force/mass" if passes[1] else "none")
     files = sorted(p.name for p in (trial / "distill").iterdir())
     assert files == [
         "edge0_front.csv",
@@ -184,7 +201,9 @@ def test_run_trial_writes_metrics_checkpoint_and_figures(tiny_spring, tmp_path):
     assert on_disk == json.loads(json.dumps(metrics))
     for key in ("test/mae", "messages/r2_force", "messages/r2_accel", "messages/sparse", "messages/top_std"):
         assert key in on_disk
-    assert isinstance(on_disk["messages/sparse"], bool) and len(on_disk["messages/top_std"]) == 2
+    assert on_disk["messages/sparse"] is None and len(on_disk["messages/top_std"]) == 2  # no prior: n/a
+    # without pruning every test graph is in distribution: the two test MAEs agree
+    assert on_disk["test/mae_in_range"] == pytest.approx(on_disk["test/mae"], rel=1e-5)
     for name in (CHECKPOINT, "messages_vs_force.png", "message_stds.png"):
         assert (tmp_path / "trial" / name).stat().st_size > 0
 
@@ -194,14 +213,23 @@ def test_message_stds_are_followed_every_epoch(tiny_spring, tmp_path):
     cfg = TrainConfig(data=str(data), model="l1", epochs=3, batch_size=32, hidden=16, prune_k=None)
     seen = []
     run_trial(cfg, tmp_path / "trial", callback=seen.append)
-    assert [sorted(k for k in m if k.startswith("messages/std_")) for m in seen] == [
-        [f"messages/std_{k}" for k in range(1, 6)]
+    assert [sorted(k for k in m if k.startswith("val/std_")) for m in seen] == [
+        [f"val/std_{k}" for k in range(1, 6)]
     ] * 3
-    assert all(m["messages/std_1"] >= m["messages/std_5"] > 0 and 0 <= m["test/acpcr"] <= 1 for m in seen)
+    assert all(m["val/std_1"] >= m["val/std_5"] > 0 and 0 <= m["test/acpcr"] <= 1 for m in seen)
     assert all(m["test/acpcr"] + m["test/acpcr_complement"] == pytest.approx(1) for m in seen)
     by_epoch = json.loads((tmp_path / "trial" / "message_stds_by_epoch.json").read_text())
     assert by_epoch["epoch"] == [1, 2, 3] and [len(s) for s in by_epoch["stds"]] == [100] * 3
-    assert max(by_epoch["stds"][-1]) == pytest.approx(seen[-1]["messages/std_1"])
+    assert max(by_epoch["stds"][-1]) == pytest.approx(seen[-1]["val/std_1"])
+    # sparsity share and ratio every epoch, from the same stds: the top two's part of the sum, and their ratio
+    for m, stds in zip(seen, by_epoch["stds"]):
+        ranked = sorted(stds, reverse=True)
+        assert m["val/sparsity_share"] == pytest.approx(sum(ranked[:2]) / sum(ranked), rel=1e-5)
+        assert m["val/sparsity_ratio"] == pytest.approx(ranked[1] / ranked[2], rel=1e-5)
+        assert m["val/sparsity_objective"] == pytest.approx(
+            m["val/sparsity_share"] - 10 * max(0, 0.99 - m["val/r2_best"]), rel=1e-6
+        )
+        assert m["train/penalty_weight"] == pytest.approx(m["train/l1_coeff"] * 3 / 8)  # paper units, 4 particles, 2D
     assert (tmp_path / "trial" / "message_stds_by_epoch.png").stat().st_size > 1000
 
 
@@ -214,7 +242,7 @@ def test_stop_r2_ends_training_after_the_first_epoch_that_reaches_it(tiny_spring
     metrics = run_trial(cfg, tmp_path / "trial", callback=seen.append)
     assert len(seen) == 1 and metrics["epochs_done"] == 1
     assert metrics["status"] == "finished" and metrics["reason"].startswith("stopped early")
-    assert 0 <= seen[0]["messages/r2_force_epoch"] <= 1 and 0 <= seen[0]["messages/r2_accel_epoch"] <= 1
+    assert seen[0]["val/r2_best"] == max(seen[0]["val/r2_force"], seen[0]["val/r2_accel"]) >= 1e-9
     again = run_trial(cfg, tmp_path / "trial", callback=seen.append)  # resuming a stopped trial trains no further
     assert len(seen) == 1 and again["epochs_done"] == 1 and again["messages/r2_force"] == metrics["messages/r2_force"]
     full = run_trial(
@@ -249,7 +277,7 @@ def test_a_custom_potential_runs_from_shards_to_the_verdict(local_ray, tmp_path)
 
     morse = "exp(-2*(r - 1)) - 2*exp(-(r - 1))"
     sim = SimulationConfig(
-        system="custom", potential=morse, particles=4, sims=120, test_sims=30, steps=60, stride=3, seed=2
+        system="custom", potential=morse, particles=4, sims=300, test_sims=30, steps=60, stride=3, seed=2
     )
     result = shards.write_dataset(sim, tmp_path / "morse")
     assert result.manifest["params"]["potential"] == morse
@@ -259,10 +287,19 @@ def test_a_custom_potential_runs_from_shards_to_the_verdict(local_ray, tmp_path)
     again = physics.accelerations(law, test.pos[:20], test.vel[:20], test.charge[:20], test.mass[:20])
     assert np.allclose(again, test.acc[:20], rtol=1e-5, atol=1e-6)
 
-    cfg = TrainConfig(data=str(tmp_path / "morse"), model="newtonian", epochs=6, hidden=32, lr=3e-3, batch_size=32)
-    metrics = run_trial(cfg, tmp_path / "trial")
-    assert metrics["data/system"] == law and np.isfinite(metrics["messages/r2_force"])  # judged against the formula
+    cfg = TrainConfig(data=str(tmp_path / "morse"), model="newtonian", epochs=30, hidden=32, lr=3e-3, batch_size=32)
+    metrics = run_trial(cfg, tmp_path / "trial")  # about 12 s
+    assert metrics["data/system"] == law  # judged against the formula: the Morse force, learned (R² about 0.90)
+    assert metrics["messages/r2_force"] > 0.8 and metrics["messages/r2_force_robust"] > 0.95, metrics
     distilled = DistillConfig(backend="operon", setting="fast", samples=300, operators=["+", "-", "*", "/", "exp"])
     summary = distill_trial(tmp_path / "trial", distilled)
-    assert not summary["distill/errors"] and summary["distill/recovered_as"] in ("force", "force/mass", "none")
-    assert np.isfinite(summary["distill/r2_force"])
+    assert not summary["distill/errors"] and np.isfinite(summary["distill/r2_force"])
+    # the verdict takes its truth from the formula: the Morse force itself passes it on the same unseen graphs,
+    # the spring force does not (the fast setting's formulas from a GN at R² 0.90 are not the law: "none")
+    from raysym.distill_jobs import verdict
+
+    fprime = "(-2*exp(-2*(r + 0.01 - 1)) + 2*exp(-(r + 0.01 - 1)))"  # U'(r'), softened as the simulator does
+    true_law = verdict([f"{fprime}*dx/r", f"{fprime}*dy/r"], test, law)
+    assert true_law["recovered"] and true_law["which"] == "force" and true_law["r2_force_min"] > 0.9999
+    spring = verdict(["(r - 0.99)*dx/r", "(r - 0.99)*dy/r"], test, law)
+    assert not spring["recovered"] and spring["r2_force_min"] < 0.9

@@ -24,9 +24,12 @@ FLOORS: list[tuple[str, set[str]]] = [
         {"errors", "names", "physics", "schedules", "strict", "outputs", "track", "_ray", "graph"}
         | {"metrics", "potential", "trial_folder", "trial_kind"},
     ),
-    ("configs", {"sweep_sections", "config", "regularizers"}),
+    ("configs", {"sweep_sections", "halo_config", "config", "regularizers"}),
     ("simulation, models, symbolic regression", {"simulate", "model", "newtonian", "hgn", "distill"}),
-    ("data and analysis", {"shard_format", "shards", "messages", "distill_pool", "halo_data"}),
+    (
+        "data and analysis",
+        {"shard_format", "shards", "messages", "message_figures", "verdict", "distill_pool", "halo_data"},
+    ),
     ("training and planning", {"train", "halos", "sweep_plan"}),
     ("distillation of trials, report data", {"distill_jobs", "halo_distill", "report_data", "rollout"}),
     ("reports", {"report_cells", "report_figures", "report_halos", "report_nbody", "report"}),

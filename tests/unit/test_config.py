@@ -89,3 +89,29 @@ def test_loader_accepts_valid_or_raises_user_error(data):
         return
     assert cfg.dim in (2, 3) and cfg.particles >= 2 and cfg.sims > 0 and cfg.steps > 0 and cfg.stride > 0
     assert math.isfinite(cfg.resolved_dt) and cfg.resolved_dt > 0
+
+
+def test_per_model_settings_give_each_model_its_own_recipe_inside_one_grid():
+    from raysym.config import SweepConfig
+
+    trials = {
+        "model": ["bottleneck", "l1", "newtonian"],
+        "epochs": 30,
+        "lr": 5e-4,
+        "per_model": {"l1": {"epochs": 260, "lr": 1e-3}, "newtonian": {"lr": 3e-3}},
+    }
+    cfg = from_dict(SweepConfig, {"name": "t", "data": {"system": "spring"}, "trials": trials})
+    cfg.validate()
+    points = {p["model"]: p for p in cfg.trial_points()}
+    assert (points["bottleneck"]["epochs"], points["bottleneck"]["lr"]) == (30, 5e-4)
+    assert (points["l1"]["epochs"], points["l1"]["lr"]) == (260, 1e-3)
+    assert (points["newtonian"]["epochs"], points["newtonian"]["lr"]) == (30, 3e-3)
+    assert cfg.swept_keys() == ["model", "epochs", "lr"]  # they vary across the sweep: MLflow params
+    for per_model, message in (
+        ({"l2": {"epochs": 3}}, "unknown model 'l2'"),
+        ({"l1": {"epoch": 3}}, "Did you mean 'epochs'"),
+        ({"l1": {"epochs": [3, 4]}}, "must be one value"),
+        ({"l1": 3}, "must map settings to values"),
+    ):
+        with pytest.raises(UserError, match=message):
+            from_dict(SweepConfig, {"name": "t", "data": {}, "trials": {**trials, "per_model": per_model}}).validate()

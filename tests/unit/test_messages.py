@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from raysym import messages, physics
+from raysym import message_figures, messages, physics
 
 A, B = np.array([1.5, -0.7]), 0.3
 
@@ -105,7 +105,7 @@ def test_figures_fit_in_distribution_and_the_report_sample_keeps_which_edges_are
 
     edges = _edges([m1, -m1], force, in_range)
     result = messages.analyze(edges, 2)
-    path = messages.save_sample(edges, result, tmp_path, size=500)
+    path = message_figures.save_sample(edges, result, tmp_path, size=500)
     with np.load(path) as sample:
         rows = np.sort(np.random.default_rng(0).choice(len(force), size=500, replace=False))
         assert sample["in_range"].dtype == bool and (sample["in_range"] == in_range[rows]).all()
@@ -184,3 +184,22 @@ def test_mass_exponent_finds_a_force_scaled_by_a_power_of_the_receiver_mass():
     result = messages.analyze(edges, 2)
     assert result.mass_exponent == pytest.approx(0.35) and result.r2_mass_scaled > 0.9999
     assert result.r2_force < 0.97 and result.r2_accel < 0.9
+
+
+def test_receiver_map_finds_a_force_through_a_map_that_depends_on_the_receivers_charge():
+    """What the paper's bottleneck learns on charge (issue 27's diagnosis): messages = (A + B q_r) F m_r^-0.5,
+    one linear map of the force for positive receivers and another for negative ones. R² against the force,
+    and the mass exponent alone, miss it; the receiver-map diagnostic fits it exactly. A force-like message
+    (B = 0) scores 1 there too: the diagnostic contains the plain force."""
+    rng = np.random.default_rng(7)
+    e = 6000
+    force = rng.standard_normal((e, 2))
+    m, q = np.exp(rng.standard_normal(e)), np.sign(rng.standard_normal(e))
+    a, b = np.array([[1.0, 0.4], [-0.2, 0.8]]), np.array([[0.9, -0.1], [0.3, 0.7]])
+    mapped = (force @ a.T + q[:, None] * (force @ b.T)) * m[:, None] ** -0.5
+    edges = messages.EdgeData(mapped, None, force, np.ones(e), q, np.ones(e), m, np.ones(e), force)
+    result = messages.analyze(edges, 2)
+    assert result.r2_receiver_map > 0.9999
+    assert result.r2_force < 0.6 and result.r2_mass_scaled < 0.7
+    plain = messages.EdgeData(force @ a.T, None, force, np.ones(e), q, np.ones(e), m, np.ones(e), force)
+    assert messages.analyze(plain, 2).r2_receiver_map > 0.9999

@@ -13,7 +13,7 @@ from raysym import metrics
 PACKAGE = Path(__file__).resolve().parents[2] / "raysym"
 # A quoted metric name, or the start of an f-string that builds one: "test/mae", f"distill/r2_{which}",
 # f"ood/{regime}/onestep_mae_{model}"
-SPELLED = re.compile(r"""["']((?:train|test|messages|distill|data|time|ood)/(?:[A-Za-z0-9_/]+|\{[^}]+\})+)""")
+SPELLED = re.compile(r"""["']((?:train|val|test|messages|distill|data|time|ood)/(?:[A-Za-z0-9_/]+|\{[^}]+\})+)""")
 
 
 def spelled_in_source() -> dict[str, set[str]]:
@@ -45,7 +45,7 @@ def test_every_named_metric_has_a_meaning_and_is_used():
 
 
 def test_families_match_their_members_only():
-    assert metrics.name_of("messages/std_3") == "messages/std_{k}"
+    assert metrics.name_of("val/std_3") == "val/std_{k}"
     assert metrics.name_of("distill/r2_accel_all") == "distill/r2_{which}_all"  # the most specific family
     assert metrics.name_of("distill/r2_force") == "distill/r2_{which}"
     assert metrics.name_of("test/maee") is None

@@ -31,7 +31,7 @@ def test_every_variant_and_schedule_trains(graphs, model, schedule):
     result = train(tiny(model=model, l1_schedule=schedule), data=graphs)
     assert result.status == "finished" and len(result.history) == 2
     last = result.history[-1]
-    assert np.isfinite(last["test/mae"]) and np.isfinite(last["train/loss"])
+    assert np.isfinite(last["val/mae"]) and np.isfinite(last["train/loss"])
     if model in L1_MODELS + ("kl",):
         assert last["train/regularizer"] > 0
     else:
@@ -141,3 +141,37 @@ def test_acpcr_counts_components_within_the_tolerance():
     assert ACPCR_TOL == 0.02
     assert acpcr == pytest.approx(50 / 80)  # 20 small errors + 30 exact, of 80 components
     assert mae == pytest.approx((20 * 0.01 + 30 * 0.03) / 80)
+
+
+def test_the_validation_split_holds_out_whole_simulations_the_same_for_every_trial(graphs):
+    from raysym.train import split_validation
+
+    train_graphs, _ = graphs  # 12 simulations of 12 graphs
+    kept, held = split_validation(train_graphs, 0.25)
+    assert len(kept) + len(held) == len(train_graphs)
+    assert set(np.unique(held.sim)).isdisjoint(np.unique(kept.sim))  # whole simulations, never split
+    assert len(np.unique(held.sim)) == 3
+    # the same simulations whichever graphs a trial kept (another pruning factor drops other graphs)
+    fewer = train_graphs.take(np.arange(len(train_graphs)) % 3 != 0)
+    _, held_fewer = split_validation(fewer, 0.25, np.unique(train_graphs.sim))
+    assert set(np.unique(held_fewer.sim)) == set(np.unique(held.sim))
+    with pytest.raises(Exception, match="at least 2 training simulations"):
+        split_validation(train_graphs.take(train_graphs.sim == 0), 0.1)
+
+
+def test_decisions_during_training_read_the_validation_split_only():
+    """stop_r2 (and every ``until``) reads val/r2_best; a test-split R² in the same metrics changes nothing."""
+    from raysym.train import epoch_r2
+
+    assert epoch_r2({"val/r2_best": 0.5, "messages/r2_force": 1.0, "messages/r2_best": 1.0}) == 0.5
+    assert epoch_r2({"messages/r2_force": 1.0}) == float("-inf")
+
+
+def test_train_reports_validation_metrics_every_epoch_and_test_only_when_given(graphs):
+    train_graphs, test_graphs = graphs
+    without = train(tiny(model="l1"), data=(train_graphs, test_graphs)).history
+    assert all("val/mae" in h and "val/sparsity_share" in h and "test/mae" not in h for h in without)
+    with_test = train(tiny(model="l1"), data=(train_graphs, test_graphs), test=test_graphs).history
+    assert all(h["test/mae"] == pytest.approx(h["val/mae"]) for h in with_test)  # the same graphs both ways
+    # the test split is only reported: training itself is the same with or without it
+    assert [h["train/loss"] for h in with_test] == [h["train/loss"] for h in without]
