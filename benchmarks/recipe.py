@@ -88,6 +88,12 @@ RECIPES.update(
         # the paper's own recipe: 300-unit MLPs, max lr 1e-3 (its notebook trains 150,000 steps)
         "ch-bn-paper": (dict(BN, lr=1e-3, steps=80_000, hidden=300), 2000, "charge"),
         "ch-l1-linear": (dict(model="l1", l1_schedule="linear", batch_size=64, lr=5e-4, steps=80_000), 2000, "charge"),
+        # round two, around the MSE loss (round one's best: R² 0.954 against force / mass)
+        "ch-bn-mse-seed1": (dict(BN, lr=5e-4, steps=80_000, loss="mse", seed=1), 2000, "charge"),
+        "ch-bn-mse-seed2": (dict(BN, lr=5e-4, steps=80_000, loss="mse", seed=2), 2000, "charge"),
+        "ch-bn-mse-lr1e-3": (dict(BN, lr=1e-3, steps=80_000, loss="mse"), 2000, "charge"),
+        "ch-bn-mse-long": (dict(BN, lr=5e-4, steps=160_000, loss="mse"), 2000, "charge"),
+        "ch-bn-huber": (dict(BN, lr=5e-4, steps=80_000, loss="huber"), 2000, "charge"),
     }
 )
 

@@ -44,8 +44,12 @@ RUNS: dict[str, dict] = {
     # the paper's constant 1e-2 and the 2024 reproduction's linear 1e-2 -> 1e-1, in the paper's units
     "l1-const-128": dict(l1_schedule="constant", lr=1e-3, steps=300_000),
     "l1-linear-128": dict(l1_schedule="linear", lr=1e-3, steps=300_000),
+    "l1-linear-128-seed1": dict(l1_schedule="linear", lr=1e-3, steps=300_000, seed=1),
+    "l1-linear-128-seed2": dict(l1_schedule="linear", lr=1e-3, steps=300_000, seed=2),
     "l1-linear-128-lr5e-4": dict(l1_schedule="linear", lr=5e-4, steps=300_000),
     "l1-triangle-128": dict(l1_schedule="triangle", lr=1e-3, steps=300_000),
+    # linear to the reproduction's 1e-1 over 80% of training, then released to 1e-3: sparse first, then refit
+    "l1-linear-release-128": dict(**shape(0.01, 0.1, 0.001, 0.8), lr=1e-3, steps=300_000),
     "l1-const-300": dict(l1_schedule="constant", lr=1e-3, steps=150_000, hidden=300),
     "l1-linear-300": dict(l1_schedule="linear", lr=1e-3, steps=150_000, hidden=300),
 }

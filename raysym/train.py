@@ -198,6 +198,9 @@ def train(
         )
     x_train, y_train = node_features(train_graphs)
     x_val, y_val = node_features(val_graphs)
+    # the graphs whose message stds are followed: spread evenly over the validation split, so over all of its
+    # simulations (its first graphs would be a handful of simulations' consecutive snapshots)
+    std_rows = torch.from_numpy(np.unique(np.linspace(0, len(x_val) - 1, min(STD_GRAPHS, len(x_val))).astype(np.int64)))
     x_test, y_test = node_features(test) if test is not None and len(test) else (None, None)
     dim = y_train.shape[-1]
 
@@ -264,7 +267,7 @@ def train(
             sums["base"] += base.item()
             sums["reg"] += reg.item()
         val_mae, _ = evaluate(model, x_val, y_val, device)
-        stds = message_stds(model, x_val[:STD_GRAPHS], device)
+        stds = message_stds(model, x_val[std_rows], device)
         metrics = {
             "epoch": epoch,
             "train/loss": sums["loss"] / steps_per_epoch,

@@ -98,29 +98,44 @@ def test_report_tables_match_the_runs_metrics(seeded_sweep, tmp_path):
 
     mae = {row[1]: row for row in _table(report, "Test MAE").rows}
     assert set(mae) == {"bottleneck", "l1-linear"}
+    stat = lambda values, digits=3: f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
     for model, label in (("bottleneck", "bottleneck"), ("l1", "l1-linear")):
         values = [r.data.metrics["test/mae"] for r in by_model[model]]
+        inside = [r.data.metrics["test/mae_in_range"] for r in by_model[model]]
+        share = [r.data.metrics["messages/in_range_fraction"] for r in by_model[model]]
         assert mae[label][3] == "2"  # trials in the row
-        assert mae[label][4] == f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+        assert mae[label][4] == stat(inside) and mae[label][5] == f"{100 * statistics.fmean(share):.0f}%"
+        assert mae[label][6] == stat(values)
     acpcr = [r.data.metrics["test/acpcr"] for r in by_model["l1"]]
-    assert mae["l1-linear"][5] == f"{statistics.fmean(acpcr):.3f} ± {statistics.stdev(acpcr):.3f}"
-    assert mae["bottleneck"][6:] == ["0.046", "0.01361"]  # paper Table 3, reproduction Table 1 (spring-2)
-    assert mae["l1-linear"][6:] == ["0.045", "0.02092"]
+    assert mae["l1-linear"][7] == stat(acpcr)
+    assert mae["bottleneck"][8:] == ["0.046", "0.01361"]  # paper Table 3, reproduction Table 1 (spring-2)
+    assert mae["l1-linear"][8:] == ["0.045", "0.02092"]
 
     r2 = {row[1]: row for row in _table(report, "R² of the messages").rows}
     values = [r.data.metrics["messages/r2_force"] for r in by_model["l1"]]
     assert r2["l1-linear"][3].startswith(f"{statistics.fmean(values):.3f}")
     assert r2["bottleneck"][-2:] == ["1.000", "0.875"]  # paper 2020 Table 1, reproduction Table 3
     for model, label in (("bottleneck", "bottleneck"), ("l1", "l1-linear")):  # in distribution, all edges, robust
-        for column, key in ((3, "messages/r2_force"), (4, "messages/r2_force_all"), (5, "messages/r2_force_robust")):
+        for column, key in ((3, "messages/r2_force"), (5, "messages/r2_force_all"), (6, "messages/r2_force_robust")):
             values = [r.data.metrics[key] for r in by_model[model]]
-            assert r2[label][column] == f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}", (label, key)
+            assert r2[label][column] == stat(values), (label, key)
+        share = [r.data.metrics["messages/in_range_fraction"] for r in by_model[model]]
+        assert r2[label][4] == f"{100 * statistics.fmean(share):.0f}%"  # beside the in-distribution R²
     table1 = _table(report, "The paper's Table 1")
-    assert table1.header == ["system", "bottleneck (raysym)", "bottleneck (paper)", "l1-linear (raysym)", "l1 (paper)"]
-    assert table1.rows[0][0] == "spring-2d" and table1.rows[0][2] == "1.000" and table1.rows[0][4] == "1.000"
-    assert table1.rows[0][1].startswith(r2["bottleneck"][3]) and f"({r2['bottleneck'][4]})" in table1.rows[0][1]
+    assert table1.header == [
+        "system",
+        "bottleneck: robust, paper-comparable (raysym)",
+        "bottleneck: in distribution; all edges; vs force÷m (raysym)",
+        "bottleneck (paper)",
+        "l1-linear: robust, paper-comparable (raysym)",
+        "l1-linear: in distribution; all edges; vs force÷m (raysym)",
+        "l1 (paper)",
+    ]
+    assert table1.rows[0][0] == "spring-2d" and table1.rows[0][3] == "1.000" and table1.rows[0][6] == "1.000"
+    assert table1.rows[0][1] == r2["bottleneck"][6]  # the trimmed fit first: the column to hold against the paper
+    assert table1.rows[0][2].startswith(f"{r2['bottleneck'][3]} [{r2['bottleneck'][4]} in range]; all edges")
     accel = [r.data.metrics["messages/r2_accel"] for r in by_model["bottleneck"]]  # force / m, beside the force
-    assert table1.rows[0][1].endswith(f"; force÷m {statistics.fmean(accel):.3f} ± {statistics.stdev(accel):.3f}")
+    assert table1.rows[0][2].endswith(f"; force÷m {stat(accel)}")
     table5 = _table(report, "The paper's Table 5")
     assert table5.rows[0][2] == "yes" and re.fullmatch(r"[012] of 2( \(as [a-z/, ]+\))?", table5.rows[0][1])
     schedule = _table(report, "R² by L1 schedule").rows
@@ -128,8 +143,11 @@ def test_report_tables_match_the_runs_metrics(seeded_sweep, tmp_path):
 
     law = {row[1]: row for row in _table(report, "Law recovered").rows}
     hits = int(sum(r.data.metrics["distill/recovered"] for r in by_model["bottleneck"]))
-    assert law["bottleneck"][5].startswith({0: "0 of 2", 1: "1 of 2", 2: "2 of 2"}[hits])
+    assert law["bottleneck"][6].startswith({0: "0 of 2", 1: "1 of 2", 2: "2 of 2"}[hits])
     assert law["bottleneck"][-2:] == ["yes", "yes"]
+    assert law["bottleneck"][3:6] == ["n/a (no sparsity prior)", "n/a", "n/a"]  # no prior: nothing asked
+    shares = [r.data.metrics["messages/sparsity_share"] for r in by_model["l1"]]
+    assert law["l1-linear"][5] == stat(shares)
     symbolic = {row[1]: row for row in _table(report, "Symbolic model").rows}
     values = [r.data.metrics["distill/test_mae"] for r in by_model["bottleneck"]]
     assert symbolic["bottleneck"][5].startswith(f"{statistics.fmean(values):.3f}")  # all graphs; in range in column 3
