@@ -6,12 +6,13 @@ Usage:
     python benchmarks/rejudge.py                      # every stored distillation
     python benchmarks/rejudge.py --sims 200           # fewer fresh simulations (faster)
 
-Stored distillations: the rows of benchmarks/results/time_to_law.jsonl and the law table of
-benchmarks/results/cpu_table/report.md (its formulas, where the report did not shorten them with "…"). Each set
-of edge formulas is evaluated on fresh test simulations that no network or symbolic regression has seen (the
-same system, dimension and simulation settings as the trial's data, another seed), judged inside the trial's
-pruning bounds (k = 1.5 on the trial's own training set) by both rules. The table lists both verdicts, the mean
-and smallest R² of the formulas, the fitted map's condition number, and says which verdicts changed.
+Stored distillations: the rows of benchmarks/results/time_to_law_issue15.jsonl (time_to_law.py before issue
+27) and the law table of benchmarks/results/cpu_table_issue15/report.md (its formulas, where the report did
+not shorten them with "…"). Each set of edge formulas is evaluated on fresh test simulations that no network
+or symbolic regression has seen (the same system, dimension and simulation settings as the trial's data,
+another seed), judged inside the trial's pruning bounds (k = 1.5 on the trial's own training set) by both
+rules. The table lists both verdicts, the mean and smallest R² of the formulas, the fitted map's condition
+number, and says which verdicts changed.
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sims", type=int, default=500, help="fresh test simulations per system (default 500)")
     ap.add_argument("--data-root", default="data/bench")
-    ap.add_argument("--time-to-law", default="benchmarks/results/time_to_law.jsonl")
-    ap.add_argument("--cpu-table", default="benchmarks/results/cpu_table/report.md")
+    ap.add_argument("--time-to-law", default="benchmarks/results/time_to_law_issue15.jsonl")
+    ap.add_argument("--cpu-table", default="benchmarks/results/cpu_table_issue15/report.md")
     ap.add_argument("--out", default="benchmarks/results/rejudged.jsonl")
     args = ap.parse_args()
     rows = time_to_law_rows(Path(args.time_to_law)) + cpu_table_rows(Path(args.cpu_table))

@@ -426,8 +426,17 @@ class SweepConfig:
         self._check_grid_size()
         from raysym import trial_kind  # the kind validates its own sections
 
-        kind = trial_kind.get(self.trial_kind)
+        kind = trial_kind.get(self.trial_kind)  # registers the kind's own metric names too
         kind.validate_sweep(self)
+        if self.search.kind == "optuna":
+            from raysym import metrics
+
+            _require(
+                metrics.name_of(self.search.metric) is not None,
+                f"search.metric '{self.search.metric}' is not a metric raysym records, so no trial would give the "
+                f"search a value.{did_you_mean(self.search.metric, list(metrics.METRICS))} The objective is read at "
+                "the end of each trial, e.g. val/r2_best or val/sparsity_objective (raysym/metrics.py names them).",
+            )
         if self.rollout is not None:
             _require(
                 self.distill is not None,

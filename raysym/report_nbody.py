@@ -329,9 +329,11 @@ def formula_r2_cell(t: Trial | None) -> str:
         which = "pair_force"
     fmt = lambda v: EMPTY if v is None else f"{v:.4f}"
     m = t.metrics
+    inside, scored = m.get("distill/in_range_graphs"), m.get("distill/score_graphs")
+    share = f" [{100 * inside / scored:.0f}% in range]" if inside is not None and scored else ""
     if f"distill/r2_{which}_min" in m:
         cond = m.get(f"distill/condition_{which}")
-        return f"{fmt(m[f'distill/r2_{which}_min'])} / {fmt(m.get(f'distill/r2_{which}_all_min'))}" + (
+        return f"{fmt(m[f'distill/r2_{which}_min'])}{share} / {fmt(m.get(f'distill/r2_{which}_all_min'))}" + (
             "" if cond is None else f"; cond {cond:.3g}"
         )
     inside, every = m.get(f"distill/r2_{which}"), m.get(f"distill/r2_{which}_all")

@@ -329,7 +329,9 @@ def law_lines(summary: dict[str, Any], dim: int) -> list[str]:
     if f"distill/r2_{which}_min" in summary:  # the verdict's own numbers: the worst formula, and the map's spread
         r2, r2_all = summary[f"distill/r2_{which}_min"], summary.get(f"distill/r2_{which}_all_min")
         cond = summary.get(f"distill/condition_{which}")
-        scores = f"R² {r2:.4f} in distribution, {_num(r2_all)} on every test edge (worst formula)" + (
+        inside, scored = summary.get("distill/in_range_graphs"), summary.get("distill/score_graphs")
+        share = f" ({100 * inside / scored:.0f}% of the scoring graphs)" if inside is not None and scored else ""
+        scores = f"R² {r2:.4f} in distribution{share}, {_num(r2_all)} on every test edge (worst formula)" + (
             "" if cond is None else f"; condition number {cond:.3g}"
         )
     else:  # energy models and distillations before the rank check: the mean over the formulas

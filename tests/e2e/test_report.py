@@ -236,10 +236,12 @@ def test_failed_and_missing_trials_are_shown_as_such(seeded_sweep, tmp_path):
 
     mae = {row[1]: row for row in _table(report, "Test MAE").rows}
     assert mae["l1-linear"][4] == "failed (2)"
-    assert mae["bottleneck"][4] == f"{bottleneck[0].data.metrics['test/mae']:.3f} (1 of 2)"
+    kept = bottleneck[0].data.metrics
+    assert mae["bottleneck"][4] == f"{kept['test/mae_in_range']:.3f} (1 of 2)"  # in distribution
+    assert mae["bottleneck"][6] == f"{kept['test/mae']:.3f} (1 of 2)"  # every unpruned test graph
     statuses = sorted(row[3] for row in _table(report, "Every trial").rows)
     assert statuses == ["failed", "failed", "finished", "not run"]
-    assert _table(report, "Law recovered").rows[-1][5] == "failed (2)"
+    assert _table(report, "Law recovered").rows[-1][6] == "failed (2)"
 
 
 def test_report_cli_from_the_sweep_yaml(seeded_sweep, tmp_path, monkeypatch, capsys):
@@ -297,7 +299,7 @@ def test_optuna_search_gets_its_best_shapes_table_and_figure(local_ray, tmp_path
 
     _, runs = mlflow_runs(tmp_path)
     objective = sorted(
-        (r.data.metrics["messages/r2_best"] for r in runs if "raysym.trial_id" in r.data.tags), reverse=True
+        (r.data.metrics["val/r2_best"] for r in runs if "raysym.trial_id" in r.data.tags), reverse=True
     )
     best = _table(report, "Best schedule shapes")
     assert [float(row[2]) for row in best.rows] == [round(v, 4) for v in objective]  # best first, every trial
@@ -352,24 +354,25 @@ def test_edge_variants_and_the_hamiltonian_gn_run_through_sweep_and_report(local
     # L1 messages through its readout
     for run in (r for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags):
         assert run.data.metrics["ood/in_dist/position_error_symbolic_t3"] > 0, run.data.params
-    assert _table(report, "R² of the messages").header[9:13] == [
+    assert _table(report, "R² of the messages").header[9:14] == [
+        "diagnostics: messages ~ F m^-α; ~ (A + B q) F m^-α",
         "R² pair force (hgn), in distribution",
         "all edges",
         "robust",
         "R² pair energy vs U (hgn)",
     ]
     for column, key in zip(
-        (9, 10, 11, 12), ("r2_pair_force", "r2_pair_force_all", "r2_pair_force_robust", "r2_potential")
+        (10, 11, 12, 13), ("r2_pair_force", "r2_pair_force_all", "r2_pair_force_robust", "r2_potential")
     ):
         assert r2["hgn-linear"][column] == f"{hgn.data.metrics['messages/' + key]:.3f}"
-    assert r2["wide-linear"][9] == "—"
-    assert r2["wide-linear"][8].startswith("α = ") and r2["hgn-linear"][8] == "—"  # the mass-exponent diagnostic
+    assert r2["wide-linear"][10] == "—"
+    assert r2["wide-linear"][9].startswith("α = ") and r2["hgn-linear"][9] == "—"  # the mass-exponent diagnostic
     assert r2["hgn-linear"][3] == "not recorded"  # no force R² for an energy
     law = {row[1]: row for row in _table(report, "Law recovered").rows}
-    assert law["hgn-linear"][5].split(" ")[0] in ("yes", "no")
+    assert law["hgn-linear"][6].split(" ")[0] in ("yes", "no")
     mae = {row[1]: row for row in _table(report, "Test MAE").rows}
-    assert mae["wide-linear"][4].replace(".", "").isdigit() and mae["wide-linear"][6] == "—"
-    assert mae["hgn-linear"][6] == "0.016"  # the paper's FlatHGN on 2D spring
+    assert mae["wide-linear"][4].replace(".", "").isdigit() and mae["wide-linear"][8] == "—"
+    assert mae["hgn-linear"][8] == "0.016"  # the paper's FlatHGN on 2D spring
 
 
 # --------------------------------------------------------------------------------------------------

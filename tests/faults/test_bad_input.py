@@ -74,6 +74,23 @@ SWEEP_CASES = [
     ({"trials": {"lr": _grid(200)}, "data": {"seed": list(range(60))}}, "24,000 points"),  # x 2 models
     ({"trials": {"lr": _grid(101), "hidden": list(range(1, 101))}}, "20,200 points"),
     ({"data": {"seed": list(range(100)), "prune_k": _grid(101)}}, "20,200 points"),
+    ({"trials": {"penalty_units": "notebook"}}, "Unknown penalty_units 'notebook'"),
+    ({"trials": {"validation_fraction": 0.7}}, "validation_fraction must lie between 0 and 0.5"),
+    ({"trials": {"validation_fraction": 0.0}}, "validation_fraction must lie between 0 and 0.5"),
+    ({"trials": {"per_model": {"l2": {"epochs": 2}}}}, "unknown model 'l2'"),
+    ({"trials": {"per_model": {"l1": {"epochs": [1, 2]}}}}, "must be one value"),
+    ({"trials": {"per_model": {"l1": {"data": "x"}}}}, "unknown key 'data'"),
+    (
+        {
+            "trials": {"model": "l1"},
+            "search": {
+                "kind": "optuna",
+                "metric": "val/r2_bset",
+                "space": {"schedule_shape.peak": {"low": 0.1, "high": 1.0}},
+            },
+        },
+        "did you mean 'val/r2_best'",
+    ),
     (
         {"search": {"kind": "optuna", "trials": 2, "space": {"schedule_shape.peak": {"low": 0.1, "high": 1.0}}}},
         "explores the schedule shape of one trial setting",

@@ -50,3 +50,16 @@ def test_in_distribution_states_stay_inside_the_training_range_the_whole_way():
     # the kept systems are the first inside, in draw order: the same seed gives the same systems
     again = in_range_states(params, truth_of, bounds, 8, steps, seed=3)
     assert np.array_equal(again[0], pos) and again[4] == drawn
+
+
+def test_an_in_distribution_rollout_with_no_system_inside_the_range_says_what_to_change():
+    import pytest
+
+    from raysym.errors import UserError
+    from raysym.rollout import in_range_states
+
+    params = SimulationConfig(system="spring", seed=0).data_params()
+    truth_of = lambda q, m: lambda p, v: physics.accelerations("spring", p, v, q, m)  # noqa: E731
+    with pytest.raises(UserError, match="None of 64 fresh systems stays inside the training range") as err:
+        in_range_states(params, truth_of, (-1e-9, 1e-9), 2, 10, seed=0)
+    assert "fewer rollout steps" in str(err.value) and "\n" not in str(err.value)
