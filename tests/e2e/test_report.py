@@ -298,9 +298,7 @@ def test_optuna_search_gets_its_best_shapes_table_and_figure(local_ray, tmp_path
     report = make_report(cfg.tracking.uri, "shapes", tmp_path / "rep", say=lambda m: None)
 
     _, runs = mlflow_runs(tmp_path)
-    objective = sorted(
-        (r.data.metrics["val/r2_best"] for r in runs if "raysym.trial_id" in r.data.tags), reverse=True
-    )
+    objective = sorted((r.data.metrics["val/r2_best"] for r in runs if "raysym.trial_id" in r.data.tags), reverse=True)
     best = _table(report, "Best schedule shapes")
     assert [float(row[2]) for row in best.rows] == [round(v, 4) for v in objective]  # best first, every trial
     assert best.header[3:5] == ["peak", "peak_at"]
