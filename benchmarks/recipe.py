@@ -218,6 +218,7 @@ def main() -> None:
     ap.add_argument("--data-root", default="data/bench")
     ap.add_argument("--runs", default="runs/recipe")
     ap.add_argument("--results", default="benchmarks/results/recipe.jsonl")
+    ap.add_argument("--table-only", action="store_true", help="print the tables from --results, run nothing")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     results = Path(args.results)
@@ -227,7 +228,7 @@ def main() -> None:
         if results.exists()
         else {}
     )
-    todo = [n for n in (args.only or list(RECIPES)) if n not in done]
+    todo = [] if args.table_only else [n for n in (args.only or list(RECIPES)) if n not in done]
     print(
         f"machine: {platform.machine()} {platform.processor()}, {os.cpu_count()} cores; {len(todo)} recipe(s) to run, "
         f"{args.jobs} at a time",

@@ -208,7 +208,7 @@ def main() -> None:
     ap.add_argument("--data-root", default="data/bench")
     ap.add_argument("--runs", default="runs/sparsity", help="trial folders (a killed run resumes from its checkpoint)")
     ap.add_argument("--results", default="benchmarks/results/sparsity.jsonl")
-    ap.add_argument("--figure", default="docs/sparsity_curves.png")
+    ap.add_argument("--figure", default="docs/sparsity_runs.png")
     ap.add_argument("--table-only", action="store_true", help="print the tables from --results and draw --figure")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
