@@ -17,13 +17,16 @@ the tracking server and a local sqlite database has a single writer.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
 import math
 import os
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,7 +46,14 @@ from raysym.sweep_plan import (
     plan_record,
     save_plan,
 )
-from raysym.sweep_tracking import Distiller, distill_summaries, law_lines, tracking_callback, verdict_of
+from raysym.sweep_tracking import (
+    Distiller,
+    distil_left_over,
+    distill_summaries,
+    law_lines,
+    tracking_callback,
+    verdict_of,
+)
 from raysym.trial_folder import atomic_path
 
 RESULTS_CSV = "sweep_results.csv"
@@ -217,17 +227,68 @@ def run_sweep(
         say(text)
         return SweepOutcome([], path, None, text)
 
+    track.check_reachable(cfg.tracking.uri)
+    if "://" not in path:
+        track.check_writable_folder(path, "The sweep's Tune folder", "storage")
+        if trial_kind.get(cfg.trial_kind).writes_data_root:
+            track.check_writable_folder(cfg.data_root, "The data folder", "data.root")
+    with sweep_lock(path, cfg.name):
+        return _run_locked(cfg, specs, path, address, resume, say, verbose)
+
+
+@contextlib.contextmanager
+def sweep_lock(path: str, name: str):
+    """Hold ``<storage>/.<name>.lock`` for the life of this driver, so that a second driver on the same sweep
+    (two terminals, a script started twice) is refused instead of writing the same Tune state and MLflow runs.
+    An advisory ``flock``: the kernel lets go when the process ends, however it ends, so a killed driver never
+    leaves a stale lock behind. Remote storage (``s3://``) and systems without ``fcntl`` go unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        fcntl = None
+    if "://" in path or fcntl is None:
+        yield
+        return
+    lock = Path(path).parent / f".{Path(path).name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise UserError(
+            f"Sweep '{name}' is running already ({holder}); a second driver would write the same Tune state "
+            f"({path}) and MLflow runs. Wait for it to end, or stop it (Ctrl-C) and continue it with --resume; "
+            "to run another sweep beside it, give this one another name (the YAML's name key)."
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.close()  # lets go of the lock; the file stays (removing it could race a waiting driver)
+
+
+def _run_locked(
+    cfg: SweepConfig,
+    specs: list[TrialSpec],
+    path: str,
+    address: str | None,
+    resume: bool,
+    say: Callable[[str], None],
+    verbose: int,
+) -> SweepOutcome:
+    """run_sweep, once the plan is checked and this driver holds the sweep's lock."""
     from ray import tune
 
     from raysym._ray import ensure_ray, node_resources
 
-    track.check_reachable(cfg.tracking.uri)
     local = "://" not in path
     record = plan_record(cfg, specs)
-    if local:
-        track.check_writable_folder(path, "The sweep's Tune folder", "storage")
-        if trial_kind.get(cfg.trial_kind).writes_data_root:
-            track.check_writable_folder(cfg.data_root, "The data folder", "data.root")
     if local and resume:
         if not tune.Tuner.can_restore(path) or not _has_tune_state(path):
             raise UserError(
@@ -342,6 +403,8 @@ def _tune(
     )
     if resume:
         tuner = tune.Tuner.restore(path, fn, resume_unfinished=True, resume_errored=True)
+        if distiller is not None:
+            distil_left_over(path, tracker, distiller, say)
     else:
         scheduler = trial_scheduler(cfg, specs)
         optuna = cfg.search.kind == "optuna"
@@ -374,6 +437,10 @@ def _tune(
         if cause is None:
             raise
         raise cause from None
+    if distiller is not None:
+        # Tune calls on_experiment_end (which waits for them) only when a trial ran; a resumed sweep whose
+        # trials were all done has only the distillations left over from before, and they must end here.
+        distiller.finish()
     summaries = distill_summaries(Path(path) / "distill") if cfg.distill is not None else {}
     by_key = {s.key: s for s in specs}
     unfinished = _unfinished_trials(path)  # left PENDING by an interruption (Ctrl-C, SIGTERM)
@@ -382,6 +449,9 @@ def _tune(
         if cfg.distill is not None:
             summary = summaries.get(row.get("trial_id"))
             row["law"] = verdict_of(summary) if summary else "-"
+            if not summary and row["status"] == "finished":  # never a silent "-" beside a finished trial
+                row["law"] = "not distilled"
+                row["reason"] = row["reason"] or "its distillation did not finish; --resume distils it"
     table = results_table(rows, trial_kind.get(cfg.trial_kind).results_columns)
     if summaries:
         table += "\n\n" + laws_text(rows, summaries)

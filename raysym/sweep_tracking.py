@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from raysym import metrics as metric_names
 from raysym import track, trial_kind
@@ -172,20 +172,40 @@ class Distiller:
                 self._pool = DistillPool(r.distill_workers, self.cfg.distill.threads, r.distill_resources)
             return self._pool
 
-    def submit(self, key: str, trial_id: str, trial_folder: str, run_id: str) -> None:
+    def left_to_do(self, key: str, trial_id: str) -> str | None:
+        """What a finished trial still lacks: "distillation" (no summary.json: never started, or stopped by an
+        interrupt or a killed driver), "rollout" (distilled, but the sweep's rollout never wrote its result),
+        or None when nothing is left."""
+        from raysym.rollout import OUT, RESULT
+
+        folder = self.root / f"{key}_{trial_id}"
+        if not (folder / "distill" / "summary.json").is_file():
+            return "distillation"
+        if self.cfg.rollout is not None and not (folder / OUT / RESULT).is_file():
+            return "rollout"
+        return None
+
+    def submit(self, key: str, trial_id: str, trial_folder: str, run_id: str, rollout_only: bool = False) -> None:
+        """Distil (and roll out, when the sweep asks for it) the trial whose checkpoint folder is
+        ``trial_folder`` in the background. ``rollout_only``: the distillation is on disk already (a sweep
+        interrupted during the rollout), so only the rollout runs."""
         from raysym.trial_kind import distil
 
         folder = self.root / f"{key}_{trial_id}"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        for name in ("checkpoint.pt", "config.json", "metrics.json"):
-            shutil.copy(Path(trial_folder) / name, folder / name)
+        if not rollout_only:
+            shutil.rmtree(folder, ignore_errors=True)  # a distillation cut short leaves half-written files
+            folder.mkdir(parents=True)
+            for name in ("checkpoint.pt", "config.json", "metrics.json"):
+                shutil.copy(Path(trial_folder) / name, folder / name)
         span: dict[str, float] = {}  # when the distillation started and ended (its MLflow run spans it)
 
         def work():
             span["start"] = time.time()
             try:
-                summary = distil(folder, self.cfg.distill, self._get_pool())
+                if rollout_only:
+                    summary = json.loads((folder / "distill" / "summary.json").read_text())
+                else:
+                    summary = distil(folder, self.cfg.distill, self._get_pool())
             finally:
                 span["end"] = time.time()
             if self.cfg.rollout is not None:
@@ -193,7 +213,7 @@ class Distiller:
             return summary
 
         future = self.executor.submit(work)
-        self.pending[trial_id] = (future, key, run_id, span)
+        self.pending[trial_id] = (future, key, run_id, span, rollout_only)
 
     def log_done(self) -> None:
         for trial_id in [t for t, (f, *_) in self.pending.items() if f.done()]:
@@ -210,11 +230,15 @@ class Distiller:
                 self._pool.shutdown()
                 self._pool = None
 
-    def _log(self, trial_id: str, future, key: str, run_id: str, span: dict[str, float]) -> None:
+    def _log(
+        self, trial_id: str, future, key: str, run_id: str, span: dict[str, float], rollout_only: bool = False
+    ) -> None:
         try:
             summary = future.result()
         except Exception as exc:  # noqa: BLE001 -- a failed distillation must not end the sweep
             summary = {"distill/errors": [f"{type(exc).__name__}: {exc}"]}
+        if rollout_only:  # the distillation's numbers are on the trial's run already: log each value once
+            summary = {k: v for k, v in summary.items() if not (k.startswith("distill/") and _is_number(v))}
         folder = self.root / f"{key}_{trial_id}" / "distill"
         log_distillation(self.tracker, self.cfg.distill, run_id, trial_id, key, folder, summary, span)
 
@@ -224,6 +248,33 @@ class Distiller:
             self._log(trial_id, *self.pending.pop(trial_id))
         self.executor.shutdown(wait=True)
         self._release_pool()
+
+
+def distil_left_over(path: str, tracker: track.MLflowTracker, distiller: Distiller, say: Callable[[str], None]) -> None:
+    """Hand the distiller every trial that finished training before the sweep stopped but was never
+    distilled or rolled out: Tune calls ``on_trial_complete`` once, so a distillation cut short by Ctrl-C or
+    a killed driver would otherwise be lost for good (the trial is done as far as Tune is concerned)."""
+    from ray.tune import ExperimentAnalysis
+
+    for trial in ExperimentAnalysis(path).trials:
+        result = trial.last_result or {}
+        finished = result.get("done_training") and result.get("status") != "diverged"
+        if trial.status != "TERMINATED" or not finished or trial.checkpoint is None:
+            continue
+        key = trial.config.get("key", "trial")
+        missing = distiller.left_to_do(key, trial.trial_id)
+        if missing is None:
+            continue
+        run_id = tracker.find_trial(trial.trial_id)
+        if run_id is None:  # the tracking store was replaced: nowhere to record it
+            say(
+                f"{key}: its {missing} did not finish, and the tracking store has no run of it to record one "
+                f"on; distil its checkpoint with `raysym distill {trial.checkpoint.path}`"
+            )
+            continue
+        say(f"{key}: trained before the sweep stopped, but its {missing} did not finish; running it now")
+        with trial.checkpoint.as_directory() as folder:
+            distiller.submit(key, trial.trial_id, folder, run_id, rollout_only=missing == "rollout")
 
 
 def rollout_metrics(folder: Path, cfg, key: str) -> dict[str, Any]:
@@ -269,7 +320,7 @@ def log_distillation(
     the distillation run's id."""
     from raysym.rollout import OUT as OOD
 
-    numeric = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numeric = {k: v for k, v in summary.items() if _is_number(v)}
     settings = summary.get("distill/settings", {})
     tags = {
         "raysym.distill_of": trial_id,
@@ -310,6 +361,10 @@ def distill_summaries(root: Path) -> dict[str, dict[str, Any]]:
 def verdict_of(summary: dict[str, Any]) -> str:
     """The distillation verdict of a summary: force, force/mass, potential, none, or error."""
     return "error" if summary.get("distill/errors") else summary.get("distill/recovered_as", "-")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _num(value: Any) -> str:

@@ -429,3 +429,30 @@ def test_the_html_report_renders_in_a_real_browser(seeded_sweep, tmp_path):
         timeout=120,
     )
     assert shot.stat().st_size > 50_000  # a page of tables and figures, not a blank one
+
+
+def test_resume_rolls_out_a_distilled_trial_whose_rollout_was_lost(seeded_sweep):
+    """A sweep stopped between a trial's distillation and its rollout (issue 28, 1c): --resume runs only
+    the rollout (the fronts stay as they were) and records it on the same distillation run. Last in this
+    module: it rewrites one trial's ood/ folder."""
+    import json
+    import shutil
+
+    db, cfg, _ = seeded_sweep
+    (trial,) = list((Path(cfg.storage) / "seeds" / "distill").glob("t000_*"))
+    summary = (trial / "distill" / "summary.json").read_text()
+    shutil.rmtree(trial / "ood")
+    said: list[str] = []
+    outcome = run_sweep(cfg, resume=True, say=said.append, verbose=0)
+    assert [r["status"] for r in outcome.rows] == ["finished"] * 4
+    assert any("t000: trained before the sweep stopped, but its rollout did not finish" in m for m in said), said
+    assert (trial / "distill" / "summary.json").read_text() == summary  # not distilled again
+    assert set(json.loads((trial / "ood" / "rollout.json").read_text())["regimes"]) == {"in_dist", "double", "wide8"}
+    client, runs = mlflow_runs(db)
+    distills = [r for r in runs if r.data.tags.get("raysym.distill_of")]
+    assert len(distills) == 4  # the same distillation runs, none added
+    run = next(r for r in distills if r.data.tags["raysym.distill_of"] == trial.name.split("_", 1)[1])
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "ood")} >= {"ood/rollout.json"}
+    trial_run = run.data.tags["mlflow.parentRunId"]
+    assert len(client.get_metric_history(trial_run, "distill/test_mae")) == 1  # logged once, not again
+    assert len(client.get_metric_history(trial_run, "ood/in_dist/onestep_mae_gn")) == 2  # a rollout, then this one

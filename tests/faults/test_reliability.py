@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import _free_port, _wait_for, mlflow_runs, sweep_dict, write_yaml
+from helpers import TINY_TRIALS, _free_port, _wait_for, mlflow_runs, sweep_dict, write_yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -139,6 +139,74 @@ def test_driver_killed_outright_then_resumed_runs_no_finished_trial_again(tmp_pa
         assert _epochs_logged(client, run) == list(range(1, epochs + 1))  # each epoch once
         if run.info.run_id in done_before:  # the finished trial did not run again
             assert client.get_metric_history(run.info.run_id, "messages/r2_force").__len__() == 1
+
+
+def test_driver_killed_during_distillation_then_resumed_distils_the_trial(tmp_path):
+    """SIGKILL of `raysym sweep` while its one trained trial is being distilled (issue 28, 1c): Tune had
+    marked the trial done, so before the fix --resume said "finished" with law "-" and never distilled it."""
+    cfg = sweep_dict(
+        tmp_path,
+        name="killdistil",
+        trials={"model": "bottleneck"},
+        distill={"backend": "operon", "setting": "thorough", "samples": 300, "timeout_s": 8},
+    )
+    path = write_yaml(tmp_path / "s.yaml", cfg)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "raysym.cli", "sweep", str(path)]
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    distill_root = tmp_path / "runs" / "killdistil" / "distill"
+
+    def distilling():
+        if first.poll() is not None:
+            pytest.fail(f"the sweep ended before it was killed: {(tmp_path / 'first.log').read_text()[-3000:]}")
+        started = list(distill_root.glob("t000_*/checkpoint.pt"))
+        return started and not list(distill_root.glob("t000_*/distill/summary.json"))
+
+    try:
+        _wait_for(distilling, seconds=900)
+        time.sleep(2.0)  # into the fits (8 s each, 3 rounds on 2 actors)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert not list(distill_root.glob("t000_*/distill/summary.json")), "the distillation finished before the kill"
+
+    second = subprocess.run(cmd + ["--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1800)
+    out = second.stdout + second.stderr
+    assert second.returncode == 0, out[-3000:]
+    assert "its distillation did not finish; running it now" in out
+    assert "not distilled" not in second.stdout
+    (summary,) = distill_root.glob("t000_*/distill/summary.json")
+    assert "distill/recovered_as" in json.loads(summary.read_text())
+    assert not list(distill_root.glob("t000_*/.distill.tmp-*"))  # the half-written attempt is gone
+    client, runs = mlflow_runs(tmp_path)
+    (trial,) = [r for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags]
+    (distill,) = [r for r in runs if "raysym.distill_of" in r.data.tags]
+    assert distill.data.tags["mlflow.parentRunId"] == trial.info.run_id and distill.info.status == "FINISHED"
+    assert "distill/test_mae" in trial.data.metrics
+    # the trial did not train again: one value per epoch
+    assert _epochs_logged(client, trial) == list(range(1, TINY_TRIALS["epochs"] + 1))
+
+
+def test_a_second_driver_on_a_running_sweep_is_refused(tmp_path, capsys):
+    """Two drivers on one sweep name (issue 28, 1c): the second is refused, naming the first, in the CLI and
+    the Python API; nothing of the first is touched. The lock goes with its holder."""
+    from raysym.sweep import experiment_path, sweep_lock
+
+    data = sweep_dict(tmp_path, name="twice")
+    cfg = from_dict(SweepConfig, data)
+    path = write_yaml(tmp_path / "s.yaml", data)
+    with sweep_lock(experiment_path(cfg), cfg.name):  # the first driver, in this process
+        assert main(["sweep", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "is running already" in err and f"process {os.getpid()}" in err and "Traceback" not in err
+        with pytest.raises(UserError, match="is running already"):
+            run_sweep(cfg, say=lambda m: None, verbose=0)
+        assert not (tmp_path / "runs" / "twice").exists()  # the refused drivers wrote nothing
+    with sweep_lock(experiment_path(cfg), cfg.name):  # released when its holder ended: taken again
+        pass
 
 
 def test_distillation_actor_killed_mid_fit_is_replaced_and_its_job_rerun(local_ray, tmp_path):
