@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from raysym.config import SweepConfig, from_dict, load_yaml
+from raysym.errors import UserError
 
 
 def sweep_config(config: str | Path | dict[str, Any] | SweepConfig) -> SweepConfig:
@@ -25,6 +26,11 @@ def sweep_config(config: str | Path | dict[str, Any] | SweepConfig) -> SweepConf
     if isinstance(config, SweepConfig):
         return config
     if isinstance(config, dict):
+        if not config:  # as the CLI refuses an empty YAML file: never the whole default sweep by accident
+            raise UserError(
+                "The sweep config (dict) is empty. Give at least its name and what to sweep; start from one of "
+                "tune_configs/*.yaml (e.g. quickstart.yaml), loaded with raysym.sweep_config(path)."
+            )
         return from_dict(SweepConfig, config, where="sweep config (dict)")
     return from_dict(SweepConfig, load_yaml(config), where=f"sweep config ({config})")
 

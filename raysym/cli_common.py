@@ -76,7 +76,5 @@ def _positive_int(text: str) -> int:
     """argparse type: a whole number of 1 or more (argparse turns the ValueError into exit 2 and usage)."""
     value = int(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"must be 1 or more, got {value} (a local Ray with no CPU would wait for ever)"
-        )
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value} (none would wait for ever)")
     return value

@@ -57,7 +57,12 @@ def _add_distill(sub) -> None:
         "test graph of the fitting half (all); the verdict is decided on unseen graphs within the bounds either way, "
         "with the all-edges R² beside it",
     )
-    p.add_argument("--workers", type=int, default=None, help="Ray actors fitting in parallel (default: one per CPU)")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="Ray actors fitting in parallel, 1 or more (default: one per CPU)",
+    )
     config_flag(p, D, "seed", "random seed")
     p.add_argument("--address", help="Ray cluster to join; default: a local Ray")
     p.set_defaults(func=_cmd_distill)

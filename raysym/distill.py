@@ -23,6 +23,7 @@ Backends:
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import shutil
@@ -129,14 +130,52 @@ class Front:
 
 
 def parse(equation: str, names: list[str]):
-    """A sympy expression from an equation string over ``names`` (each a real symbol)."""
-    import sympy
+    """A sympy expression from an equation string over ``names`` (each a real symbol; empty: any identifier),
+    read by raysym's own grammar (raysym.expressions), never by sympy's parser, which runs code: equations
+    come back from trial folders and MLflow tags that anyone with write access to them could have edited.
+    ValueError (raysym.expressions.ExpressionError) for text that is not such a formula."""
+    from raysym.expressions import ExpressionError, formula_grammar, read, where
 
-    symbols = {n: sympy.Symbol(n, real=True) for n in names}
     try:
-        return sympy.sympify(equation, locals=symbols)
-    except (sympy.SympifyError, SyntaxError, TypeError) as exc:
-        raise ValueError(f"cannot parse equation {equation!r}: {exc}") from None
+        return read(equation, formula_grammar(names))
+    except ExpressionError as exc:
+        raise ExpressionError(
+            f"{equation[:80]!r} is not a formula raysym writes: {exc.why}{where(equation, exc)}"
+        ) from None
+
+
+FORMULA_KEYS = ("distill/edge_formulas", "distill/node_formulas")
+
+
+def load_summary(path: str | Path) -> dict[str, Any]:
+    """A distillation's summary.json, its formulas checked against raysym's grammar before anything reads
+    them: UserError naming the file when it is not JSON or holds a formula raysym would not have written
+    (edited by hand, or planted: a trial folder may be shared)."""
+    path = Path(path)
+    try:
+        summary = json.loads(path.read_text())
+        if not isinstance(summary, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(
+            f"{path} cannot be read ({type(exc).__name__}: {exc}). It is a distillation's summary; distil the "
+            f"trial again to write it afresh: raysym distill {path.parent.parent}"
+        ) from None
+    for key in FORMULA_KEYS:
+        found = summary.get(key, [])
+        if not isinstance(found, list) or not all(isinstance(eq, str) for eq in found):
+            raise UserError(
+                f"{path}: {key} is not a list of formulas. Distil the trial again: raysym distill {path.parent.parent}"
+            )
+        for eq in found:
+            try:
+                parse(eq, [])
+            except ValueError as exc:
+                raise UserError(
+                    f"{path} ({key}): {exc}. The file was changed after raysym wrote it, so none of its formulas "
+                    f"are used. Distil the trial again to replace it: raysym distill {path.parent.parent}"
+                ) from None
+    return summary
 
 
 def rounded(equation: str, names: list[str], digits: int = 4):

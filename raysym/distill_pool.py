@@ -85,6 +85,9 @@ class DistillPool:
     ):
         import ray
 
+        if not isinstance(workers, int) or workers < 1:  # zero actors would wait for ever for a free one
+            raise UserError(f"A distillation pool needs 1 or more workers, got {workers!r}.")
+
         @ray.remote
         class DistillWorker:
             def run(self, job):

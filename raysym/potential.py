@@ -7,7 +7,7 @@
     m1, m2   their masses
 
 written with numbers, + - * / and ^ (or **), parentheses, and the functions exp, log, sqrt, sin, cos, tanh,
-abs, Heaviside (one argument each) and Min, Max (two or more). The text is tokenised and parsed here, by
+abs, Heaviside (one argument each) and Min, Max (two or more). The text is read by raysym.expressions, by
 recursive descent, straight into a sympy expression: no string ever reaches sympy's parser or Python's
 (sympify and parse_expr run code), so an expression can name nothing but the variables and functions above.
 
@@ -19,21 +19,23 @@ expression that is not is refused with the reason.
 from __future__ import annotations
 
 import functools
-import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from raysym.errors import UserError
+from raysym.expressions import ExpressionError, Grammar, read
 
 VARIABLES = ("r", "q1", "q2", "m1", "m2")
 FUNCTIONS = {"exp": 1, "log": 1, "sqrt": 1, "sin": 1, "cos": 1, "tanh": 1, "abs": 1, "Heaviside": 1, "Min": 2, "Max": 2}
 MAX_LENGTH = 500  # characters: a potential is a formula, not a program
 MAX_DEPTH = 50  # nesting of parentheses and calls
 
-_TOKEN = re.compile(
-    r"\s*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<op>\*\*|[-+*/^(),]))"
+# Min and Max take two or more arguments (-2), the others one.
+GRAMMAR = Grammar(
+    VARIABLES,
+    {name: ("Abs" if name == "abs" else name, -2 if count == 2 else count) for name, count in FUNCTIONS.items()},
+    max_length=MAX_LENGTH,
+    max_depth=MAX_DEPTH,
 )
 
 
@@ -43,131 +45,6 @@ def _problem(expression: str, why: str, at: int | None = None) -> UserError:
         f"The potential {expression!r} cannot be used: {why}{where}. Write U of r, q1, q2, m1, m2 with numbers, "
         f'+ - * / ^, parentheses and {", ".join(FUNCTIONS)}; e.g. potential: "(r - 1)^2" is the spring law.'
     )
-
-
-def _tokens(expression: str) -> list[tuple[str, str, int]]:
-    out, pos = [], 0
-    text = expression.rstrip()
-    while pos < len(text):
-        found = _TOKEN.match(text, pos)
-        if not found or found.end() == pos:
-            bad = pos + len(text[pos:]) - len(text[pos:].lstrip())
-            raise _problem(expression, "a character the grammar does not know", bad)
-        kind = found.lastgroup
-        out.append((kind, found.group(kind), found.start(kind)))
-        pos = found.end()
-    return out
-
-
-class _Parser:
-    """expr := term (('+'|'-') term)* ; term := unary (('*'|'/') unary)* ;
-    unary := ('+'|'-') unary | power ; power := atom (('^'|'**') unary)? ;
-    atom := number | variable | function '(' expr (',' expr)* ')' | '(' expr ')'"""
-
-    def __init__(self, expression: str):
-        import sympy
-
-        self.sp, self.text = sympy, expression
-        self.tokens, self.i, self.depth = _tokens(expression), 0, 0
-        self.symbols = {name: sympy.Symbol(name, real=True) for name in VARIABLES}
-        self.functions = {
-            "exp": sympy.exp,
-            "log": sympy.log,
-            "sqrt": sympy.sqrt,
-            "sin": sympy.sin,
-            "cos": sympy.cos,
-            "tanh": sympy.tanh,
-            "abs": sympy.Abs,
-            "Heaviside": sympy.Heaviside,
-            "Min": sympy.Min,
-            "Max": sympy.Max,
-        }
-
-    def parse(self):
-        if not self.tokens:
-            raise _problem(self.text, "it is empty")
-        expr = self.expr()
-        if self.i < len(self.tokens):
-            raise _problem(
-                self.text, f"'{self.tokens[self.i][1]}' does not continue the formula", self.tokens[self.i][2]
-            )
-        return expr
-
-    def peek(self) -> str | None:
-        return self.tokens[self.i][1] if self.i < len(self.tokens) else None
-
-    def take(self) -> tuple[str, str, int]:
-        if self.i >= len(self.tokens):
-            raise _problem(self.text, "it ends in the middle of the formula")
-        self.i += 1
-        return self.tokens[self.i - 1]
-
-    def expect(self, value: str) -> None:
-        kind, text, at = self.take()
-        if text != value:
-            raise _problem(self.text, f"'{value}' expected, '{text}' found", at)
-
-    def expr(self):
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise _problem(self.text, f"it nests deeper than {MAX_DEPTH} levels")
-        out = self.term()
-        while self.peek() in ("+", "-"):
-            op = self.take()[1]
-            right = self.term()
-            out = out + right if op == "+" else out - right
-        self.depth -= 1
-        return out
-
-    def term(self):
-        out = self.unary()
-        while self.peek() in ("*", "/"):
-            op = self.take()[1]
-            right = self.unary()
-            out = out * right if op == "*" else out / right
-        return out
-
-    def unary(self):
-        if self.peek() in ("+", "-"):
-            op = self.take()[1]
-            value = self.unary()
-            return -value if op == "-" else value
-        return self.power()
-
-    def power(self):
-        base = self.atom()
-        if self.peek() in ("^", "**"):
-            self.take()
-            return base ** self.unary()
-        return base
-
-    def atom(self):
-        kind, text, at = self.take()
-        if kind == "number":
-            if not math.isfinite(float(text)):
-                raise _problem(self.text, f"the number {text} is not finite", at)
-            return self.sp.Float(text) if any(c in text for c in ".eE") else self.sp.Integer(text)
-        if kind == "name":
-            if text in self.symbols:
-                return self.symbols[text]
-            if text in self.functions:
-                self.expect("(")
-                args = [self.expr()]
-                while self.peek() == ",":
-                    self.take()
-                    args.append(self.expr())
-                self.expect(")")
-                wanted = FUNCTIONS[text]
-                if (wanted == 1 and len(args) != 1) or len(args) < wanted:
-                    raise _problem(self.text, f"{text} takes {'one argument' if wanted == 1 else 'two or more'}", at)
-                return self.functions[text](*args)
-            known = ", ".join(VARIABLES)
-            raise _problem(self.text, f"'{text}' is neither a variable ({known}) nor an allowed function", at)
-        if text == "(":
-            inner = self.expr()
-            self.expect(")")
-            return inner
-        raise _problem(self.text, f"'{text}' cannot start a term", at)
 
 
 @dataclass(frozen=True)
@@ -189,7 +66,10 @@ def parse(expression: str):
         raise UserError(f"potential must be a formula in quotes, got {expression!r}.")
     if len(expression) > MAX_LENGTH:
         raise _problem(expression[:40] + "...", f"it is longer than {MAX_LENGTH} characters")
-    return _Parser(expression).parse()
+    try:
+        return read(expression, GRAMMAR)
+    except ExpressionError as exc:
+        raise _problem(expression, exc.why, exc.at) from None
 
 
 @functools.lru_cache(maxsize=32)
@@ -199,6 +79,8 @@ def custom_law(expression: str) -> CustomLaw:
     import sympy
 
     u = parse(expression)
+    if u.has(sympy.zoo, sympy.oo, sympy.nan):  # 1/0, log(0): sympy's infinities, not a number to simulate
+        raise _problem(expression, "it is infinite or undefined as written (a division by zero, or log(0))")
     s = {name: sympy.Symbol(name, real=True) for name in VARIABLES}
     swapped = u.xreplace({s["q1"]: s["q2"], s["q2"]: s["q1"], s["m1"]: s["m2"], s["m2"]: s["m1"]})
     if not _same(u, swapped, s):
@@ -207,9 +89,13 @@ def custom_law(expression: str) -> CustomLaw:
             "it changes when the two particles swap (q1 <-> q2, m1 <-> m2), so the forces of a pair would not be equal "
             "and opposite (Newton's third law); write it symmetric in the two particles, e.g. q1*q2 or m1 + m2",
         )
-    du = sympy.diff(u, s["r"])
+    # A step of U (Heaviside) has an impulse for a derivative (DiracDelta): a force at one distance only,
+    # which a time-stepped simulation never meets, so it is dropped; the force is U's slope elsewhere.
+    du = sympy.diff(u, s["r"]).replace(lambda e: isinstance(e, sympy.DiracDelta), lambda e: sympy.Integer(0))
     args = [s[name] for name in VARIABLES]
-    modules = [{"Heaviside": lambda x: np.heaviside(x, 0.5), "Min": np.minimum, "Max": np.maximum}, "numpy"]
+    # sympy prints Heaviside(x) with its value at 0 as a second argument
+    heaviside = lambda x, at_zero=0.5: np.heaviside(x, at_zero)  # noqa: E731
+    modules = [{"Heaviside": heaviside, "Min": np.minimum, "Max": np.maximum}, "numpy"]
 
     def compiled(expr):
         fn = sympy.lambdify(args, expr, modules=modules)
@@ -221,7 +107,41 @@ def custom_law(expression: str) -> CustomLaw:
         return pair
 
     charged = bool(u.free_symbols & {s["q1"], s["q2"]})
-    return CustomLaw(expression, u, du, compiled(u), compiled(du), charged)
+    law = CustomLaw(expression, u, du, compiled(u), compiled(du), charged)
+    _check_finite(law)
+    return law
+
+
+# Where a simulation evaluates U and its slope: softened distances from 0.01 (r' = r + 0.01 at contact) to
+# far beyond where N(0, 1) initial positions put particles, charges +-1, masses exp(N(0, 1)) to 3 sigma.
+CHECK_DISTANCES = (0.01, 30.0)
+
+
+def _check_finite(law: CustomLaw) -> None:
+    """Refuse a potential whose value or force is not a finite number somewhere a simulation can go, naming
+    the first such distance, before any data task starts (it would otherwise fail inside a Ray worker)."""
+    import numpy as np
+
+    r = np.geomspace(*CHECK_DISTANCES, 400)
+    values = [(-1.0, 1.0), (-1.0, 1.0), (np.exp(-3), 1.0, np.exp(3)), (np.exp(-3), 1.0, np.exp(3))]
+    grid = np.meshgrid(r, *values, indexing="ij")
+    points = [g.ravel() for g in grid]
+    for name, fn in (("U(r)", law.potential), ("its force -dU/dr", law.dpotential)):
+        try:
+            with np.errstate(all="ignore"):
+                out = np.asarray(fn(*points), dtype=np.float64)
+        except (TypeError, ValueError, NameError, ZeroDivisionError, OverflowError) as exc:
+            raise _problem(law.expression, f"{name} cannot be computed ({type(exc).__name__}: {exc})") from None
+        bad = ~np.isfinite(out)
+        if bad.any():
+            i = int(np.argmax(bad))
+            at = ", ".join(f"{k} = {points[j][i]:.3g}" for j, k in enumerate(VARIABLES))
+            raise _problem(
+                law.expression,
+                f"{name} is not finite at {at} (softened distances r from {CHECK_DISTANCES[0]} to "
+                f"{CHECK_DISTANCES[1]} are checked); choose a potential that is finite wherever particles can be, "
+                "e.g. add a constant inside a log or a root, or soften a pole as 1/(r^2 + 0.01)",
+            )
 
 
 def _same(a, b, s) -> bool:

@@ -270,6 +270,11 @@ def claim_report_folder(folder: Path) -> None:
                 )
 
 
+def _folder_name(name: str) -> bool:
+    """One folder name, never a path: the sweep name rule of raysym.config."""
+    return bool(name) and name.strip(".") != "" and len(name) <= 100 and all(c.isalnum() or c in "-_." for c in name)
+
+
 def make_report(
     uri: str,
     sweep: str,
@@ -292,6 +297,13 @@ def make_report(
         counts[t.status.lower()] += 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     say(f"{len(data.trials)} trial(s): {summary}")
+    from raysym.errors import UserError
+
+    if out is None and not _folder_name(data.name):  # a tag anyone with access to the store may have set
+        raise UserError(
+            f"The sweep's name as MLflow records it, {data.name[:80]!r}, is not a plain folder name (letters, digits, "
+            "'-', '_', '.'), so it cannot name the report's folder under reports/. Pass --out (out=) to choose one."
+        )
     folder = Path(out) if out else Path("reports") / data.name
     claim_report_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -143,6 +143,9 @@ def short(formula: str, width: int = 90) -> str:
     return formula if len(formula) <= width else formula[: width - 1] + "…"
 
 
+REFUSED = "(not a formula raysym writes, shown as text:)"
+
+
 class Formulas(str):
     """A cell of formulas: plain text (Markdown, the console), and ``html``, the same formulas as MathML
     that the HTML report shows as mathematics."""
@@ -159,9 +162,9 @@ def formula_cell(equation: str) -> str:
     try:
         cell = Formulas(readable(equation, []))
         cell.html = mathml(equation, [])
-    except ValueError:
-        cell = Formulas(equation)
-        cell.html = html.escape(equation)
+    except ValueError:  # edited in the store: shown as the text it is, never read as a formula
+        cell = Formulas(f"{REFUSED} {equation}")
+        cell.html = html.escape(cell)
     return cell
 
 
@@ -183,9 +186,9 @@ def formulas(tag: str, width: int = 160) -> str:
         try:
             shown.append(readable(eq, []))
             rendered.append(mathml(eq, []))
-        except ValueError:
-            shown.append(eq)
-            rendered.append(html.escape(eq))
+        except ValueError:  # edited in the store: shown as the text it is, never read as a formula
+            shown.append(f"{REFUSED} {eq}")
+            rendered.append(html.escape(shown[-1]))
     cell = Formulas(short("; ".join(shown), width))
     cell.html = "; ".join(rendered)
     return cell

@@ -165,7 +165,9 @@ def find_sweep(uri: str, sweep: str, experiment: str | None = None):
     else:
         experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(
-        experiments, filter_string=f"tags.`{track.SWEEP_TAG}` = '{sweep}'", order_by=["attributes.start_time DESC"]
+        experiments,
+        filter_string=f"tags.`{track.SWEEP_TAG}` = {track.quoted(sweep)}",
+        order_by=["attributes.start_time DESC"],
     )
     runs = [r for r in runs if track.PARENT_TAG not in r.data.tags]
     if not runs:
@@ -257,7 +259,7 @@ def load_sweep(
     ``threads`` threads: the slow part of a large report)."""
     client, parent = find_sweep(uri, sweep, experiment)
     exp = parent.info.experiment_id
-    children = _search_all(client, exp, f"tags.`{track.PARENT_TAG}` = '{parent.info.run_id}'")
+    children = _search_all(client, exp, f"tags.`{track.PARENT_TAG}` = {track.quoted(parent.info.run_id)}")
     runs = [r for r in children if track.TRIAL_TAG in r.data.tags and "raysym.distill_of" not in r.data.tags]
     trial_run_ids = {r.info.run_id for r in runs}
     distills = {}

@@ -16,7 +16,6 @@ distribution" would not be. The other regimes are not filtered: leaving the trai
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -145,6 +144,7 @@ def rollout(trial_dir: str | Path, cfg: RolloutConfig) -> dict[str, Any]:
     """The rollout of a distilled N-body trial: per regime of ``cfg`` (the baseline ``in_dist`` first),
     its settings, the ``ood/<regime>/...`` metrics and each model's position error at every step."""
     from raysym import shards
+    from raysym.distill import load_summary
     from raysym.train import load_trial
 
     trial_dir = Path(trial_dir)
@@ -153,7 +153,7 @@ def rollout(trial_dir: str | Path, cfg: RolloutConfig) -> dict[str, Any]:
         raise UserError(
             f"{trial_dir} has not been distilled (no distill/summary.json). Run `raysym distill {trial_dir}`."
         )
-    summary = json.loads(summary_path.read_text())
+    summary = load_summary(summary_path)
     train_cfg, model = load_trial(trial_dir)
     manifest = shards.read_manifest(train_cfg.data)
     params = manifest["params"]
@@ -161,6 +161,7 @@ def rollout(trial_dir: str | Path, cfg: RolloutConfig) -> dict[str, Any]:
     dim, dt, damping = params.get("dim", 2), params["dt"], params.get("damping", 0.0)
     bounds = shards.prune_bounds(manifest, train_cfg.prune_k) if train_cfg.prune_k is not None else None
     truth_of = lambda q, m: lambda p, v: physics.accelerations(law, p, v, q, m, damping)  # noqa: E731
+    check_size(cfg, params["particles"], train_cfg.hidden)
     regimes = {}
     for name, regime in cfg.all_regimes().items():
         n = regime.particles_for(params["particles"])
@@ -185,6 +186,39 @@ def rollout(trial_dir: str | Path, cfg: RolloutConfig) -> dict[str, Any]:
             "position_error": {m: [float(e) for e in errors[m]["position_error"]] for m in MODELS},
         }
     return {"settings": {"sims": cfg.sims, "steps": cfg.steps, "seed": cfg.seed, "dt": dt}, "regimes": regimes}
+
+
+# Edge evaluations (systems x ordered pairs x steps, each by the GN and the symbolic model) a rollout may ask
+# for: 2e10 is hours of one CPU core; more is a typing slip (--steps 100000 for --steps 100), not a study.
+MAX_EDGE_STEPS = 2e10
+
+
+def check_size(cfg: RolloutConfig, trained_particles: int, hidden: int) -> None:
+    """Refuse (UserError) a rollout whose one step would not fit in the memory available now, or whose whole
+    run is beyond MAX_EDGE_STEPS, before anything is simulated; the message gives the sizes and the way out."""
+    import psutil
+
+    available = psutil.virtual_memory().available
+    sizes = {name: regime.particles_for(trained_particles) for name, regime in cfg.all_regimes().items()}
+    for name, n in sizes.items():
+        edges = cfg.sims * n * (n - 1)
+        # one evaluation of the edge model holds about 4 float32 activations of width `hidden` per edge, and
+        # the integrator keeps a few of them alive at once
+        step_bytes = edges * 4 * (4 * hidden + 32) * 3
+        if step_bytes > 0.5 * available:
+            raise UserError(
+                f"The rollout regime '{name}' ({cfg.sims} systems of {n} particles, {edges:,} edges a step) needs "
+                f"about {step_bytes / 2**30:.1f} GiB for one step, more than half the "
+                f"{available / 2**30:.1f} GiB available. Use fewer systems (--sims) or particles."
+            )
+    for name, n in sizes.items():
+        edges = cfg.sims * n * (n - 1)
+        if edges * cfg.steps * 2 > MAX_EDGE_STEPS:
+            raise UserError(
+                f"The rollout regime '{name}' asks for {edges * cfg.steps * 2:.2g} edge evaluations ({cfg.sims} "
+                f"systems of {n} particles for {cfg.steps} steps, two models), beyond the {MAX_EDGE_STEPS:.0e} "
+                "that take hours on a CPU core. Use fewer systems, particles or steps."
+            )
 
 
 def metrics_of(result: dict[str, Any]) -> dict[str, float]:
@@ -220,6 +254,7 @@ def describe(result: dict[str, Any]) -> str:
 def run_rollout(trial_dir: str | Path, cfg: RolloutConfig) -> dict[str, float]:
     """Roll out a distilled trial, write ``<trial>/ood/`` (rollout.json, position_error.png) and return
     the ``ood/...`` metrics (the N-body kind's rollout)."""
+    rollout_folder(trial_dir)  # before the work, not after it
     result = rollout(trial_dir, cfg)
     write_rollout(trial_dir, result)
     return metrics_of(result)
@@ -229,12 +264,24 @@ OUT = "ood"  # the rollout's folder in a trial folder
 RESULT, FIGURE = "rollout.json", "position_error.png"
 
 
+def rollout_folder(trial_dir: str | Path) -> Path:
+    """``<trial>/ood``, refused (UserError) when it is a link or a file: a rollout is written only into a real
+    folder inside the trial, never through a link to somewhere else."""
+    out = Path(trial_dir) / OUT
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UserError(
+            f"{out} is a {'link' if out.is_symlink() else 'file'}, not the rollout's folder; raysym writes a rollout "
+            "only into a real folder inside the trial. Move it away and roll out again."
+        )
+    return out
+
+
 def write_rollout(trial_dir: str | Path, result: dict[str, Any]) -> Path:
     """``<trial>/ood/rollout.json`` (:func:`rollout`'s result) and ``<trial>/ood/position_error.png``: one
     panel per regime, each model's mean position error against the simulator's at every step."""
     from raysym.trial_folder import atomic_path, write_json
 
-    out = Path(trial_dir) / OUT
+    out = rollout_folder(trial_dir)
     out.mkdir(exist_ok=True)
     write_json(out / RESULT, result)
     import matplotlib

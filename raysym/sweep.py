@@ -136,7 +136,7 @@ class SweepOutcome:
 def _find_parent(tracker: track.MLflowTracker, name: str) -> str | None:
     runs = tracker.client.search_runs(
         [tracker.experiment_id],
-        filter_string=f"tags.`{track.SWEEP_TAG}` = '{name}'",
+        filter_string=f"tags.`{track.SWEEP_TAG}` = {track.quoted(name)}",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -216,6 +216,7 @@ def run_sweep(
     verbose: int = 1,
 ) -> SweepOutcome:
     """Plan, make the data, run every trial on Ray Tune and track them in MLflow; see the module doc."""
+    cfg.validate()  # a SweepConfig built in Python skipped the YAML loader's checks (its name becomes a folder)
     specs = plan(cfg)
     check_search(cfg, specs)
     path = experiment_path(cfg)
@@ -353,7 +354,7 @@ def _end_parent_after(tracker: track.MLflowTracker, parent_id: str, exc: BaseExc
         tracker.set_tags(parent_id, {"raysym.failure": f"{type(exc).__name__}: {exc}"[:1000]})
         children = tracker.client.search_runs(
             [tracker.experiment_id],
-            filter_string=f"tags.`{track.PARENT_TAG}` = '{parent_id}' and attributes.status = 'RUNNING'",
+            filter_string=f"tags.`{track.PARENT_TAG}` = {track.quoted(parent_id)} and attributes.status = 'RUNNING'",
         )
         for run in children:  # the trials it was running: continued (set RUNNING again) by --resume
             tracker.end_run(run.info.run_id, "KILLED")

@@ -189,6 +189,7 @@ class Distiller:
         """Distil (and roll out, when the sweep asks for it) the trial whose checkpoint folder is
         ``trial_folder`` in the background. ``rollout_only``: the distillation is on disk already (a sweep
         interrupted during the rollout), so only the rollout runs."""
+        from raysym.distill import load_summary
         from raysym.trial_kind import distil
 
         folder = self.root / f"{key}_{trial_id}"
@@ -203,7 +204,7 @@ class Distiller:
             span["start"] = time.time()
             try:
                 if rollout_only:
-                    summary = json.loads((folder / "distill" / "summary.json").read_text())
+                    summary = load_summary(folder / "distill" / "summary.json")
                 else:
                     summary = distil(folder, self.cfg.distill, self._get_pool())
             finally:
@@ -352,8 +353,10 @@ def log_distillation(
 
 def distill_summaries(root: Path) -> dict[str, dict[str, Any]]:
     """Trial id -> the distillation summary (summary.json) found under ``root`` (folders <key>_<trial id>)."""
+    from raysym.distill import load_summary
+
     return {
-        path.parent.parent.name.split("_", 1)[1]: json.loads(path.read_text())
+        path.parent.parent.name.split("_", 1)[1]: load_summary(path)
         for path in Path(root).glob("*/distill/summary.json")
     }
 
@@ -444,7 +447,7 @@ def distill_runs(
             trials.append(run)
         elif track.SWEEP_TAG in tags and track.PARENT_TAG not in tags:
             children = client.search_runs(
-                [run.info.experiment_id], filter_string=f"tags.`{track.PARENT_TAG}` = '{run_id}'"
+                [run.info.experiment_id], filter_string=f"tags.`{track.PARENT_TAG}` = {track.quoted(run_id)}"
             )
             trials += [c for c in children if track.TRIAL_TAG in c.data.tags and c.info.status == "FINISHED"]
         else:

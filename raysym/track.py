@@ -67,6 +67,21 @@ def source_tags() -> dict[str, str]:
 _SOURCE: dict[str, str] | None = None
 
 
+def quoted(value: str) -> str:
+    """``value`` as a string literal of an MLflow search filter. MLflow's filter language has no escapes: a
+    value is wrapped in the quote it does not contain (so "x' OR tags.a = 'b" stays one value, never a
+    clause of the filter), and a value holding both quotes cannot be searched for at all."""
+    value = str(value)
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise UserError(
+        f"The name {value!r} holds both kinds of quote (' and \"), which an MLflow search cannot express. "
+        "Use a name without quotes, or pass the sweep's parent run id."
+    )
+
+
 class Tracker(Protocol):
     def find_trial(self, trial_id: str) -> str | None:
         """The run id of a trial's child run, if there is one."""
@@ -281,7 +296,9 @@ class MLflowTracker:
         return tracker
 
     def _find(self, key: str, value: str) -> str | None:
-        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{key}` = '{value}'", max_results=1)
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{key}` = {quoted(value)}", max_results=1
+        )
         return runs[0].info.run_id if runs else None
 
     def find_trial(self, trial_id: str) -> str | None:

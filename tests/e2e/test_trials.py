@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -112,8 +113,36 @@ def test_tiny_newtonian_run_end_to_end_with_distillation(spring_data, tmp_path, 
     # the symbolic model is the spring law here: closer to the simulator than the GN out of distribution
     p8 = ood["regimes"]["p8"]["metrics"]
     assert p8["ood/p8/onestep_mae_symbolic"] < p8["ood/p8/onestep_mae_gn"], p8
+    capsys.readouterr()
+    # sizes beyond memory or reason are refused before anything runs (issue 28, item 6)
+    for argv, why in (
+        (["--particles", "300", "--sims", "10000", "--steps", "1"], "GiB for one step"),
+        (["--particles", "1000", "--sims", "10000", "--steps", "100000"], "GiB for one step"),
+        (["--particles", "8", "--sims", "2000", "--steps", "100000"], "edge evaluations"),
+    ):
+        assert main(["rollout", trial, *argv]) == 2
+        err = capsys.readouterr().err
+        assert why in err and "Traceback" not in err, err
+    # the rollout is written only into a real folder of the trial, never through a link (issue 28, item 6)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(tmp_path / "trial" / "ood")
+    (tmp_path / "trial" / "ood").symlink_to(elsewhere)
+    assert main(["rollout", trial, "--sims", "2", "--steps", "3"]) == 2
+    assert "is a link" in capsys.readouterr().err and not any(elsewhere.iterdir())
+    (tmp_path / "trial" / "ood").unlink()
+    # a summary whose formula was edited to run code is refused, naming the file; nothing runs (issue 28, 1)
+    summary_file = tmp_path / "trial" / "distill" / "summary.json"
+    kept = summary_file.read_text()
+    marker = tmp_path / "ran"
+    tampered = json.loads(kept)
+    tampered["distill/edge_formulas"][0] = f"__import__('os').system('touch {marker}') or dx"
+    summary_file.write_text(json.dumps(tampered))
+    assert main(["rollout", trial, "--sims", "2", "--steps", "3"]) == 2
+    err = capsys.readouterr().err
+    assert str(summary_file) in err and "not a formula raysym writes" in err and not marker.exists()
     # a trial that was never distilled is refused with the command that fixes it
-    (tmp_path / "trial" / "distill" / "summary.json").unlink()
+    summary_file.unlink()
     assert main(["rollout", trial]) == 2
     assert "raysym distill" in capsys.readouterr().err
 

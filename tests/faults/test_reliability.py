@@ -425,9 +425,14 @@ BAD_CALLS = [
     (["distill", "no/such/trial"], "no/such/trial"),
     (["distill", "t", "--backend", "eureqa"], "eureqa"),
     (["distill", "t", "--fit-range", "outside"], "fit_range must be"),
+    (["distill", "t", "--workers", "-1"], "must be 1 or more"),
     (["halos", "--batch-nodes", "0", "--out", "x"], "batch_nodes must be"),
     (["halos", "--msg-dim", "-1", "--out", "x"], "msg_dim must be"),
     (["report", "no-such-sweep", "--tracking-uri", "sqlite:///{tmp}/m.db"], "No sweep named"),
+    # names are values of the MLflow search, never parts of it (issue 28, item 2)
+    (["report", "x' OR tags.a = 'b", "--tracking-uri", "sqlite:///{tmp}/m.db"], "No sweep named 'x' OR tags.a = 'b'"),
+    (["report", "a'b", "--tracking-uri", "sqlite:///{tmp}/m.db"], "No sweep named 'a'b'"),
+    (["report", "a'b\"c", "--tracking-uri", "sqlite:///{tmp}/m.db"], "holds both kinds of quote"),
     (["report", "x", "--tracking-uri", "http://127.0.0.1:9"], "cannot be reached"),
     (["inspect", "no/such/data"], "no/such/data"),
     (["nonsense"], "invalid choice"),
@@ -544,3 +549,24 @@ def test_cluster_yaml_binds_dashboards_to_localhost_and_holds_no_secrets():
     cluster = yaml.safe_load(text)
     commands = " ".join(cluster["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in commands
+
+
+def test_the_python_api_applies_the_clis_rules(tmp_path, monkeypatch):
+    """What the CLI refuses, the API refuses too (issue 28, item 6): an empty config (never the whole default
+    sweep), a name that is a path, a report folder named by a tampered MLflow tag."""
+    from mlflow.tracking import MlflowClient
+
+    import raysym
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="is empty"):
+        raysym.run_sweep({})
+    with pytest.raises(UserError, match="name must be letters"):
+        run_sweep(SweepConfig(name="../up", storage=str(tmp_path / "runs")), say=lambda m: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, least of all above storage
+    uri = f"sqlite:///{tmp_path}/m.db"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("e"), tags={"raysym.sweep": "../../x"})
+    with pytest.raises(UserError, match="not a plain folder name"):
+        raysym.make_report(run.info.run_id, tracking_uri=uri, say=lambda m: None)
+    assert not (tmp_path / "reports").exists() and not (tmp_path.parent / "x").exists()

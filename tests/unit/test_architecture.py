@@ -22,7 +22,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     (
         "foundations",
         {"errors", "names", "physics", "schedules", "strict", "outputs", "track", "_ray", "graph"}
-        | {"metrics", "potential", "trial_folder", "trial_kind"},
+        | {"metrics", "expressions", "potential", "trial_folder", "trial_kind"},
     ),
     ("configs", {"sweep_sections", "halo_config", "config", "regularizers"}),
     ("simulation, models, symbolic regression", {"simulate", "model", "newtonian", "hgn", "distill"}),

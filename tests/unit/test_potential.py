@@ -34,6 +34,15 @@ from raysym.simulate import simulate_block
         ("m1 / r", "it changes when the two particles swap"),
         ("(" * 60 + "r" + ")" * 60, "nests deeper than"),
         ("r + " * 200 + "r", "longer than 500 characters"),
+        # degenerate formulas (issue 28, item 3): refused at once, never a traceback or a hang
+        ("1/0", "infinite or undefined as written"),
+        ("log(0)*r", "infinite or undefined as written"),
+        ("9^9^9", "a power of two numbers that is not finite"),
+        ("2^2^2^2^2", "a power of two numbers that is not finite"),
+        ("r" + "^r" * 60, "nests deeper than"),
+        ("sqrt(r - 2)", "U\\(r\\) is not finite at r = 0.01"),
+        ("log(r - 0.5)", "U\\(r\\) is not finite at r = 0.01"),
+        ("1/(r - 0.01)", "is not finite at r = 0.01"),
     ],
 )
 def test_formulas_that_are_not_symmetric_potentials_are_refused_with_the_reason(expression, why):
@@ -98,3 +107,35 @@ def test_the_command_refuses_a_bad_potential_before_anything_runs(tmp_path, caps
     err = capsys.readouterr().err
     assert why in err and "Traceback" not in err
     assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "exp(-r)",
+        "log(r + 1)",
+        "sqrt(r + 1)",
+        "sin(r)",
+        "cos(r)*q1*q2",
+        "tanh(r - 1)",
+        "abs(r - 1)",
+        "Heaviside(r - 2)*(r - 1)^2",
+        "Min(r, 2)",
+        "Max(r, 1, m1 + m2)",
+    ],
+)
+def test_every_function_the_grammar_allows_compiles_and_simulates(expression):
+    """The grammar's functions are the simulator's (issue 28, item 9): each compiles to a finite force,
+    and a short simulation with it runs (Heaviside's step exerts no force: its impulse is dropped)."""
+    from raysym.potential import FUNCTIONS
+
+    law = custom_law(expression)
+    r = np.linspace(0.05, 5.0, 40)
+    ones = np.ones_like(r)
+    assert np.all(np.isfinite(law.dpotential(r, ones, -ones, ones, 2 * ones)))
+    cfg = SimulationConfig(system="custom", potential=expression, particles=3, steps=10, stride=5, dt=0.001)
+    cfg.validate()
+    block = simulate_block(cfg, "train", range(2))
+    assert np.all(np.isfinite(block.acc)) and np.any(block.acc != 0)
+    used = {name for name in FUNCTIONS if name + "(" in expression}
+    assert len(used) == 1
