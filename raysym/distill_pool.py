@@ -102,7 +102,8 @@ class DistillPool:
         self.replaced = 0  # actors that died and were replaced, over the pool's life
         self.request = {"CPU": float(cpus_per_worker), **{k: float(v) for k, v in (resources or {}).items()}}
         # answered once an actor has started (queued before any job, so it runs first)
-        self._alive = [a.pid.remote() for a in self.actors]
+        self._started = {a: a.pid.remote() for a in self.actors}
+        self._alive = list(self._started.values())
         self.say = say or (lambda message: print(message, file=sys.stderr, flush=True))
 
     def map(self, job_list: list[dict[str, Any]], label: str = "") -> list[dict[str, Any]]:
@@ -132,12 +133,22 @@ class DistillPool:
             )
 
         while todo or pending:
-            while todo and idle:
+            while todo:
+                # Jobs go only to actors that have started: one still starting may wait for hours for a CPU a
+                # trial holds, and a job given to it would wait as long while a started actor is free in a
+                # minute. The pool waits for whichever comes first: a job's end, or an idle actor's start.
+                ready = [a for a in idle if self._has_started(a)]
+                if not ready:
+                    break
                 i = todo.pop(0)
-                actor = idle.pop()
+                actor = ready[-1]
+                idle.remove(actor)
                 attempts[i] += 1
                 pending[actor.run.remote(job_list[i])] = (i, actor)
-            done = self._wait(list(pending), heartbeat)
+            starts = [self._started[a] for a in idle] if todo else []  # an idle actor starting frees a job too
+            done = self._wait(list(pending) + starts, heartbeat)
+            if done[0] not in pending:
+                continue
             i, actor = pending.pop(done[0])
             try:
                 results[i] = ray.get(done[0]) | ({"attempts": attempts[i]} if attempts[i] > 1 else {})
@@ -146,7 +157,8 @@ class DistillPool:
             except ray.exceptions.RayActorError as exc:
                 replacement = self._cls.remote()
                 self.actors[self.actors.index(actor)] = replacement
-                self._alive.append(replacement.pid.remote())
+                self._started[replacement] = replacement.pid.remote()
+                self._alive.append(self._started[replacement])
                 self.replaced += 1
                 idle.append(replacement)
                 if attempts[i] <= self.retries:
@@ -157,6 +169,11 @@ class DistillPool:
                         "error": f"worker died {attempts[i]} time(s) running this job: {exc}"
                     }
         return results  # type: ignore[return-value]
+
+    def _has_started(self, actor) -> bool:
+        import ray
+
+        return bool(ray.wait([self._started[actor]], num_returns=1, timeout=0)[0])
 
     def _wait(self, refs: list, heartbeat: Callable[[], None] = lambda: None) -> list:
         """The first finished of ``refs``, calling ``heartbeat`` every progress_s while none is; a wait with

@@ -156,9 +156,22 @@ def _same(a, b, s) -> bool:
         pass
     args = [s[name] for name in VARIABLES]
     fa, fb = (sympy.lambdify(args, e, modules="numpy") for e in (a, b))
+    # Over everything a simulation can meet, not a narrow box where a term may vanish (r*Max(m1 - 2.5, 0) is
+    # zero for every mass below 2.5): random points (distances 0.01-30, charges of either sign 0.1-3, masses
+    # e^-3..e^3 log-uniformly) and the corners of that range, every pairing of small and large.
     rng = np.random.default_rng(0)
-    points = [rng.uniform(0.1, 3.0, 64), *(rng.choice([-1.0, 1.0], 64) * rng.uniform(0.5, 2, 64) for _ in range(4))]
+    k = 512
+    random = [
+        np.geomspace(*CHECK_DISTANCES, k)[rng.permutation(k)],
+        *(rng.choice([-1.0, 1.0], k) * rng.uniform(0.1, 3.0, k) for _ in range(2)),
+        *(np.exp(rng.uniform(-3.0, 3.0, k)) for _ in range(2)),
+    ]
+    corners = np.meshgrid(
+        [0.01, 0.5, 1.0, 3.0, 30.0], [-3.0, -1.0, 1.0, 3.0], [-3.0, -1.0, 1.0, 3.0], *[[np.exp(-3), 1.0, np.exp(3)]] * 2
+    )
+    points = [np.concatenate([x, c.ravel()]) for x, c in zip(random, corners)]
+    n = len(points[0])
     with np.errstate(all="ignore"):
-        va, vb = np.broadcast_to(fa(*points), (64,)), np.broadcast_to(fb(*points), (64,))
+        va, vb = np.broadcast_to(fa(*points), (n,)), np.broadcast_to(fb(*points), (n,))
     ok = np.isfinite(va) & np.isfinite(vb)
     return bool(ok.any()) and bool(np.allclose(va[ok], vb[ok], rtol=1e-9, atol=1e-12))

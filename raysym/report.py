@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any, Callable
 from raysym import report_figures as figs
 from raysym.report_cells import (
     EMPTY,
+    REFUSED,
     Formulas,
     Section,
     Table,
@@ -39,24 +41,38 @@ from raysym.trial_folder import write_text
 # --------------------------------------------------------------------------------------------------
 
 
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def md(text: Any) -> str:
+    """Text as Markdown shows it, never as markup: Markdown's own characters backslash-escaped, HTML's
+    (<, >, &) as entities, one line. Every name, tag and value in a report comes from a store that others
+    may write to; a report.md opened in a viewer must not run or hide anything."""
+    one_line = str(text).replace("\r", " ").replace("\n", " ")
+    return html.escape(_MD_SPECIAL.sub(r"\\\1", one_line), quote=False)
+
+
+def _md_cell(cell: Any) -> str:
+    """A table cell: formulas raysym read as a code span (legible as written), anything else escaped."""
+    if isinstance(cell, Formulas) and cell.html and "`" not in cell and REFUSED not in cell:
+        return "`" + str(cell).replace("|", "\\|") + "`"
+    return md(cell)
 
 
 def table_markdown(t: Table) -> list[str]:
-    lines = [f"**{t.title}**", "", "| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
+    lines = [f"**{md(t.title)}**", "", "| " + " | ".join(md(h) for h in t.header) + " |", "|" + "---|" * len(t.header)]
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
-    return lines + [""] + ([f"_{t.note}_", ""] if t.note else [])
+    return lines + [""] + ([f"_{md(t.note)}_", ""] if t.note else [])
 
 
 def to_markdown(title: str, intro: str, sections: list[Section], out: Path) -> str:
-    lines = [f"# {title}", "", intro, ""]
+    lines = [f"# {md(title)}", "", md(intro), ""]
     for s in sections:
-        lines += [f"## {s.title}", ""] + ([s.text, ""] if s.text else [])
+        lines += [f"## {md(s.title)}", ""] + ([md(s.text), ""] if s.text else [])
         for t in s.tables:
             lines += table_markdown(t)
         for caption, png in s.figures:
-            lines += [f"![{caption}]({png.relative_to(out).as_posix()})", "", f"_{caption}_", ""]
+            lines += [f"![{md(caption)}]({png.relative_to(out).as_posix()})", "", f"_{md(caption)}_", ""]
     return "\n".join(lines)
 
 

@@ -100,7 +100,10 @@ class Trial:
     def top_stds(self) -> list[float]:
         """The 15 largest message-component stds (a tag written as a list), largest first."""
         raw = self.tags.get("messages/stds_top15")
-        return [float(v) for v in json.loads(raw)] if raw else []
+        try:
+            return [float(v) for v in json.loads(raw)] if raw else []
+        except (ValueError, TypeError):  # edited in the store: no stds rather than a failed report
+            return []
 
 
 @dataclass
@@ -358,7 +361,7 @@ def rollout_result(uri: str, trial: Trial) -> dict[str, Any] | None:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{OUT}/{RESULT}", tracking_uri=uri)
     except Exception:  # noqa: BLE001 -- a sweep without a rollout section has none
         return None
-    return json.loads(Path(path).read_text())
+    return _artifact_json(path, run_id, f"{OUT}/{RESULT}")
 
 
 def halo_sample(uri: str, trial: Trial) -> dict[str, Any] | None:
@@ -387,7 +390,20 @@ def stds_by_epoch(uri: str, trial: Trial) -> dict[str, Any] | None:
         )
     except Exception:  # noqa: BLE001 -- trials from before raysym kept it
         return None
-    return json.loads(Path(path).read_text())
+    return _artifact_json(path, trial.run_id, "message_stds_by_epoch.json")
+
+
+def _artifact_json(path: str | Path, run_id: str, name: str) -> Any:
+    """A downloaded JSON artifact; UserError naming the run and the artifact when it is damaged."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        from raysym.errors import UserError
+
+        raise UserError(
+            f"The artifact {name} of MLflow run {run_id} is damaged ({type(exc).__name__}: {exc}). Delete that "
+            "artifact (or the run) in MLflow, or re-run what wrote it (raysym rollout / the trial), and report again."
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------------

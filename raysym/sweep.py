@@ -231,7 +231,10 @@ def run_sweep(
     track.check_reachable(cfg.tracking.uri)
     if "://" not in path:
         track.check_writable_folder(path, "The sweep's Tune folder", "storage")
-        if trial_kind.get(cfg.trial_kind).writes_data_root:
+        # Only data still to be made needs a writable root: a read-only one holding every dataset is used
+        # as `raysym train` uses it (the manifest's folder name carries the parameters' hash).
+        made = all((Path(s.data_dir) / "dataset.json").is_file() for s in specs)
+        if trial_kind.get(cfg.trial_kind).writes_data_root and not made:
             track.check_writable_folder(cfg.data_root, "The data folder", "data.root")
     with sweep_lock(path, cfg.name):
         return _run_locked(cfg, specs, path, address, resume, say, verbose)

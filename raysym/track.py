@@ -106,17 +106,7 @@ class Tracker(Protocol):
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail early, with a fix, when the tracking URI cannot work (before any trial starts)."""
     if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
-                return
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise UserError(
-                f"The MLflow tracking server at {uri} cannot be reached ({reason}). Start it (e.g. "
-                f"`mlflow server --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000`), "
-                "fix tracking.uri in the sweep YAML, or leave tracking.uri out to use the local database "
-                "sqlite:///mlflow.db."
-            ) from None
+        _check_mlflow_server(uri, timeout)
     elif uri.startswith("sqlite:///"):
         _check_sqlite(uri, Path(uri[len("sqlite:///") :]).expanduser().resolve())
     elif "://" not in uri:
@@ -124,6 +114,50 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             f"tracking.uri '{uri}' is not a URI. Use sqlite:///mlflow.db (a local database) or the "
             "http:// address of an MLflow tracking server."
         )
+
+
+_START_SERVER = (
+    "Start it (e.g. `mlflow server --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000`), fix "
+    "tracking.uri in the sweep YAML, or leave tracking.uri out to use the local database sqlite:///mlflow.db."
+)
+
+
+def _check_mlflow_server(uri: str, timeout: float) -> None:
+    """Ask the server an MLflow question (the Default experiment, by name), not just for /health, which any
+    web service may answer: an MLflow server replies with JSON, an experiment or an MLflow error code."""
+
+    url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = response.read(65536)
+    except urllib.error.HTTPError as exc:  # MLflow answers a missing experiment with 404 and a JSON error
+        if exc.code in (401, 403):  # a server behind a login: MLflow's client brings the credentials
+            return
+        body = exc.read(65536) if exc.fp is not None else b""
+        if not _mlflow_json(body):
+            raise UserError(
+                f"{uri} answers, but not as an MLflow tracking server (HTTP {exc.code} to an MLflow API request, "
+                "without MLflow's JSON). Check the address and port in tracking.uri. " + _START_SERVER
+            ) from None
+        return
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(f"The MLflow tracking server at {uri} cannot be reached ({reason}). " + _START_SERVER) from None
+    if not _mlflow_json(body):
+        raise UserError(
+            f"{uri} answers, but not as an MLflow tracking server (its reply to an MLflow API request is not "
+            "MLflow's JSON). Check the address and port in tracking.uri. " + _START_SERVER
+        )
+
+
+def _mlflow_json(body: bytes) -> bool:
+    import json
+
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(reply, dict) and ("experiment" in reply or "error_code" in reply)
 
 
 def split_values(values: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:

@@ -431,6 +431,56 @@ def test_the_html_report_renders_in_a_real_browser(seeded_sweep, tmp_path):
     assert shot.stat().st_size > 50_000  # a page of tables and figures, not a blank one
 
 
+PAYLOADS = [
+    "<script>document.body.id='pwned'</script>",
+    "<img src=x onerror=\"document.body.id='pwned'\">",
+    "Symbol('<img src=x onerror=document.body.id=666>')*dx",
+    "**bold** _it_ [link](javascript:alert(1)) `code`",
+]
+
+
+def test_a_script_planted_in_every_field_runs_in_neither_report(seeded_sweep, tmp_path):
+    """Issue 28, item 7: every text tag of every run of the sweep (names, labels, settings, formulas, the
+    sweep's own record) rewritten to hold script, read into a report, opened in headless chromium: nothing
+    runs; report.md shows the text, escaped, and no markup of its own."""
+    import ast
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    db, cfg, _ = seeded_sweep
+    copy = tmp_path / "planted.db"
+    shutil.copy(db / "mlflow.db", copy)
+    uri = f"sqlite:///{copy}"
+    client = MlflowClient(uri)
+    planted = 0
+    for run in client.search_runs([client.get_experiment_by_name("tests").experiment_id]):
+        for key, value in run.data.tags.items():
+            numeric = value.replace(".", "", 1).replace("-", "", 1).isdigit()
+            structure = ("raysym.sweep", "raysym.kind", "raysym.trial_id", "raysym.distill_of", "raysym.trial_key")
+            if key.startswith("mlflow.") and key != "mlflow.runName" or numeric or key in structure:
+                continue  # MLflow's bookkeeping, numbers, and the ids that tie runs together (refused if changed)
+            payload = PAYLOADS[planted % len(PAYLOADS)]
+            if key.endswith("_formulas"):
+                value = str([payload, *ast.literal_eval(value)[:1]])  # the list as raysym writes it
+            else:
+                value = f"{value} {payload}"
+            client.set_tag(run.info.run_id, key, value)
+            planted += 1
+    assert planted >= 40
+    report = make_report(uri, "seeds", tmp_path / "rep", say=lambda m: None)
+    page = report.html.read_text()
+    assert "<script>document" not in page and "<img src=x" not in page
+    text = report.markdown.read_text()
+    assert "<script>" not in text and "<img" not in text and "**bold**" not in text and "[link](" not in text
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "the browser test needs Debian's chromium: apt-get install chromium (.ci/run installs it)"
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom"]
+    dom = subprocess.run([*flags, report.html.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert "<body" in dom and "</table>" in dom, "the page did not load"
+    assert not re.search(r"<body[^>]*id=", dom), "a planted script ran"
+
+
 def test_resume_rolls_out_a_distilled_trial_whose_rollout_was_lost(seeded_sweep):
     """A sweep stopped between a trial's distillation and its rollout (issue 28, 1c): --resume runs only
     the rollout (the fronts stay as they were) and records it on the same distillation run. Last in this

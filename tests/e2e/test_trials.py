@@ -147,6 +147,40 @@ def test_tiny_newtonian_run_end_to_end_with_distillation(spring_data, tmp_path, 
     assert "raysym distill" in capsys.readouterr().err
 
 
+def test_jobs_go_to_actors_that_have_started_not_to_one_waiting_for_a_cpu(local_ray):
+    """A sweep's trial holds one of the 2 CPUs for an hour; the pool's second actor cannot start meanwhile.
+    Every job must run on the actor that did start: before the fix, one was handed to the waiting actor and
+    the distillation (and the sweep's queue behind it) waited for the trial to end."""
+    import threading
+
+    import ray
+
+    @ray.remote(num_cpus=1)
+    class Trial:  # stands for a training trial holding its CPU
+        def hold(self, seconds):
+            import time
+
+            time.sleep(seconds)
+            return True
+
+    trial = Trial.remote()
+    held = trial.hold.remote(600)
+    dx, dy, r = spring_edges(200)
+    X = np.column_stack([dx, dy, r])
+    base = dict(names=["dx", "dy", "r"], cfg=dataclasses_asdict(FAST), workdir="/tmp/unused")
+    job_list = [dict(kind="edge", index=i, component=i, X=X, y=(i + 1) * dx + r, **base) for i in range(4)]
+    pool = distill_pool.DistillPool(2, say=lambda m: None)
+    finished = threading.Event()
+    try:
+        results = pool.map(job_list, "t001")  # before the fix: waited until the trial let go of its CPU
+        finished.set()
+        assert [r["index"] for r in results] == [0, 1, 2, 3] and all("front" in r for r in results)
+        assert ray.wait([held], timeout=0)[0] == []  # the trial still holds its CPU: nothing waited for it
+    finally:
+        ray.kill(trial)
+        pool.shutdown()
+
+
 def test_pool_runs_jobs_in_parallel_and_survives_a_failing_job(local_ray):
     dx, dy, r = spring_edges(400)
     X = np.column_stack([dx, dy, r])

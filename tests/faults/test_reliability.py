@@ -570,3 +570,30 @@ def test_the_python_api_applies_the_clis_rules(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="not a plain folder name"):
         raysym.make_report(run.info.run_id, tracking_uri=uri, say=lambda m: None)
     assert not (tmp_path / "reports").exists() and not (tmp_path.parent / "x").exists()
+
+
+def test_a_web_service_that_is_not_mlflow_is_refused_before_anything_starts():
+    """A service that answers /health (and nothing else MLflow would) is not taken for a tracking server
+    (issue 28, item 9): the check asks an MLflow question and wants MLflow's JSON back."""
+    import http.server
+
+    class NotMLflow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.path == "/health"
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"OK" if ok else b"<html><body>Not Found</body></html>")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotMLflow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        from raysym.track import check_reachable
+
+        with pytest.raises(UserError, match="not as an MLflow tracking server"):
+            check_reachable(f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()

@@ -32,6 +32,9 @@ from raysym.simulate import simulate_block
         ("1e999 * r", "is not finite"),
         ("q1 * m2", "it changes when the two particles swap"),
         ("m1 / r", "it changes when the two particles swap"),
+        # asymmetric only where masses are large: the check samples every mass a simulation draws (issue 28, 9)
+        ("r*Max(m1 - 2.5, 0)", "it changes when the two particles swap"),
+        ("Heaviside(m1 - 10)*r", "it changes when the two particles swap"),
         ("(" * 60 + "r" + ")" * 60, "nests deeper than"),
         ("r + " * 200 + "r", "longer than 500 characters"),
         # degenerate formulas (issue 28, item 3): refused at once, never a traceback or a hang
