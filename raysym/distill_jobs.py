@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -406,11 +405,12 @@ def distill_trial(trial_dir: str | Path, cfg: DistillConfig, pool: DistillPool |
     in force units squared); the front by the energy's loss is ``edge0_energy_front``."""
     from raysym import shards
     from raysym.train import load_trial
+    from raysym.trial_folder import TrialFolder
 
     trial_dir = Path(trial_dir)
     train_cfg, model = load_trial(trial_dir)
     metrics_path = trial_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics = TrialFolder(trial_dir).read_json("metrics.json") if metrics_path.exists() else {}  # damaged: named
     top = metrics.get("messages/top_components")
     if not top:
         raise UserError(

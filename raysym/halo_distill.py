@@ -22,7 +22,6 @@ both kinds alike.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -130,12 +129,13 @@ def halo_summary(results: list[dict[str, Any]], graph, prediction: np.ndarray) -
 def distill_halo_trial(trial_dir: str | Path, cfg: DistillConfig, pool=None) -> dict[str, Any]:
     """Distil a halo trial folder into ``<trial>/distill/`` (fronts, summary.json); returns the summary."""
     from raysym.errors import UserError
+    from raysym.trial_folder import TrialFolder
 
     trial_dir = Path(trial_dir)
     cfg = dataclasses.replace(cfg, loss_factor=cfg.window(LOSS_FACTOR))  # the jobs' fits read it (raysym.distill.fit)
     halo_cfg, model = load_halo_trial(trial_dir)
     metrics_path = trial_dir / "metrics.json"
-    if not metrics_path.exists() or json.loads(metrics_path.read_text()).get("status") != "finished":
+    if not metrics_path.exists() or TrialFolder(trial_dir).read_json("metrics.json").get("status") != "finished":
         raise UserError(
             f"{trial_dir} is a halo trial that did not finish training (see its metrics.json). Train it again first."
         )

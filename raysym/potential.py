@@ -19,6 +19,7 @@ expression that is not is refused with the reason.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,3 +176,30 @@ def _same(a, b, s) -> bool:
         va, vb = np.broadcast_to(fa(*points), (n,)), np.broadcast_to(fb(*points), (n,))
     ok = np.isfinite(va) & np.isfinite(vb)
     return bool(ok.any()) and bool(np.allclose(va[ok], vb[ok], rtol=1e-9, atol=1e-12))
+
+
+def named_failures(rows, system: str, potential: str | None):
+    """The Ray Data rows, unchanged; but when a custom potential fails inside a data task (raysym.potential
+    checks it on a grid first, so this is the rare formula that fails only where a simulation goes), the
+    error is one paragraph naming the formula instead of Ray's wrapped traceback."""
+    import ray.exceptions
+
+    try:
+        yield from rows
+    except ray.exceptions.RayError as exc:
+        if system != "custom":
+            raise
+        # Ray Data keeps what the task raised only as text (RayTaskError(UserCodeException)): find its line.
+        raised = [
+            m
+            for m in re.finditer(r"^\s*(\w*(?:Error|Exception)): (.+)$", str(exc), re.M)
+            if m.group(1) not in ("UserCodeException", "RayTaskError")
+        ]
+        if raised and raised[0].group(1) == "UserError":
+            raise UserError(raised[0].group(2)) from None
+        text = f"{raised[0].group(1)}: {raised[0].group(2)[:300]}" if raised else type(exc).__name__
+        raise UserError(
+            f"Simulating the custom potential {potential!r} failed inside a data task ({text}). Nothing was "
+            "written. Check that U and its slope are finite and defined wherever particles can be (no division "
+            "by zero, logs and roots of positive numbers), or simplify the formula."
+        ) from None

@@ -338,14 +338,12 @@ def pareto_front(uri: str, trial: Trial, job: str = "edge0") -> list[dict[str, s
 def message_sample(uri: str, trial: Trial) -> dict[str, Any] | None:
     """The trial's ``messages.npz`` artifact (top components and forces of sampled test edges), or None."""
     import mlflow
-    import numpy as np
 
     try:
         path = mlflow.artifacts.download_artifacts(run_id=trial.run_id, artifact_path="messages.npz", tracking_uri=uri)
     except Exception:  # noqa: BLE001 -- older trials have no sample; the figure says so
         return None
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    return _artifact_npz(path, trial.run_id, "messages.npz")
 
 
 def rollout_result(uri: str, trial: Trial) -> dict[str, Any] | None:
@@ -368,7 +366,6 @@ def halo_sample(uri: str, trial: Trial) -> dict[str, Any] | None:
     """A halo trial's ``halo_messages.npz`` (edge inputs, the messages' leading projection and, for
     synthetic catalogs, the true edge term on sampled edges), or None."""
     import mlflow
-    import numpy as np
 
     try:
         path = mlflow.artifacts.download_artifacts(
@@ -376,8 +373,7 @@ def halo_sample(uri: str, trial: Trial) -> dict[str, Any] | None:
         )
     except Exception:  # noqa: BLE001 -- a trial that did not finish has none
         return None
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    return _artifact_npz(path, trial.run_id, "halo_messages.npz")
 
 
 def stds_by_epoch(uri: str, trial: Trial) -> dict[str, Any] | None:
@@ -391,6 +387,25 @@ def stds_by_epoch(uri: str, trial: Trial) -> dict[str, Any] | None:
     except Exception:  # noqa: BLE001 -- trials from before raysym kept it
         return None
     return _artifact_json(path, trial.run_id, "message_stds_by_epoch.json")
+
+
+def _artifact_npz(path: str | Path, run_id: str, name: str) -> dict[str, Any]:
+    """A downloaded npz artifact's arrays (never pickled objects); UserError naming the run and the artifact
+    when it is damaged."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        from raysym.errors import UserError
+
+        raise UserError(
+            f"The artifact {name} of MLflow run {run_id} is damaged ({type(exc).__name__}: {exc}). Delete that "
+            "artifact (or the run) in MLflow, or re-run the trial that wrote it, and report again."
+        ) from None
 
 
 def _artifact_json(path: str | Path, run_id: str, name: str) -> Any:

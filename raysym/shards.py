@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from raysym import __version__, physics
 from raysym.config import SimulationConfig
 from raysym.errors import UserError
+from raysym.potential import named_failures
 from raysym.shard_format import (  # noqa: F401 -- the format's names, read by raysym.shards' callers too
     COLUMNS,
     MANIFEST,
@@ -245,7 +246,7 @@ def write_dataset(
         written = {split: [] for split in sizes}
         total = sum(counts.values())
         blown_up = []  # per shard that left the finite numbers: (split, first sim that did, how many)
-        for row in pipelines[0].union(*pipelines[1:]).iter_rows():
+        for row in named_failures(pipelines[0].union(*pipelines[1:]).iter_rows(), cfg.system, cfg.potential):
             shard = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
             if shard["blown_up"]:
                 blown_up.append((shard["file"].rstrip("/"), shard["first_blown_up"], shard["blown_up"]))

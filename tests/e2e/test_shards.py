@@ -160,6 +160,24 @@ def test_failure_leaves_nothing_half_written(local_ray, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []  # neither the output nor its temporary sibling
 
 
+def test_a_custom_potential_failing_in_a_data_task_is_one_paragraph_naming_it(local_ray, tmp_path, monkeypatch):
+    """Issue 28, item 3: an error raised inside the Ray Data task that simulates a custom potential reaches
+    the user as one UserError naming the formula, not Ray's RayTaskError(UserCodeException) traceback."""
+
+    def fails_in_the_worker(batch, cfg, split, folder):
+        raise ValueError("math domain error")  # what a formula evaluated outside its domain raises
+
+    monkeypatch.setattr(shards, "_write_shard", fails_in_the_worker)  # pickled by value: runs in the worker
+    cfg = SimulationConfig(system="custom", potential="(r - 1)^2", particles=3, sims=4, test_sims=2, steps=10, stride=5)
+    with pytest.raises(UserError, match=r"custom potential '\(r - 1\)\^2' failed inside a data task .*math domain"):
+        shards.write_dataset(cfg, tmp_path / "ds")
+    assert os.listdir(tmp_path) == []  # nothing half-written
+    monkeypatch.setattr(shards, "_write_shard", fails_in_the_worker)
+    with pytest.raises(Exception) as other:  # a built-in law's failure is a bug: Ray's error, not a user error
+        shards.write_dataset(_tiny(), tmp_path / "ds2")
+    assert not isinstance(other.value, UserError)
+
+
 def test_a_step_that_blows_up_stops_with_the_simulations_named_and_nothing_written(local_ray, tmp_path):
     cfg = _tiny(dt=100.0)  # spring at dt=100: the integrator leaves the finite numbers
     with pytest.raises(

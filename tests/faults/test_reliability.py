@@ -597,3 +597,25 @@ def test_a_web_service_that_is_not_mlflow_is_refused_before_anything_starts():
             check_reachable(f"http://127.0.0.1:{server.server_port}")
     finally:
         server.shutdown()
+
+
+def test_damaged_result_files_name_the_file_and_are_never_unpickled(tmp_path):
+    """Issue 28, item 4: a damaged JSON or npz artifact read back by the report names the run and the file
+    (one paragraph, UserError), and an npz holding a pickled object is refused rather than unpickled."""
+    import numpy as np
+
+    from raysym.report_data import _artifact_json, _artifact_npz
+
+    bad = tmp_path / "rollout.json"
+    bad.write_text('{"regimes": {')
+    with pytest.raises(UserError, match="rollout.json of MLflow run abc is damaged"):
+        _artifact_json(bad, "abc", "rollout.json")
+    npz = tmp_path / "messages.npz"
+    npz.write_bytes(b"PK\x03\x04 not a zip archive")
+    with pytest.raises(UserError, match="messages.npz of MLflow run abc is damaged"):
+        _artifact_npz(npz, "abc", "messages.npz")
+    np.savez(tmp_path / "pickled.npz", payload=np.array([{"code": "would run on unpickling"}], dtype=object))
+    with pytest.raises(UserError, match="is damaged"):
+        _artifact_npz(tmp_path / "pickled.npz", "abc", "pickled.npz")
+    np.savez(tmp_path / "fine.npz", stds=np.arange(3.0))
+    assert _artifact_npz(tmp_path / "fine.npz", "abc", "fine.npz")["stds"].tolist() == [0.0, 1.0, 2.0]
