@@ -146,11 +146,10 @@ class Sweep:
 
 def find_sweep(uri: str, sweep: str, experiment: str | None = None):
     """The parent run of ``sweep`` (a sweep name or a parent run id) in ``uri``."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     track.check_reachable(uri)
-    client = mlflow.tracking.MlflowClient(uri)
+    client = track.PatientClient(uri)  # a store that another writer holds is waited for, not a traceback
     try:
         run = client.get_run(sweep)
         if track.SWEEP_TAG in run.data.tags and track.PARENT_TAG not in run.data.tags:
@@ -217,14 +216,12 @@ def _search_all(client, experiment_id: str, filter_string: str) -> list:
 
 
 def _sweep_config(uri: str, parent) -> dict[str, Any] | None:
-    import mlflow
-
+    folder = _download(uri, parent.info.run_id, "sweep.json")  # None: an older or foreign sweep, no plan
+    if folder is None:
+        return None
     try:
-        folder = mlflow.artifacts.download_artifacts(
-            run_id=parent.info.run_id, artifact_path="sweep.json", tracking_uri=uri
-        )
         return json.loads(Path(folder).read_text())
-    except Exception:  # noqa: BLE001 -- an older or foreign sweep: the report works without its plan
+    except (OSError, ValueError):  # a damaged plan: the report works without it, as for an older sweep
         return None
 
 
@@ -322,14 +319,9 @@ def _read_histories(client, trials: list[Trial], threads: int) -> None:
 def pareto_front(uri: str, trial: Trial, job: str = "edge0") -> list[dict[str, str]] | None:
     """The Pareto front of one distillation job of the trial (``<job>_front.csv`` of its distillation run:
     complexity, loss, score, equation, chosen), simplest first; None when the trial was not distilled."""
-    import mlflow
-
     run_id = trial.distill.get(DISTILL_RUN)
-    if not run_id:
-        return None
-    try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{job}_front.csv", tracking_uri=uri)
-    except Exception:  # noqa: BLE001 -- a failed job has no front; the table says so
+    path = _download(uri, run_id, f"{job}_front.csv") if run_id else None  # a failed job has no front
+    if path is None:
         return None
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -337,56 +329,51 @@ def pareto_front(uri: str, trial: Trial, job: str = "edge0") -> list[dict[str, s
 
 def message_sample(uri: str, trial: Trial) -> dict[str, Any] | None:
     """The trial's ``messages.npz`` artifact (top components and forces of sampled test edges), or None."""
-    import mlflow
-
-    try:
-        path = mlflow.artifacts.download_artifacts(run_id=trial.run_id, artifact_path="messages.npz", tracking_uri=uri)
-    except Exception:  # noqa: BLE001 -- older trials have no sample; the figure says so
-        return None
-    return _artifact_npz(path, trial.run_id, "messages.npz")
+    path = _download(uri, trial.run_id, "messages.npz")  # older trials have no sample; the figure says so
+    return None if path is None else _artifact_npz(path, trial.run_id, "messages.npz")
 
 
 def rollout_result(uri: str, trial: Trial) -> dict[str, Any] | None:
     """The trial's rollout (``ood/rollout.json`` of its distillation run, raysym.rollout), or None."""
-    import mlflow
-
     from raysym.rollout import OUT, RESULT
 
     run_id = trial.distill.get(DISTILL_RUN)
-    if not run_id:
-        return None
-    try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{OUT}/{RESULT}", tracking_uri=uri)
-    except Exception:  # noqa: BLE001 -- a sweep without a rollout section has none
-        return None
-    return _artifact_json(path, run_id, f"{OUT}/{RESULT}")
+    path = _download(uri, run_id, f"{OUT}/{RESULT}") if run_id else None  # a sweep without a rollout has none
+    return None if path is None else _artifact_json(path, run_id, f"{OUT}/{RESULT}")
 
 
 def halo_sample(uri: str, trial: Trial) -> dict[str, Any] | None:
     """A halo trial's ``halo_messages.npz`` (edge inputs, the messages' leading projection and, for
     synthetic catalogs, the true edge term on sampled edges), or None."""
-    import mlflow
-
-    try:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=trial.run_id, artifact_path="halo_messages.npz", tracking_uri=uri
-        )
-    except Exception:  # noqa: BLE001 -- a trial that did not finish has none
-        return None
-    return _artifact_npz(path, trial.run_id, "halo_messages.npz")
+    path = _download(uri, trial.run_id, "halo_messages.npz")  # a trial that did not finish has none
+    return None if path is None else _artifact_npz(path, trial.run_id, "halo_messages.npz")
 
 
 def stds_by_epoch(uri: str, trial: Trial) -> dict[str, Any] | None:
     """The trial's ``message_stds_by_epoch.json`` ({"epoch": [...], "stds": [[...], ...]}), or None."""
+    path = _download(uri, trial.run_id, "message_stds_by_epoch.json")  # trials from before raysym kept it
+    return None if path is None else _artifact_json(path, trial.run_id, "message_stds_by_epoch.json")
+
+
+def _download(uri: str, run_id: str, artifact_path: str) -> str | None:
+    """The local path of a run's artifact, or None when the run has no such artifact. A store that another
+    writer holds (a locked sqlite file) is waited for, as every other read of the report is, never mistaken
+    for a missing artifact (the figure or table would then be silently left out)."""
     import mlflow
 
     try:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=trial.run_id, artifact_path="message_stds_by_epoch.json", tracking_uri=uri
+        return track.patient_client(uri).call(
+            f"downloading {artifact_path}",
+            mlflow.artifacts.download_artifacts,
+            run_id=run_id,
+            artifact_path=artifact_path,
+            tracking_uri=uri,
+            only_locked=True,
         )
-    except Exception:  # noqa: BLE001 -- trials from before raysym kept it
+    except track.TrackingUnavailable:
+        raise
+    except Exception:  # noqa: BLE001 -- absent (older trials, failed jobs, sweeps without the section)
         return None
-    return _artifact_json(path, trial.run_id, "message_stds_by_epoch.json")
 
 
 def _artifact_npz(path: str | Path, run_id: str, name: str) -> dict[str, Any]:

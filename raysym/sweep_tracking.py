@@ -432,7 +432,7 @@ def distill_runs(
     from raysym.trial_kind import distil
 
     track.check_reachable(uri)
-    client = mlflow.tracking.MlflowClient(uri)
+    client = track.PatientClient(uri)
     trials = []
     for run_id in run_ids:
         try:

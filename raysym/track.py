@@ -12,6 +12,8 @@ Tune callback can keep many trials open at once. A trial's child run is found ag
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import os
 import sys
@@ -257,8 +259,12 @@ class PatientClient:
 
         # MLflow's own HTTP retries would wait minutes before this class sees the failure.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-        self._client, self.uri, self.patience_s = MlflowClient(tracking_uri=uri), uri, patience_s
-        self._say = say or _to_stderr
+        self.uri, self.patience_s, self._say = uri, patience_s, say or _to_stderr
+        # MLflow's sqlite store logs each failed query, traceback and all, and then raises it: the raised error
+        # is what this class waits out or reports in one paragraph, so the log would be a second, louder copy.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+        # Opening a sqlite store reads its schema: a store locked by another writer fails here already.
+        self._client = self._retry("opening the store", MlflowClient, (), {"tracking_uri": uri})
 
     def __getattr__(self, name: str):
         if name.startswith("_"):  # not a client method (and no recursion while unpickling)
@@ -272,24 +278,28 @@ class PatientClient:
 
         return call
 
-    def _retry(self, name: str, fn, args, kwargs):
+    def call(self, name: str, fn, *args, only_locked: bool = False, **kwargs):
+        """``fn(*args, **kwargs)`` (an MLflow call outside the client: ``mlflow.artifacts``), as patiently;
+        ``only_locked``: retry only a locked sqlite store (where a missing file would look transient too)."""
+        return self._retry(name, fn, args, kwargs, only_locked)
+
+    def _retry(self, name: str, fn, args, kwargs, only_locked: bool = False):
         deadline = time.monotonic() + self.patience_s
         pause, said = 0.5, False
         while True:
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 -- sorted into transient and permanent below
-                if not _transient(exc):
+                if not (_locked(exc) if only_locked else _transient(exc)):
                     raise
                 reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
                 if time.monotonic() + pause > deadline:
                     raise TrackingUnavailable(
                         f"The MLflow tracking store {self.uri} did not answer for {self.patience_s:.0f} s ({name}: "
-                        f"{reason}). "
-                        "The sweep stopped; its trials' progress is saved and nothing was recorded as finished "
-                        "without its metrics. Make the store reachable (start the tracking server, or close the "
-                        "program holding the sqlite file) and continue with `raysym sweep CONFIG --resume`; raise "
-                        "tracking.patience_s to wait longer."
+                        f"{reason}). Nothing was recorded as finished without its metrics (a sweep's trials keep "
+                        "their progress). Make the store reachable (start the tracking server, or close the "
+                        "program holding the sqlite file) and run the command again (a sweep: with --resume); "
+                        "raise tracking.patience_s to wait longer."
                     ) from None
                 if not said:
                     self._say(
@@ -309,7 +319,20 @@ def _transient(exc: Exception) -> bool:
 
     if isinstance(exc, MlflowException):
         return exc.error_code not in _PERMANENT
+    if type(exc).__name__ == "OperationalError":
+        return _locked(exc)
     return isinstance(exc, (OSError, ConnectionError, TimeoutError))
+
+
+def _locked(exc: Exception) -> bool:
+    """A sqlite store that another writer holds (raw sqlite3, through SQLAlchemy, or wrapped by MLflow)."""
+    return any(word in str(exc) for word in ("database is locked", "database is busy"))
+
+
+@functools.lru_cache(maxsize=8)
+def patient_client(uri: str) -> PatientClient:
+    """One PatientClient per store and process (opening a sqlite store reads its schema: once is enough)."""
+    return PatientClient(uri)
 
 
 class MLflowTracker:

@@ -286,6 +286,38 @@ def test_locked_sqlite_store_makes_the_sweep_wait_not_fail(local_ray, tmp_path, 
     assert _epochs_logged(client, child) == [1, 2, 3, 4]
 
 
+def test_a_report_waits_for_a_locked_store_instead_of_a_traceback(tmp_path, capsys, monkeypatch):
+    """Issue 28, item 5: `raysym report` while another program holds mlflow.db in a write transaction (25 s:
+    past MLflow's own 20 s) waits, says so, and writes the report; before, opening the store raised
+    sqlite3.OperationalError: database is locked."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    client = MlflowClient(uri)
+    client.create_run(client.create_experiment("tests"), tags={"raysym.sweep": "locked"})
+    locked = threading.Event()
+
+    def hold():
+        con = sqlite3.connect(db, timeout=60, isolation_level=None)
+        con.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        time.sleep(25)
+        con.execute("COMMIT")
+        con.close()
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    locked.wait(timeout=60)
+    code = main(["report", "locked", "--tracking-uri", uri, "--out", str(tmp_path / "rep")])
+    holder.join(timeout=120)
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "unavailable" in err and "retrying" in err and "Traceback" not in err
+    assert (tmp_path / "rep" / "report.md").is_file()
+
+
 def test_tracking_server_gone_mid_sweep_stops_clearly_and_records_nothing_false(local_ray, tmp_path):
     port = _free_port()
     store = tmp_path / "server.db"
