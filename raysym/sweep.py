@@ -408,7 +408,11 @@ def _tune(
     if resume:
         tuner = tune.Tuner.restore(path, fn, resume_unfinished=True, resume_errored=True)
         if distiller is not None:
+            # Tune restores its own copy of the callback (and of its distiller): this one is ours alone, so it
+            # finishes here, before any trial starts. Left running beside Tune, its actors would hold the
+            # CPUs the waiting trials need, and nothing in Tune's loop would ever release them.
             distil_left_over(path, tracker, distiller, say)
+            distiller.finish()
     else:
         scheduler = trial_scheduler(cfg, specs)
         optuna = cfg.search.kind == "optuna"
@@ -441,10 +445,6 @@ def _tune(
         if cause is None:
             raise
         raise cause from None
-    if distiller is not None:
-        # Tune calls on_experiment_end (which waits for them) only when a trial ran; a resumed sweep whose
-        # trials were all done has only the distillations left over from before, and they must end here.
-        distiller.finish()
     summaries = distill_summaries(Path(path) / "distill") if cfg.distill is not None else {}
     by_key = {s.key: s for s in specs}
     unfinished = _unfinished_trials(path)  # left PENDING by an interruption (Ctrl-C, SIGTERM)

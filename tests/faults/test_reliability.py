@@ -142,12 +142,16 @@ def test_driver_killed_outright_then_resumed_runs_no_finished_trial_again(tmp_pa
 
 
 def test_driver_killed_during_distillation_then_resumed_distils_the_trial(tmp_path):
-    """SIGKILL of `raysym sweep` while its one trained trial is being distilled (issue 28, 1c): Tune had
-    marked the trial done, so before the fix --resume said "finished" with law "-" and never distilled it."""
+    """SIGKILL of `raysym sweep` while its first trained trial is being distilled and the second waits or
+    trains (issue 28, 1c): Tune had marked the first done, so before the fix --resume said "finished" with law
+    "-" and never distilled it. The leftover distillation must also let go of its CPUs before the second
+    trial needs them (a first fix left its actors holding both CPUs: the resumed sweep waited for ever)."""
     cfg = sweep_dict(
         tmp_path,
         name="killdistil",
-        trials={"model": "bottleneck"},
+        # the second trial trains long enough to be still training (or waiting) when the first is killed
+        trials={"model": ["bottleneck", "l1"], "per_model": {"l1": {"epochs": 40}}},
+        resources={"cpus_per_trial": 1, "max_concurrent_trials": 1, "distill_workers": 2},
         distill={"backend": "operon", "setting": "thorough", "samples": 300, "timeout_s": 8},
     )
     path = write_yaml(tmp_path / "s.yaml", cfg)
@@ -172,22 +176,28 @@ def test_driver_killed_during_distillation_then_resumed_distils_the_trial(tmp_pa
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
     assert not list(distill_root.glob("t000_*/distill/summary.json")), "the distillation finished before the kill"
+    assert not list(distill_root.glob("t001_*")), "the second trial finished before the kill"
 
     second = subprocess.run(cmd + ["--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1800)
     out = second.stdout + second.stderr
     assert second.returncode == 0, out[-3000:]
-    assert "its distillation did not finish; running it now" in out
-    assert "not distilled" not in second.stdout
-    (summary,) = distill_root.glob("t000_*/distill/summary.json")
-    assert "distill/recovered_as" in json.loads(summary.read_text())
+    assert "t000: trained before the sweep stopped, but its distillation did not finish; running it now" in out
+    assert "2 of 2 trials finished" in second.stdout and "not distilled" not in second.stdout
+    for key in ("t000", "t001"):
+        (summary,) = distill_root.glob(f"{key}_*/distill/summary.json")
+        assert "distill/recovered_as" in json.loads(summary.read_text())
     assert not list(distill_root.glob("t000_*/.distill.tmp-*"))  # the half-written attempt is gone
     client, runs = mlflow_runs(tmp_path)
-    (trial,) = [r for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags]
-    (distill,) = [r for r in runs if "raysym.distill_of" in r.data.tags]
-    assert distill.data.tags["mlflow.parentRunId"] == trial.info.run_id and distill.info.status == "FINISHED"
-    assert "distill/test_mae" in trial.data.metrics
-    # the trial did not train again: one value per epoch
-    assert _epochs_logged(client, trial) == list(range(1, TINY_TRIALS["epochs"] + 1))
+    trials = [r for r in runs if "raysym.trial_id" in r.data.tags and "raysym.distill_of" not in r.data.tags]
+    distills = [r for r in runs if "raysym.distill_of" in r.data.tags]
+    assert len(trials) == 2 and len(distills) == 2
+    assert {d.data.tags["mlflow.parentRunId"] for d in distills} == {t.info.run_id for t in trials}
+    assert {d.info.status for d in distills} == {"FINISHED"}
+    for trial in trials:
+        assert "distill/test_mae" in trial.data.metrics
+        # no trial trained twice: one value per epoch
+        epochs = 40 if trial.data.params["model"] == "l1" else TINY_TRIALS["epochs"]
+        assert _epochs_logged(client, trial) == list(range(1, epochs + 1))
 
 
 def test_a_second_driver_on_a_running_sweep_is_refused(tmp_path, capsys):
