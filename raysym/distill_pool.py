@@ -128,8 +128,10 @@ class DistillPool:
 
         def heartbeat() -> None:
             done = sum(r is not None for r in results)
+            waiting = f", {len(todo)} waiting for an actor" if todo else ""
             self.say(
-                f"{name}{done}/{len(job_list)} jobs done, {len(pending)} running, {time.monotonic() - start:.0f} s"
+                f"{name}{done}/{len(job_list)} jobs done, {len(pending)} running{waiting}, "
+                f"{time.monotonic() - start:.0f} s"
             )
 
         while todo or pending:
