@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+from pathlib import Path
 
 # Ray picks the address a new local node advertises and binds to: on Linux the machine's outward-facing
 # address (every service then listens on all interfaces), on macOS and Windows the loopback address. This
@@ -55,6 +56,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             ) from None
         if address is None:
             _check_loopback()
+        keep_token_private()
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
@@ -81,6 +83,20 @@ def _loopback_only():
             os.environ.pop(_LOOPBACK_SWITCH, None)
         else:
             os.environ[_LOOPBACK_SWITCH] = before_env
+
+
+def keep_token_private(home: str | None = None) -> None:
+    """Ray writes its authentication token (``~/.ray/auth_token``) readable by every user of the machine
+    (0644), and whoever reads it may drive this user's Ray; make it the owner's alone (0600, its folder 0700).
+    A missing or read-only HOME is left as it is: Ray's own start already got past it."""
+    try:
+        folder = Path(home or Path.home()) / ".ray"
+        token = folder / "auth_token"
+        if token.is_file() and not token.is_symlink() and token.stat().st_uid == os.getuid():
+            os.chmod(token, 0o600)
+            os.chmod(folder, 0o700)
+    except (OSError, RuntimeError):  # no HOME (Path.home raises RuntimeError), a read-only one, a foreign file
+        pass
 
 
 def _check_loopback() -> None:

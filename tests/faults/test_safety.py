@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -78,5 +79,8 @@ def test_a_local_sweep_listens_on_loopback_only(tmp_path):
     assert {"gcs_server", "raylet"} <= names, seen  # the table was read while Ray ran
     exposed = {f"{ip}:{port} ({name})" for (ip, port), name in seen.items() if not _is_loopback(ip)}
     assert not exposed, f"listening beyond loopback: {sorted(exposed)}"
-    # Ray's token authentication stayed on (the installed Ray's default): it made a token for this user
-    assert (tmp_path / ".ray" / "auth_token").is_file()
+    # Ray's token authentication stayed on (the installed Ray's default): it made a token for this user,
+    # and raysym made it this user's alone (Ray writes it 0644; issue 28, item 6)
+    token = tmp_path / ".ray" / "auth_token"
+    assert token.is_file()
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and stat.S_IMODE(token.parent.stat().st_mode) == 0o700
