@@ -140,7 +140,7 @@ def parse(equation: str, names: list[str]):
         return read(equation, formula_grammar(names))
     except ExpressionError as exc:
         raise ExpressionError(
-            f"{equation[:80]!r} is not a formula raysym writes: {exc.why}{where(equation, exc)}"
+            f"{equation[:80]!r} is not a formula raysym writes: {exc.why}{where(equation, exc.at)}"
         ) from None
 
 

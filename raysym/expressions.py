@@ -89,11 +89,9 @@ def read(text: str, grammar: Grammar):
     return _Parser(text, grammar).parse()
 
 
-def where(text: str, error: ExpressionError) -> str:
-    """' at character N ('...')' for an error that knows its place, else ''."""
-    if error.at is None:
-        return ""
-    return f" at character {error.at + 1} ({text[error.at : error.at + 12]!r})"
+def where(text: str, at: int | None) -> str:
+    """' at character N ('...')' for an error at index ``at`` of ``text``, else ''."""
+    return "" if at is None else f" at character {at + 1} ({text[at : at + 12]!r})"
 
 
 def _tokens(text: str) -> list[tuple[str, str, int]]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raysym.errors import UserError
-from raysym.expressions import ExpressionError, Grammar, read
+from raysym.expressions import ExpressionError, Grammar, read, where
 
 VARIABLES = ("r", "q1", "q2", "m1", "m2")
 FUNCTIONS = {"exp": 1, "log": 1, "sqrt": 1, "sin": 1, "cos": 1, "tanh": 1, "abs": 1, "Heaviside": 1, "Min": 2, "Max": 2}
@@ -41,10 +41,10 @@ GRAMMAR = Grammar(
 
 
 def _problem(expression: str, why: str, at: int | None = None) -> UserError:
-    where = f" at character {at + 1} ({expression[at : at + 12]!r})" if at is not None else ""
     return UserError(
-        f"The potential {expression!r} cannot be used: {why}{where}. Write U of r, q1, q2, m1, m2 with numbers, "
-        f'+ - * / ^, parentheses and {", ".join(FUNCTIONS)}; e.g. potential: "(r - 1)^2" is the spring law.'
+        f"The potential {expression!r} cannot be used: {why}{where(expression, at)}. Write U of r, q1, q2, m1, m2 "
+        f'with numbers, + - * / ^, parentheses and {", ".join(FUNCTIONS)}; e.g. potential: "(r - 1)^2" is the '
+        "spring law."
     )
 
 
