@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from raysym import track, trial_kind
+from raysym import track, track_writer, trial_kind
 from raysym.config import SweepConfig
 from raysym.errors import UserError
 from raysym.sweep_plan import (
@@ -381,6 +381,7 @@ def _tune(
     from ray import tune
 
     local = "://" not in path
+    writer = track_writer.start(tracker.uri)  # the callback's and distiller's writes, off Tune's loop
     distiller = (
         Distiller(cfg, tracker, Path(path) / "distill") if cfg.distill is not None and "://" not in path else None
     )
@@ -440,11 +441,16 @@ def _tune(
         save_plan(path, record)  # what --resume compares against
     try:
         grid = tuner.fit()  # the callback waits for the last distillations before this returns
+        writer.flush()  # an interrupted sweep's last writes (Tune skips on_experiment_end then)
     except Exception as exc:  # noqa: BLE001 -- Tune wraps what its callbacks raise
         cause = _cause(exc, track.TrackingUnavailable)
         if cause is None:
+            _flush_quietly(writer, cfg.tracking.patience_s)
             raise
         raise cause from None
+    except BaseException:
+        _flush_quietly(writer, cfg.tracking.patience_s)  # before the parent run is ended KILLED
+        raise
     summaries = distill_summaries(Path(path) / "distill") if cfg.distill is not None else {}
     by_key = {s.key: s for s in specs}
     unfinished = _unfinished_trials(path)  # left PENDING by an interruption (Ctrl-C, SIGTERM)
@@ -473,6 +479,15 @@ def _tune(
     tracker.set_tags(parent_id, {"raysym.failed_trials": failed})
     tracker.end_run(parent_id, "FINISHED")
     return SweepOutcome(rows, path, parent_id, table)
+
+
+def _flush_quietly(writer: track_writer.Writer, timeout: float) -> None:
+    """Let the writes already queued land before the sweep's failure is recorded (else a late "FINISHED"
+    could overwrite a "KILLED"); their own errors are not the failure to report."""
+    try:
+        writer.flush(timeout)
+    except BaseException:  # noqa: BLE001
+        pass
 
 
 def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:

@@ -1,7 +1,9 @@
 """The sweep's driver-side recording: a Tune callback that mirrors trials into MLflow, and the
 distiller that turns finished trials into equations while the sweep goes on.
 
-Trials never talk to MLflow themselves; everything here runs in the driver, in Tune's loop.
+Trials never talk to MLflow themselves; everything here runs in the driver: the hooks on Tune's loop,
+the writes they submit on the store's writer thread (raysym.track_writer), so that a slow store never
+holds up Tune.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from raysym import metrics as metric_names
-from raysym import track, trial_kind
+from raysym import track, track_writer, trial_kind
 from raysym.config import SweepConfig
 
 if TYPE_CHECKING:
@@ -36,14 +39,26 @@ def tracking_callback(
     from raysym.sweep_plan import trial_settings  # the trial's resolved settings, for tags and the config artifact
 
     class MLflowCallback(tune.Callback):
-        """Mirror Tune trials into MLflow child runs of the sweep's parent run."""
+        """Mirror Tune trials into MLflow child runs of the sweep's parent run.
+
+        The hooks run on Tune's loop and only submit writes to the store's writer thread
+        (raysym.track_writer); the methods whose names end in ``_write`` are those writes. Only that
+        thread touches ``per_epoch`` and ``epochs_logged``."""
 
         def __init__(self):
-            self.runs: dict[str, str] = {}
+            self.runs: dict[str, Future] = {}  # trial id -> the Future of its run id
             self.per_epoch: dict[str, set[str]] = {}  # trial id -> the metric keys of its per-epoch results
             self.epochs_logged: dict[str, set[int]] = {}  # trial id -> the epochs logged to MLflow
 
-        def _run(self, trial) -> str:
+        # Tune pickles its callbacks with the experiment (for --resume): run ids are found again in MLflow.
+        def __getstate__(self) -> dict[str, Any]:
+            return {"runs": {}, "per_epoch": {}, "epochs_logged": {}}
+
+        @property
+        def writer(self) -> track_writer.Writer:
+            return track_writer.current(tracker.uri)
+
+        def _run(self, trial) -> Future:
             if trial.trial_id not in self.runs:
                 spec = specs[trial.config["key"]]
                 sampled = {k: v for k, v in trial.config.items() if k.startswith("schedule_shape.")}
@@ -53,48 +68,63 @@ def tracking_callback(
                 tags.update({f"cfg.data.{k}": v for k, v in spec.data.items() if k not in params})
                 tags.update({"raysym.trial_key": spec.key, "raysym.label": spec.label(), "data.dir": spec.data_dir})
                 tags[trial_kind.KIND_TAG] = spec.kind
-                run_id = tracker.start_trial(parent_id, trial.trial_id, f"{spec.key} {spec.label()}", params, tags)
-                self.runs[trial.trial_id] = run_id
-                # A resumed sweep's callback is Tune's last saved copy: epochs logged after that save (an
-                # interrupt, a killed driver) come from MLflow itself, so that none is logged twice.
-                self.epochs_logged.setdefault(trial.trial_id, set()).update(tracker.logged_steps(run_id, "test/mae"))
+                name = f"{spec.key} {spec.label()}"
+                self.runs[trial.trial_id] = self.writer.submit(self._open_write, trial.trial_id, name, params, tags)
             return self.runs[trial.trial_id]
+
+        def _open_write(self, trial_id: str, name: str, params: dict, tags: dict) -> str:
+            run_id = tracker.start_trial(parent_id, trial_id, name, params, tags)
+            # A resumed trial's run holds the epochs logged before the stop (an interrupt, a killed
+            # driver): they come from MLflow itself, so that none is logged twice.
+            self.epochs_logged.setdefault(trial_id, set()).update(tracker.logged_steps(run_id, "test/mae"))
+            return run_id
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self._run(trial)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.writer.submit(self._result_write, trial.trial_id, self._run(trial), dict(result))
+
+        def _result_write(self, trial_id: str, run_id: str, result: dict[str, Any]) -> None:
             keys = [k for k in result if "/" in k or k in ("status", "reason", "epochs_done")]
-            seen = self.per_epoch.setdefault(trial.trial_id, set())
+            seen = self.per_epoch.setdefault(trial_id, set())
             if result.get("done_training"):  # the per-epoch curves are logged already; the rest is new
                 keys = [k for k in keys if k not in seen]
             else:
                 # A worker killed while its epoch's report was in flight can leave MLflow with that epoch
                 # while Tune restores the checkpoint before it, so the retry trains the epoch again: keep
                 # the first values, never a second point at the same step.
-                epochs = self.epochs_logged.setdefault(trial.trial_id, set())
+                epochs = self.epochs_logged.setdefault(trial_id, set())
                 if int(result.get("epoch", 0)) in epochs:
                     return
                 epochs.add(int(result.get("epoch", 0)))
                 seen.update(keys)
             described = {k: result[k] for k in keys if k in metric_names.DESCRIPTIONS}  # e.g. data/dim: a tag
             if described:
-                tracker.set_tags(self._run(trial), described)
+                tracker.set_tags(run_id, described)
             measured = {k: result[k] for k in keys if k not in metric_names.DESCRIPTIONS}
-            tracker.log_metrics(self._run(trial), measured, step=int(result.get("epoch", 0)))
+            tracker.log_metrics(run_id, measured, step=int(result.get("epoch", 0)))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            run_id = self._run(trial)
-            result = trial.last_result or {}
-            if trial.checkpoint is not None:
-                with trial.checkpoint.as_directory() as folder:
-                    tracker.log_artifacts(run_id, folder)
+            run = self._run(trial)
+            result = dict(trial.last_result or {})
             spec = specs[trial.config["key"]]
             resolved = {
                 "train": trial_settings(dataclasses.asdict(spec), trial.config),
                 "data": spec.data,
                 "tune_config": trial.config,
             }
+            self.writer.submit(self._complete_write, run, trial.checkpoint, resolved, result)
+            finished = result.get("done_training") and result.get("status") != "diverged"
+            if distiller is not None and finished and trial.checkpoint is not None:
+                with trial.checkpoint.as_directory() as folder:
+                    distiller.submit(spec.key, trial.trial_id, folder, run)
+
+        @staticmethod
+        def _complete_write(run_id: str, checkpoint, resolved: dict[str, Any], result: dict[str, Any]) -> None:
+            if checkpoint is not None:  # the checkpoint's files stay on disk: Tune keeps a trial's last ones
+                with checkpoint.as_directory() as folder:
+                    tracker.log_artifacts(run_id, folder)
             with tempfile.TemporaryDirectory() as tmp:
                 (Path(tmp) / "trial_settings.json").write_text(json.dumps(resolved, indent=2, default=str))
                 tracker.log_artifacts(run_id, tmp)
@@ -111,21 +141,24 @@ def tracking_callback(
                 tracker.end_run(run_id, "KILLED")
             else:
                 tracker.end_run(run_id, "FINISHED" if finished else "FAILED")
-            if distiller is not None and finished and trial.checkpoint is not None:
-                with trial.checkpoint.as_directory() as folder:
-                    distiller.submit(spec.key, trial.trial_id, folder, run_id)
 
         def on_step_end(self, iteration, trials, **info):
+            self.writer.check()  # a write that failed ends the sweep here, as it would have in place
             if distiller is not None:
                 distiller.log_done()
 
         def on_experiment_end(self, trials, **info):
             if distiller is not None:
                 distiller.finish()  # waits for the distillations still running
+            self.writer.flush()
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            run_id = self._run(trial)
-            tracker.set_tags(run_id, {"raysym.error": f"trial crashed {trial.num_failures} time(s); see {trial.path}"})
+            message = f"trial crashed {trial.num_failures} time(s); see {trial.path}"
+            self.writer.submit(self._error_write, self._run(trial), message)
+
+        @staticmethod
+        def _error_write(run_id: str, message: str) -> None:
+            tracker.set_tags(run_id, {"raysym.error": message})
             tracker.end_run(run_id, "FAILED")
 
     return MLflowCallback()
@@ -136,10 +169,9 @@ class Distiller:
 
     A finished trial's files are copied to ``<experiment>/distill/<key>_<trial id>`` and distilled there
     by a background thread on the shared actor pool (created on first use and stopped whenever nothing
-    is left to distil, so idle actors never hold CPUs that waiting trials need). MLflow is written only from
-    Tune's loop (``log_done``, called every step)
-    and at the end (``finish``), never from the background threads, so the tracking store keeps a
-    single writer.
+    is left to distil, so idle actors never hold CPUs that waiting trials need). Finished distillations are
+    handed to the store's writer thread from Tune's loop (``log_done``, called every step) and at the end
+    (``finish``), never from the distilling threads, so the tracking store keeps a single writer.
     """
 
     def __init__(self, cfg: SweepConfig, tracker: track.MLflowTracker, root: Path):
@@ -185,9 +217,12 @@ class Distiller:
             return "rollout"
         return None
 
-    def submit(self, key: str, trial_id: str, trial_folder: str, run_id: str, rollout_only: bool = False) -> None:
+    def submit(
+        self, key: str, trial_id: str, trial_folder: str, run_id: str | Future, rollout_only: bool = False
+    ) -> None:
         """Distil (and roll out, when the sweep asks for it) the trial whose checkpoint folder is
-        ``trial_folder`` in the background. ``rollout_only``: the distillation is on disk already (a sweep
+        ``trial_folder`` in the background, to be recorded under the run ``run_id`` (or the Future of its id,
+        from the writer thread). ``rollout_only``: the distillation is on disk already (a sweep
         interrupted during the rollout), so only the rollout runs."""
         from raysym.distill import load_summary
         from raysym.trial_kind import distil
@@ -241,14 +276,21 @@ class Distiller:
         if rollout_only:  # the distillation's numbers are on the trial's run already: log each value once
             summary = {k: v for k, v in summary.items() if not (k.startswith("distill/") and _is_number(v))}
         folder = self.root / f"{key}_{trial_id}" / "distill"
-        log_distillation(self.tracker, self.cfg.distill, run_id, trial_id, key, folder, summary, span)
+        self.writer.submit(
+            log_distillation, self.tracker, self.cfg.distill, run_id, trial_id, key, folder, summary, span
+        )
+
+    @property
+    def writer(self) -> track_writer.Writer:
+        return track_writer.current(self.tracker.uri)
 
     def finish(self) -> None:
-        """Wait for every distillation still running, log them, and stop the pool."""
+        """Wait for every distillation still running, log them (and wait for the writes), and stop the pool."""
         for trial_id in list(self.pending):
             self._log(trial_id, *self.pending.pop(trial_id))
         self.executor.shutdown(wait=True)
         self._release_pool()
+        self.writer.flush()
 
 
 def distil_left_over(path: str, tracker: track.MLflowTracker, distiller: Distiller, say: Callable[[str], None]) -> None:

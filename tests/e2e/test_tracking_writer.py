@@ -1,0 +1,93 @@
+"""Issue 28, item 5: MLflow writes leave Tune's loop. The sweep callback's hooks only queue their writes
+(raysym.track_writer), so a store that is slow or locked holds up the writer thread, never Tune."""
+
+import sqlite3
+import types
+
+from helpers import sweep_dict
+
+from raysym import track, track_writer
+from raysym.config import SweepConfig, from_dict
+from raysym.sweep_plan import plan
+from raysym.sweep_tracking import tracking_callback
+
+
+def test_a_real_mlflow_store_receives_the_queued_writes(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = track.MLflowTracker(uri, "writer")
+    writer = track_writer.start(uri)
+    parent = tracker.start_sweep("s", {})
+    run = writer.submit(tracker.start_trial, parent, "t0", "t0", {"lr": 0.1}, {})
+    for epoch in range(3):
+        writer.submit(tracker.log_metrics, run, {"test/mae": 1.0 / (epoch + 1)}, step=epoch)
+    writer.submit(tracker.end_run, run, "FINISHED")
+    writer.flush()
+    got = tracker.client.get_run(run.result())
+    assert got.info.status == "FINISHED"
+    assert tracker.logged_steps(run.result(), "test/mae") == {0, 1, 2}
+
+
+def test_the_callbacks_hooks_return_while_the_store_is_locked_and_their_writes_land_after(tmp_path):
+    """Another program holds mlflow.db in an exclusive write transaction while Tune reports a trial's start and
+    three epochs. Written in place, the first hook would wait the store's patience (3 s here) and then raise
+    TrackingUnavailable (the sweep's end); queued, every hook returns while the lock is still held, and the
+    writes land once it is released, in order, one point per epoch."""
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, trials={"model": "bottleneck"}))
+    (spec,) = plan(cfg)
+    tracker = track.MLflowTracker(uri, "tests", patience_s=3)
+    parent = tracker.start_sweep("tiny", {})
+    writer = track_writer.start(uri)
+    callback = tracking_callback(tracker, parent, {spec.key: spec}, cfg.swept_keys())
+    # Tune's Trial as the hooks read it (its id, config and last result): the hooks are what is tested here
+    trial = types.SimpleNamespace(trial_id="abc_00000", config={"key": spec.key}, checkpoint=None, last_result={})
+
+    lock = sqlite3.connect(db, timeout=60, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        callback.on_trial_start(0, [], trial)
+        for epoch in (1, 2, 3):
+            result = {"epoch": epoch, "train/loss": 1.0 / epoch, "test/mae": 0.5 / epoch}
+            callback.on_trial_result(0, [], trial, result)
+        callback.on_step_end(0, [])  # no write has failed: the store is only busy
+        assert writer.jobs == 0  # nothing could be written yet, and no hook waited for it
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
+    trial.last_result = {"epoch": 3, "done_training": True, "status": "ok", "test/mae": 0.1}
+    callback.on_trial_complete(0, [], trial)
+    writer.flush()
+    run_id = callback.runs["abc_00000"].result()
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    history = tracker.client.get_metric_history(run_id, "test/mae")
+    assert sorted(m.step for m in history) == [1, 2, 3]
+    assert tracker.client.get_run(run_id).data.tags[track.PARENT_TAG] == parent
+
+
+def test_a_write_that_fails_ends_the_sweep_from_tunes_loop(tmp_path):
+    """A store that stays locked past its patience: the write fails in the writer thread and the next hook on
+    Tune's loop raises the store's one-paragraph error (as a write in place did)."""
+    import pytest
+
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, trials={"model": "bottleneck"}))
+    (spec,) = plan(cfg)
+    tracker = track.MLflowTracker(uri, "tests", patience_s=2)
+    parent = tracker.start_sweep("tiny", {})
+    writer = track_writer.start(uri)
+    callback = tracking_callback(tracker, parent, {spec.key: spec}, cfg.swept_keys())
+    trial = types.SimpleNamespace(trial_id="abc_00000", config={"key": spec.key}, checkpoint=None, last_result={})
+    lock = sqlite3.connect(db, timeout=60, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        callback.on_trial_start(0, [], trial)
+        failed = callback.runs["abc_00000"].exception()  # the writer thread waits out the 2 s of patience
+        assert isinstance(failed, track.TrackingUnavailable)
+        with pytest.raises(track.TrackingUnavailable, match="did not answer|locked|unavailable"):
+            callback.on_step_end(0, [])
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
