@@ -48,9 +48,10 @@ def run_sweep(
     ``attrs`` hold the sweep's Tune folder and MLflow parent run id."""
     import pandas as pd
 
-    from raysym.sweep import RESULTS_CSV, _has_tune_state
+    from raysym.sweep import _has_tune_state
     from raysym.sweep import run_sweep as sweep
     from raysym.sweep_plan import experiment_path
+    from raysym.sweep_results import RESULTS_CSV
 
     cfg = sweep_config(config)
     path = experiment_path(cfg)

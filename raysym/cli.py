@@ -11,7 +11,7 @@ import signal
 import sys
 import textwrap
 
-from raysym import __version__, physics
+from raysym import __version__, disk, physics
 from raysym.cli_common import _positive_int, _say, config_flag, config_from, load_config
 from raysym.cli_trials import _add_distill, _add_halos, _add_report, _add_rollout
 from raysym.config import SimulationConfig
@@ -428,6 +428,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say(getattr(args, "interrupted", "raysym: interrupted; nothing partial was kept under the output name."))
         return 130
+    except Exception as exc:
+        if not disk.is_full(exc):
+            raise  # a bug: its traceback is the report
+        command = args.func.__name__.removeprefix("_cmd_")
+        then = "continue it with --resume" if command == "sweep" else "run the command again"
+        _say(f"raysym: error: {disk.explain(exc, f'raysym {command}', then)}")
+        return 2
 
 
 def entry() -> None:

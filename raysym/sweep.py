@@ -18,10 +18,8 @@ the tracking server and a local sqlite database has a single writer.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import json
-import math
 import os
 import shutil
 import socket
@@ -30,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from raysym import track, track_writer, trial_kind
+from raysym import disk, track, track_writer, trial_kind
 from raysym.config import SweepConfig
 from raysym.errors import UserError
 from raysym.sweep_plan import (
@@ -46,17 +44,15 @@ from raysym.sweep_plan import (
     plan_record,
     save_plan,
 )
+from raysym.sweep_results import laws_text, results_table, row_of, write_csv
 from raysym.sweep_tracking import (
     Distiller,
     distil_left_over,
     distill_summaries,
-    law_lines,
     tracking_callback,
     verdict_of,
 )
-from raysym.trial_folder import atomic_path
 
-RESULTS_CSV = "sweep_results.csv"
 # Fault injection for the retry test: "EPOCH:MARKER" makes each trial crash once after that epoch
 # (the marker file records that it did). Read on the driver and handed to trials in their config.
 INJECT_ENV = "RAYSYM_INJECT_CRASH"
@@ -236,8 +232,21 @@ def run_sweep(
         made = all((Path(s.data_dir) / "dataset.json").is_file() for s in specs)
         if trial_kind.get(cfg.trial_kind).writes_data_root and not made:
             track.check_writable_folder(cfg.data_root, "The data folder", "data.root")
+        folders = disk_folders(cfg, path, with_data=not made)
+        disk.require_free(folders, cfg.resources.disk_reserve_mb, "Nothing was started.")
     with sweep_lock(path, cfg.name):
         return _run_locked(cfg, specs, path, address, resume, say, verbose)
+
+
+def disk_folders(cfg: SweepConfig, path: str, with_data: bool = True) -> dict[str, str]:
+    """The local folders a sweep writes to, by what they are: its Tune folder, the data (``with_data``: when
+    some is still to be made), a sqlite MLflow store."""
+    folders = {"the sweep's Tune folder": path}
+    if with_data:
+        folders["the data folder"] = cfg.data_root
+    if cfg.tracking.uri.startswith("sqlite:///"):
+        folders["the MLflow database"] = str(Path(cfg.tracking.uri[len("sqlite:///") :]).parent)
+    return folders
 
 
 @contextlib.contextmanager
@@ -386,6 +395,10 @@ def _tune(
         Distiller(cfg, tracker, Path(path) / "distill") if cfg.distill is not None and "://" not in path else None
     )
     callback = tracking_callback(tracker, parent_id, {s.key: s for s in specs}, cfg.swept_keys(), distiller)
+    # Stops the sweep (resumable) when a disk runs low; Tune keeps it with the experiment for --resume.
+    guard = disk.guard_callback(
+        disk_folders(cfg, path, with_data=False), cfg.resources.disk_reserve_mb, path, "continue it with --resume."
+    )
 
     # Per-epoch results cannot carry the search metric (the message R² exists only once training ends);
     # Tune's strict check would fail them. A trial stopped before the end counts as pruned in Optuna.
@@ -407,6 +420,8 @@ def _tune(
         {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial},
     )
     if resume:
+        if local:
+            disk.repair_state(path, say)  # state files a full disk cut short, from the guard's copies
         tuner = tune.Tuner.restore(path, fn, resume_unfinished=True, resume_errored=True)
         if distiller is not None:
             # Tune restores its own copy of the callback (and of its distiller): this one is ours alone, so it
@@ -433,7 +448,7 @@ def _tune(
                 storage_path=path.rsplit("/", 1)[0],
                 failure_config=tune.FailureConfig(max_failures=r.retries),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                callbacks=[callback],
+                callbacks=[callback, guard] if local else [callback],
                 verbose=verbose,
             ),
         )
@@ -443,9 +458,13 @@ def _tune(
         grid = tuner.fit()  # the callback waits for the last distillations before this returns
         writer.flush()  # an interrupted sweep's last writes (Tune skips on_experiment_end then)
     except Exception as exc:  # noqa: BLE001 -- Tune wraps what its callbacks raise
-        cause = _cause(exc, track.TrackingUnavailable)
+        cause = _cause(exc, track.TrackingUnavailable) or _cause(exc, disk.DiskFull)
+        if cause is None and disk.is_full(exc):  # a write of Tune's own, in the driver
+            cause = disk.explain(
+                exc, "the sweep's bookkeeping (Tune's state, results)", "continue the sweep with --resume"
+            )
+        _flush_quietly(writer, cfg.tracking.patience_s)
         if cause is None:
-            _flush_quietly(writer, cfg.tracking.patience_s)
             raise
         raise cause from None
     except BaseException:
@@ -454,7 +473,7 @@ def _tune(
     summaries = distill_summaries(Path(path) / "distill") if cfg.distill is not None else {}
     by_key = {s.key: s for s in specs}
     unfinished = _unfinished_trials(path)  # left PENDING by an interruption (Ctrl-C, SIGTERM)
-    rows = [_row(result, by_key, interrupted=unfinished) for result in grid]
+    rows = [row_of(result, by_key, interrupted=unfinished) for result in grid]
     for row in rows:
         if cfg.distill is not None:
             summary = summaries.get(row.get("trial_id"))
@@ -466,7 +485,7 @@ def _tune(
     if summaries:
         table += "\n\n" + laws_text(rows, summaries)
     say(table)
-    _write_csv(rows, path)
+    write_csv(rows, path)
     if unfinished:
         for trial_id in unfinished:  # their MLflow runs continue on --resume
             run_id = tracker.find_trial(trial_id)
@@ -514,76 +533,3 @@ def _unfinished_trials(path: str) -> set[str]:
 
 def _trial_name(trial) -> str:
     return f"{trial.config.get('key', 'trial')}_{trial.trial_id}"
-
-
-def _row(result, specs: dict[str, TrialSpec], interrupted: set[str] = frozenset()) -> dict[str, Any]:
-    config = result.config or {}
-    spec = dataclasses.asdict(specs[config["key"]]) if config.get("key") in specs else {}
-    m = result.metrics or {}
-    status = m.get("status") or ("crashed" if result.error else "stopped")
-    if m.get("trial_id") in interrupted:
-        status = "interrupted"
-    elif result.error is None and not m.get("done_training"):
-        status = "stopped early"  # by the ASHA scheduler
-    sampled = {k.split(".", 1)[1]: round(v, 4) for k, v in config.items() if k.startswith("schedule_shape.")}
-    kind = trial_kind.get(spec.get("kind", trial_kind.LEGACY_KIND))
-    return {
-        "trial": spec.get("key", "?") + (f"-{m.get('trial_id', '')}" if sampled else ""),
-        **kind.table_names(spec, sampled),
-        "prune_k": spec.get("prune_k"),
-        "status": status,
-        "epochs": m.get("epochs_done", m.get("epoch")),
-        "test_mae": m.get("test/mae"),
-        "test_mae_in": m.get("test/mae_in_range"),
-        "r2_force": m.get("messages/r2_force"),
-        "in_range": m.get("messages/in_range_fraction"),
-        "r2_force_all": m.get("messages/r2_force_all"),
-        "r2_accel": m.get("messages/r2_accel"),
-        # n/a: the messages carry no sparsity prior (bottleneck, standard, ...), so none is asked of them
-        "sparse": "n/a" if "messages/sparse" in m and m["messages/sparse"] is None else m.get("messages/sparse"),
-        "share": m.get("messages/sparsity_share") if m.get("messages/sparse") is not None else None,
-        "r2_edge": m.get("messages/r2_vs_true_edge"),
-        "reason": m.get("reason") or (str(result.error).splitlines()[0] if result.error else ""),
-        "trial_id": m.get("trial_id"),
-    }
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}" if math.isfinite(value) else str(value)
-    return "-" if value is None else str(value)
-
-
-def results_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
-    """The console table of a sweep: ``columns`` are its trial kind's (TrialKind.results_columns)."""
-    cols = list(columns)
-    if any("law" in r for r in rows):
-        cols.append("law")  # the distillation verdict: force, force/mass, none
-    cells = [[_fmt(r[c]) for c in cols] for r in sorted(rows, key=lambda r: r["trial"])]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(cols)]
-    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))
-    return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(row) for row in cells)])
-
-
-def laws_text(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) -> str:
-    """The distilled laws of the rows' trials, recovered ones first."""
-    lines = [
-        "Laws: the distilled edge formulas count as recovered when, on unseen test simulations inside the training "
-        "range, together they are a linear transformation of the true force (or force / receiver mass): every "
-        "formula with R² >= 0.99, spanning all dim directions (condition number <= 10)."
-    ]
-    distilled = [r for r in rows if r.get("trial_id") in summaries]
-    distilled.sort(key=lambda r: (not summaries[r["trial_id"]].get("distill/recovered"), r["trial"]))
-    for r in distilled:
-        body = law_lines(summaries[r["trial_id"]], r.get("dim") or 3)
-        lines += [f"{r['trial']} {r['system']} {r['model']}: {body[0]}", *body[1:]]
-    return "\n".join(lines)
-
-
-def _write_csv(rows: list[dict[str, Any]], path: str) -> None:
-    if "://" in path or not rows:
-        return
-    with atomic_path(Path(path) / RESULTS_CSV) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)

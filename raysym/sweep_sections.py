@@ -98,6 +98,9 @@ class ResourcesConfig:
     # distill.threads CPUs for as long as the sweep runs.
     distill_workers: int = 1
     distill_resources: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Free space the disks of the sweep's folders (Tune storage, data, a local MLflow database) must keep: below
+    # it the sweep stops cleanly, resumable, before a checkpoint or Tune's state is cut short (raysym.disk).
+    disk_reserve_mb: float = 256.0
 
     def validate(self) -> None:
         _require(self.cpus_per_trial > 0, f"resources.cpus_per_trial must be positive, got {self.cpus_per_trial}.")
@@ -109,6 +112,10 @@ class ResourcesConfig:
         )
         _require(self.retries >= 0, f"resources.retries must be 0 or more, got {self.retries}.")
         _require(self.distill_workers > 0, f"resources.distill_workers must be at least 1, got {self.distill_workers}.")
+        _require(
+            self.disk_reserve_mb >= 0 and math.isfinite(self.disk_reserve_mb),
+            f"resources.disk_reserve_mb must be 0 or more megabytes, got {self.disk_reserve_mb}.",
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,10 +49,11 @@ def tracking_callback(
             self.runs: dict[str, Future] = {}  # trial id -> the Future of its run id
             self.per_epoch: dict[str, set[str]] = {}  # trial id -> the metric keys of its per-epoch results
             self.epochs_logged: dict[str, set[int]] = {}  # trial id -> the epochs logged to MLflow
+            self.backfilled: set[str] = set()  # trials whose missing epochs were looked up (_backfill)
 
         # Tune pickles its callbacks with the experiment (for --resume): run ids are found again in MLflow.
         def __getstate__(self) -> dict[str, Any]:
-            return {"runs": {}, "per_epoch": {}, "epochs_logged": {}}
+            return {"runs": {}, "per_epoch": {}, "epochs_logged": {}, "backfilled": set()}
 
         @property
         def writer(self) -> track_writer.Writer:
@@ -83,9 +84,9 @@ def tracking_callback(
             self._run(trial)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.writer.submit(self._result_write, trial.trial_id, self._run(trial), dict(result))
+            self.writer.submit(self._result_write, trial.trial_id, self._run(trial), dict(result), trial.checkpoint)
 
-        def _result_write(self, trial_id: str, run_id: str, result: dict[str, Any]) -> None:
+        def _result_write(self, trial_id: str, run_id: str, result: dict[str, Any], checkpoint=None) -> None:
             keys = [k for k in result if "/" in k or k in ("status", "reason", "epochs_done")]
             seen = self.per_epoch.setdefault(trial_id, set())
             if result.get("done_training"):  # the per-epoch curves are logged already; the rest is new
@@ -95,15 +96,33 @@ def tracking_callback(
                 # while Tune restores the checkpoint before it, so the retry trains the epoch again: keep
                 # the first values, never a second point at the same step.
                 epochs = self.epochs_logged.setdefault(trial_id, set())
-                if int(result.get("epoch", 0)) in epochs:
+                epoch = int(result.get("epoch", 0))
+                if epoch in epochs:
                     return
-                epochs.add(int(result.get("epoch", 0)))
+                if checkpoint is not None and any(e not in epochs for e in range(1, epoch)):
+                    self._backfill(trial_id, run_id, checkpoint, epoch)
+                epochs.add(epoch)
                 seen.update(keys)
             described = {k: result[k] for k in keys if k in metric_names.DESCRIPTIONS}  # e.g. data/dim: a tag
             if described:
                 tracker.set_tags(run_id, described)
             measured = {k: result[k] for k in keys if k not in metric_names.DESCRIPTIONS}
             tracker.log_metrics(run_id, measured, step=int(result.get("epoch", 0)))
+
+        def _backfill(self, trial_id: str, run_id: str, checkpoint, epoch: int) -> None:
+            """Log the epochs before ``epoch`` that MLflow lacks, from the history in the trial's checkpoint.
+            A sweep stopped just after Tune saved a trial's checkpoint but before it handed the epoch's result
+            to this callback (a disk-full stop, a killed driver) resumes from that checkpoint, and the epoch's
+            result is never reported again. Once per trial and driver."""
+            if trial_id in self.backfilled:
+                return
+            self.backfilled.add(trial_id)
+            history = _checkpoint_history(checkpoint)
+            for past in history:
+                past_epoch = int(past.get("epoch", -1)) + 1  # the history counts epochs from 0, results from 1
+                if 0 < past_epoch < epoch and past_epoch not in self.epochs_logged[trial_id]:
+                    values = {k: v for k, v in past.items() if not isinstance(v, list)}
+                    self._result_write(trial_id, run_id, {**values, "epoch": past_epoch})
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             run = self._run(trial)
@@ -162,6 +181,20 @@ def tracking_callback(
             tracker.end_run(run_id, "FAILED")
 
     return MLflowCallback()
+
+
+def _checkpoint_history(checkpoint) -> list[dict[str, Any]]:
+    """The per-epoch metrics kept in a trial checkpoint's checkpoint.pt (raysym.train), or [] when it has none
+    or cannot be read (read with weights_only: loading runs no code from the file)."""
+    import torch
+
+    try:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 -- a missing or unreadable history only means nothing to fill in
+        return []
+    history = state.get("history") if isinstance(state, dict) else None
+    return [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
 
 
 class Distiller:

@@ -86,7 +86,7 @@ class TrialKind:
     name: str = ""
     data_noun: str = "datasets"  # what --dry-run calls the data folders of a plan
     writes_data_root: bool = True  # the sweep writes this kind's data under data.root
-    # The columns of the sweep's console table and sweep_results.csv (raysym.sweep.results_table)
+    # The columns of the sweep's console table and sweep_results.csv (raysym.sweep_results.results_table)
     results_columns: tuple[str, ...] = ()
     # The report's figures, by name (raysym.report.draw_figures), in order
     figures: tuple[str, ...] = ()

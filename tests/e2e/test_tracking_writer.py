@@ -77,7 +77,7 @@ def test_a_write_that_fails_ends_the_sweep_from_tunes_loop(tmp_path):
     (spec,) = plan(cfg)
     tracker = track.MLflowTracker(uri, "tests", patience_s=2)
     parent = tracker.start_sweep("tiny", {})
-    writer = track_writer.start(uri)
+    track_writer.start(uri)
     callback = tracking_callback(tracker, parent, {spec.key: spec}, cfg.swept_keys())
     trial = types.SimpleNamespace(trial_id="abc_00000", config={"key": spec.key}, checkpoint=None, last_result={})
     lock = sqlite3.connect(db, timeout=60, isolation_level=None)

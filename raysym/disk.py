@@ -1,0 +1,241 @@
+"""Free disk space: a full disk is a clean stop with a sweep that resumes, never a traceback or a
+half-written state file.
+
+Three guards, in the order a sweep meets them:
+
+1. **Before it starts** (``require_free``): the folders a sweep writes to (its Tune storage, the data root,
+   a local MLflow database) must each have ``resources.disk_reserve_mb`` free.
+2. **While it runs** (``guard_callback``, a Tune callback): every second the driver reads the free
+   space of those folders; below the reserve it stops the sweep (``DiskFull``), its progress saved as
+   after a Ctrl-C, so that ``--resume`` continues once space is freed. The reserve is there so the stop
+   comes *before* a write fails: Tune copies its experiment state into the storage folder without a
+   temporary name, so a write cut short by a full disk leaves a truncated ``experiment_state-*.json``
+   that Tune cannot restore (it then starts the sweep's trials afresh, without their settings). A trial
+   that fails with "No space left on device" anyway (another program filled the disk between two
+   checks) stops the sweep the same way.
+3. **When it resumes** (``repair_state``): the guard keeps a copy of Tune's last readable state files in
+   ``<storage>/.raysym_state``; a state file left truncated is replaced by that copy before Tune reads it.
+
+Outside sweeps, any write that meets a full disk ends in one paragraph (``explain``, used by the CLI).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from raysym.errors import UserError
+
+BACKUP = ".raysym_state"  # inside the sweep's Tune folder
+STATE_GLOB = "experiment_state-*.json"
+# The searchers' states beside it (pickles, whatever their suffix): Tune's grid, search generator, Optuna
+SEARCHER_GLOBS = ("basic-variant-state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
+CHECK_EVERY_S = 1.0  # seconds between two looks at the free space
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_FULL_TEXT = ("No space left on device", "[Errno 28]", "Disk quota exceeded", "[Errno 122]")
+
+
+_ALL_GLOBS = (STATE_GLOB, *SEARCHER_GLOBS)
+
+
+class DiskFull(UserError):
+    """The disk holding a folder raysym writes to is full (or under the sweep's reserve)."""
+
+
+def free_bytes(path: str | Path) -> int:
+    """Free bytes for this user on the file system holding ``path`` (or its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
+
+
+def require_free(folders: dict[str, str | Path], reserve_mb: float, resume_hint: str) -> None:
+    """Raise DiskFull when a folder in ``folders`` (what it is -> path) has less than ``reserve_mb`` free."""
+    for what, folder in folders.items():
+        free = free_bytes(folder)
+        if free < reserve_mb * 2**20:
+            raise DiskFull(
+                f"The disk holding {what} ({folder}) has {_mb(free)} free, under the sweep's reserve of "
+                f"{reserve_mb:g} MB (resources.disk_reserve_mb), below which a checkpoint or Tune's state could be "
+                f"cut short. {resume_hint} Free space there (or point the folder at another disk), or lower "
+                "resources.disk_reserve_mb if the trials' checkpoints are small."
+            )
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error in its chain, or the text of one raised in a Ray worker) is a full disk."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+            return True
+        if any(text in str(exc) for text in _FULL_TEXT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def explain(exc: BaseException, doing: str, then: str = "run the command again") -> DiskFull:
+    """The one paragraph for a write that met a full disk while ``doing`` (e.g. "writing the report")."""
+    where = getattr(exc, "filename", None)
+    place = f" ({where})" if where else ""
+    return DiskFull(
+        f"The disk is full: {doing} failed with 'No space left on device'{place}. Nothing was left half-written "
+        "(raysym writes each file under a temporary name and renames it when complete). Free space on that disk "
+        f"and {then}."
+    )
+
+
+def text_of_trial_error(trial: Any) -> str:
+    """The error text Tune saved for a trial (its error file), or "" when there is none."""
+    try:
+        return Path(trial.error_file).read_text(errors="replace") if getattr(trial, "error_file", None) else ""
+    except OSError:
+        return ""
+
+
+class _OneLineWhenFull(logging.Filter):
+    """Tune's syncer logs a failed copy of its state with the whole traceback as the message: on a full disk,
+    one line instead (the guard's paragraph follows), once."""
+
+    said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not any(text in record.getMessage() for text in _FULL_TEXT):
+            return True
+        if self.said:
+            return False
+        self.said = True
+        record.msg, record.args, record.exc_info = (
+            "Tune could not copy its state into the storage folder: no space left on device.",
+            (),
+            None,
+        )
+        return True
+
+
+def guard_callback(folders: dict[str, str], reserve_mb: float, storage: str, resume_hint: str):
+    """The Tune callback that stops a sweep before its disk fills, and keeps a copy of Tune's state."""
+    from ray import tune
+
+    syncer = logging.getLogger("ray.train._internal.syncer")
+    if not any(isinstance(f, _OneLineWhenFull) for f in syncer.filters):
+        syncer.addFilter(_OneLineWhenFull())
+
+    class DiskGuard(tune.Callback):
+        def __init__(self):
+            self.checked = 0.0
+            self.saved: tuple | None = None  # (name, size, mtime) of the state file last copied
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {"checked": 0.0, "saved": None}
+
+        def on_step_end(self, iteration, trials, **info):
+            # Copied whenever it changes: the copy must name checkpoints that still exist, and Tune keeps only
+            # a trial's last two.
+            self.saved = backup_state(storage, self.saved)
+            if time.monotonic() - self.checked >= CHECK_EVERY_S:
+                self.checked = time.monotonic()
+                require_free(folders, reserve_mb, f"The sweep stopped here, its progress saved: {resume_hint}")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            if any(text in text_of_trial_error(trial) for text in _FULL_TEXT):
+                raise DiskFull(
+                    f"Trial {trial.trial_id} failed with 'No space left on device' (its error: {trial.error_file}). "
+                    f"The sweep stopped here, its progress saved: free space on the disk holding {storage} and "
+                    f"the data, then {resume_hint[0].lower()}{resume_hint[1:]}"
+                )
+
+    return DiskGuard()
+
+
+def _state_set(storage: Path, state: Path) -> list[Path]:
+    """Tune's state files of one session: experiment_state-<stamp>.json and the searcher's *-<stamp>.json."""
+    stamp = state.name[len("experiment_state-") : -len(".json")]
+    return [p for p in storage.glob(f"*-{stamp}.*") if p.is_file() and any(p.match(g) for g in _ALL_GLOBS)]
+
+
+def backup_state(storage: str | Path, saved: tuple | None) -> tuple | None:
+    """Copy Tune's newest state files into ``<storage>/.raysym_state`` when they changed and are readable
+    (each copy written under a temporary name and renamed). Returns what was copied, for the next call."""
+    from raysym.trial_folder import atomic_path
+
+    storage = Path(storage)
+    states = sorted(storage.glob(STATE_GLOB))
+    if not states:
+        return saved
+    newest = states[-1]
+    stat = newest.stat()
+    now = (newest.name, stat.st_size, stat.st_mtime_ns)
+    if now == saved:
+        return saved
+    # Read once, check, write what was read: Tune may be rewriting a file while it is copied.
+    files = {path.name: _read(path) for path in _state_set(storage, newest)}
+    if not all(data is not None and _readable(name, data) for name, data in files.items()):
+        return saved
+    folder = storage / BACKUP
+    folder.mkdir(exist_ok=True)
+    for name in sorted(files, key=lambda n: n == newest.name):  # the experiment state last
+        with atomic_path(folder / name) as tmp:
+            tmp.write_bytes(files[name])
+    return now
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _readable(name: str, data: bytes) -> bool:
+    """An experiment state is JSON (Tune's own encoding); a searcher's state is a pickle, which ends in
+    pickle's STOP byte unless it was cut short. Neither is unpickled here."""
+    if name.startswith("experiment_state-"):
+        try:
+            json.loads(data)
+        except ValueError:
+            return False
+        return True
+    return data.endswith(b".")
+
+
+def repair_state(storage: str | Path, say: Callable[[str], None]) -> None:
+    """Before Tune restores a sweep: replace state files a full disk left cut short by the guard's copies.
+    Raises UserError when a state file is damaged and no copy of it exists."""
+    storage = Path(storage)
+    folder = storage / BACKUP
+    for path in [p for pattern in _ALL_GLOBS for p in sorted(storage.glob(pattern))]:
+        data = _read(path)
+        if data is not None and _readable(path.name, data):
+            continue
+        copy = folder / path.name
+        kept = _read(copy) if copy.is_file() else None
+        if kept is not None and _readable(copy.name, kept):
+            from raysym.trial_folder import atomic_path
+
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(kept)
+            say(
+                f"note: {path.name} was cut short (a full disk); restored raysym's copy of it from "
+                f"{time.strftime('%H:%M:%S', time.localtime(copy.stat().st_mtime))}: trials continue from the "
+                "checkpoints it names (epochs after it are trained again)"
+            )
+            continue
+        raise UserError(
+            f"Tune's saved state {path} is damaged (cut short, probably by a full disk) and raysym kept no copy of "
+            "it, so the sweep cannot be resumed from it. Move that file away to resume from the state saved before "
+            "it (if another experiment_state file remains), or delete the sweep's folder to start over."
+        )
+    for stray in storage.glob(".*.tmp-*"):  # a copy cut short (a driver killed while it copied)
+        stray.unlink(missing_ok=True)
