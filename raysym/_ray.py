@@ -34,6 +34,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     import ray.data
 
     if not ray.is_initialized():
+        if address is None:
+            _token_without_home()
         try:
             switch = _loopback_only() if address is None else contextlib.nullcontext()
             with switch:
@@ -83,6 +85,32 @@ def _loopback_only():
             os.environ.pop(_LOOPBACK_SWITCH, None)
         else:
             os.environ[_LOOPBACK_SWITCH] = before_env
+
+
+def _token_without_home() -> None:
+    """A local Ray with token authentication (Ray's default) writes a new token to ``~/.ray/auth_token`` when
+    there is none, and a read-only or missing HOME ended the start in an OSError traceback. There, the token
+    of this run is made here and handed to Ray (and the processes it starts) in the environment instead
+    (``RAY_AUTH_TOKEN``, which Ray reads before the file): it lives as long as the run."""
+    import secrets
+
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
+        return  # authentication turned off by the user
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return  # a token of the user's choosing
+    try:
+        folder = Path.home() / ".ray"
+        if (folder / "auth_token").is_file():
+            return
+        folder.mkdir(exist_ok=True)  # never HOME itself: a missing HOME is not made here
+        if os.access(folder, os.W_OK):
+            probe = folder / f".raysym-probe-{os.getpid()}"
+            probe.write_text("")  # access() says yes to root on a read-only mount: try it
+            probe.unlink()
+            return
+    except (OSError, RuntimeError):  # RuntimeError: no HOME at all (Path.home)
+        pass
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
 def keep_token_private(home: str | None = None) -> None:

@@ -84,3 +84,23 @@ def test_a_local_sweep_listens_on_loopback_only(tmp_path):
     token = tmp_path / ".ray" / "auth_token"
     assert token.is_file()
     assert stat.S_IMODE(token.stat().st_mode) == 0o600 and stat.S_IMODE(token.parent.stat().st_mode) == 0o700
+
+
+def test_a_home_ray_cannot_write_to_still_runs_with_a_token_kept_out_of_it(tmp_path):
+    """Issue 28, item 6: Ray (token authentication on, its default) writes a new token to ~/.ray/auth_token, and
+    a HOME it cannot write ended `raysym simulate` in an OSError traceback. HOME here is a plain file, which
+    stops root as well as any user (a read-only mount behaves the same; RELIABILITY.md): the run works, with a
+    token that lives in its environment only, and nothing is written under HOME."""
+    home = tmp_path / "home-is-a-file"
+    home.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env["HOME"] = str(home)
+    out = tmp_path / "sims"
+    cmd = [sys.executable, "-m", "raysym.cli", "simulate", "--system", "spring", "--dim", "2", "--sims", "4"]
+    done = subprocess.run(
+        [*cmd, "--steps", "40", "--out", str(out)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert (out / "dataset.json").is_file()
+    assert home.read_text() == ""
