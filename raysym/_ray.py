@@ -36,6 +36,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if not ray.is_initialized():
         if address is None:
             _token_without_home()
+        else:
+            _check_address(address)
         try:
             switch = _loopback_only() if address is None else contextlib.nullcontext()
             with switch:
@@ -85,6 +87,32 @@ def _loopback_only():
             os.environ.pop(_LOOPBACK_SWITCH, None)
         else:
             os.environ[_LOOPBACK_SWITCH] = before_env
+
+
+def _check_address(address: str, timeout: float = 5.0) -> None:
+    """A cluster address (host:port, or ray://host:port) that nothing answers at: Ray's own connect retries
+    for minutes before it gives up, so ask the port once first and say so at once."""
+    import socket
+
+    from raysym.errors import UserError
+
+    target = address.split("://", 1)[-1]
+    if address == "auto" or ":" not in target:
+        return  # "auto" (this node's cluster) or a bare name: left to Ray
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except ValueError:
+        raise UserError(
+            f"--address '{address}' is not host:port (e.g. 10.0.0.5:6379, or auto on a cluster node)."
+        ) from None
+    except OSError as exc:
+        raise UserError(
+            f"Nothing answers at the Ray cluster address '{address}' ({exc.strerror or exc}). Start the cluster "
+            "(`ray up cluster.yaml`, or `ray start --head` on that machine), check the address and port (the head "
+            "node's GCS port, 6379 by default), or leave out --address to run on a local Ray."
+        ) from None
 
 
 def _token_without_home() -> None:

@@ -322,7 +322,12 @@ def make_report(
         )
     folder = Path(out) if out else Path("reports") / data.name
     claim_report_folder(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"The report's folder {folder} cannot be created ({exc.strerror}). Choose another --out."
+        ) from None
     mid = time.perf_counter()
     sections = build_sections(data, pub, folder, say)
     seconds["build"] = time.perf_counter() - mid

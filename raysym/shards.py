@@ -161,11 +161,23 @@ def _check_resources(out: Path, cfg: SimulationConfig) -> None:
         parent = parent.parent
     free = shutil.disk_usage(parent).free
     if need > 0.9 * free:
+        if free == 0:
+            raise UserError(
+                f"{parent} has no free space at all (a full disk, or no disk: a system folder like /proc), so the "
+                f"dataset ({_size(need)}, {rows:,} graphs of {n} particles) cannot be written there. Choose another "
+                "--out (or data.root)."
+            )
         raise UserError(
-            f"The dataset would need about {need / 2**30:.1f} GiB ({rows:,} graphs of {n} particles) but "
-            f"only {free / 2**30:.1f} GiB is free under {parent}. Reduce --sims, --steps or --particles, "
+            f"The dataset would need about {_size(need)} ({rows:,} graphs of {n} particles) but "
+            f"only {_size(free)} is free under {parent}. Reduce --sims, --steps or --particles, "
             "raise --stride, or write to a larger disk."
         )
+
+
+def _size(n: float) -> str:
+    if n >= 2**30:
+        return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
 def _acc_quartiles(files: list[Path]) -> tuple[float, float]:
@@ -306,6 +318,11 @@ def write_dataset(
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_file():
+        raise UserError(
+            f"{path} is a file, but a raysym dataset is a folder ({MANIFEST}, train/ and test/, written by "
+            "`raysym simulate --out FOLDER`). Pass the dataset's folder."
+        )
     try:
         manifest = json.loads((path / MANIFEST).read_text())
     except FileNotFoundError:

@@ -148,10 +148,26 @@ def _search_alg(cfg: SweepConfig):
     sampler = (
         optuna.samplers.TPESampler(seed=s.seed) if s.sampler == "tpe" else optuna.samplers.RandomSampler(seed=s.seed)
     )
-    storage = optuna.storages.RDBStorage(s.storage)
+    storage = optuna_storage(s.storage)
     return EndOfTrialOptunaSearch(
         metric=s.metric, mode=s.mode, sampler=sampler, study_name=s.study or cfg.name, storage=storage
     )
+
+
+def optuna_storage(url: str):
+    """The Optuna study store at ``url``, or one paragraph saying why it cannot be opened (a database server
+    that does not answer, a driver that is not installed, a sqlite file in a missing folder)."""
+    import optuna
+
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:  # noqa: BLE001 -- SQLAlchemy and the drivers raise many kinds
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UserError(
+            f"The Optuna study store search.storage '{url}' cannot be opened ({type(exc).__name__}: {reason}). Use "
+            "sqlite:///optuna.db (a local file), or the URL of a database server that answers and whose Python driver "
+            "is installed (postgresql:// needs psycopg2, mysql:// needs pymysql)."
+        ) from None
 
 
 def trial_scheduler(cfg: SweepConfig, specs: list[TrialSpec]):
@@ -219,12 +235,18 @@ def run_sweep(
     if address is None:  # on a cluster the trials run on other machines, checked once Ray is joined
         check_memory(specs)
         check_resources(cfg)
+        if cfg.distill is not None:  # before hours of training, not at the first distillation
+            from raysym.distill import get_backend
+
+            get_backend(cfg.distill)
     if dry_run:
         text = describe_plan(cfg, specs)
         say(text)
         return SweepOutcome([], path, None, text)
 
     track.check_reachable(cfg.tracking.uri)
+    if cfg.search.kind == "optuna":
+        optuna_storage(cfg.search.storage)
     if "://" not in path:
         track.check_writable_folder(path, "The sweep's Tune folder", "storage")
         # Only data still to be made needs a writable root: a read-only one holding every dataset is used

@@ -116,6 +116,16 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             f"tracking.uri '{uri}' is not a URI. Use sqlite:///mlflow.db (a local database) or the "
             "http:// address of an MLflow tracking server."
         )
+    elif uri.split("://", 1)[0].split("+", 1)[0].lower() not in _STORE_SCHEMES:
+        raise UserError(
+            f"The tracking URI '{uri}' names a kind of store MLflow cannot keep runs in "
+            f"('{uri.split('://', 1)[0]}'). Use sqlite:///mlflow.db (a local database), the http(s):// address of an "
+            "MLflow tracking server, a database URL (postgresql://, mysql://) or file:///a/folder."
+        )
+
+
+# The tracking stores MLflow's client opens (a database dialect may carry a driver: postgresql+psycopg2://)
+_STORE_SCHEMES = {"sqlite", "file", "databricks", "uc", "postgresql", "mysql", "mssql", "oracle"}
 
 
 _START_SERVER = (
