@@ -85,7 +85,7 @@ def _add_simulate(sub) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from raysym import shards
+    from raysym import shard_format, shards
 
     given = vars(args)
     cfg = config_from(args, SimulationConfig, "simulation config")
@@ -105,7 +105,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         print(
             f"Wrote {rows:,} graphs to {result.path} in {result.seconds:.1f} s ({rows / result.seconds:,.0f} graphs/s)."
         )
-    print(shards.describe(result.manifest))
+    print(shard_format.describe(result.manifest))
     if "prune_k" in given:
         print(shards.prune_report(result.path, given["prune_k"]).summary())
     return 0
@@ -139,7 +139,7 @@ def _add_inspect(sub) -> None:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from raysym import shards
+    from raysym import shard_format, shards
 
     unreadable = []
     for i, path in enumerate(args.paths):
@@ -147,7 +147,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             print(("\n" if i else "") + f"== {path}")
         try:
             manifest = shards.read_manifest(path)
-            print(shards.describe(manifest))
+            print(shard_format.describe(manifest))
             shards.verify_shards(path, manifest)
             print("checksums: all shards verified")
             q = manifest["train_acc_quartiles"]

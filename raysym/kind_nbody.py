@@ -108,7 +108,7 @@ class NBodyKind(TrialKind):
 
     # -- data -------------------------------------------------------------------------------------------
     def prepare_data(self, specs: list[TrialSpec], say: Callable[[str], None], address: str | None) -> None:
-        from raysym import shards
+        from raysym import shard_format, shards
 
         for data_dir in dict.fromkeys(s.data_dir for s in specs):  # each dataset once, in plan order
             spec = next(s for s in specs if s.data_dir == data_dir)
@@ -116,7 +116,7 @@ class NBodyKind(TrialKind):
             name = Path(data_dir).name
             result = shards.write_dataset(sim, data_dir, address=address, progress=lambda m: say(f"data {name}: {m}"))
             how = "reused" if result.reused else f"written in {result.seconds:.1f} s"
-            say(f"data {data_dir}: {shards.describe(result.manifest).splitlines()[0]} ({how})")
+            say(f"data {data_dir}: {shard_format.describe(result.manifest).splitlines()[0]} ({how})")
 
     # -- training, distillation -------------------------------------------------------------------------
     def train(self, cfg, out_dir, *, callback, resume, claim):

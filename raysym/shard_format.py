@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -138,3 +139,18 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _count(k: int, noun: str) -> str:
+    return f"{k} {noun}" if k == 1 else f"{k} {noun}s"
+
+
+def describe(manifest: dict[str, Any]) -> str:
+    """A few human lines about a manifest (for the CLI)."""
+    p = manifest["params"]
+    tr, te = manifest["splits"]["train"], manifest["splits"]["test"]
+    return (
+        f"{p['system']} {p['dim']}D, {p['particles']} particles, dt={p['dt']:g}, seed={p['seed']}: "
+        f"train {tr['sims']:,} sims / {tr['rows']:,} graphs in {_count(len(tr['shards']), 'shard')}, "
+        f"test {te['sims']:,} sims / {te['rows']:,} graphs in {_count(len(te['shards']), 'shard')}"
+    )

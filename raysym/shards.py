@@ -301,6 +301,14 @@ def write_dataset(
                 out.rmdir()
             os.rename(tmp, out)
         except OSError:
+            # Another writer of the same dataset finished first (two sweeps sharing data, started together):
+            # theirs is the same data (same parameters and seed), so it is used and this copy dropped.
+            try:
+                theirs = _check_output(out, params)
+            except UserError:
+                theirs = None
+            if theirs is not None:
+                return WriteResult(out, theirs, reused=True, seconds=time.perf_counter() - start)
             raise UserError(
                 f"{out} was filled by something else while this run was writing (another raysym "
                 "simulate with the same --out?). Its contents were left alone and this run's data "
@@ -588,18 +596,3 @@ def load_dataset(
     train, report = read_split(path, "train", prune_k, engine=engine, verify=verify)
     test, _ = read_split(path, "test", None, engine=engine, verify=verify)
     return GraphDataset(train=train, test=test, manifest=read_manifest(path), prune=report)
-
-
-def _count(k: int, noun: str) -> str:
-    return f"{k} {noun}" if k == 1 else f"{k} {noun}s"
-
-
-def describe(manifest: dict[str, Any]) -> str:
-    """A few human lines about a manifest (for the CLI)."""
-    p = manifest["params"]
-    tr, te = manifest["splits"]["train"], manifest["splits"]["test"]
-    return (
-        f"{p['system']} {p['dim']}D, {p['particles']} particles, dt={p['dt']:g}, seed={p['seed']}: "
-        f"train {tr['sims']:,} sims / {tr['rows']:,} graphs in {_count(len(tr['shards']), 'shard')}, "
-        f"test {te['sims']:,} sims / {te['rows']:,} graphs in {_count(len(te['shards']), 'shard')}"
-    )

@@ -2,10 +2,10 @@
 round-three table lists them with their exit status and message). Every case here ends with exit 2, one
 paragraph naming the problem and the fix, no traceback, and nothing written under the output it names.
 
-Seven of them ended in a traceback or a hang before this round's fixes: an ftp:// tracking URI, a
-cluster address nothing answers at (Ray retried for minutes), an Optuna store whose database driver is
-missing, a report folder that cannot be created, a sweep asking for PySR on a machine without Julia
-(the refusal came only after the first trial had trained), a dataset path that is a file, /proc as output.
+Before this round's fixes four ended in a traceback or a hang (an ftp:// tracking URI, a cluster address
+nothing answers at: Ray retried for minutes, an Optuna store whose database driver is missing, a report
+folder that cannot be created), a sweep asking for PySR without Julia was refused only after its first
+trial had trained, and three named the wrong problem (a dataset path that is a file, /proc as output).
 """
 
 from __future__ import annotations

@@ -130,3 +130,30 @@ def test_a_distillation_pool_no_node_can_host_fails_instead_of_hanging(local_ray
     # the job waits for its actor to start, and says so (it is not "running" on an actor that never started)
     assert said[0] == "distill: 1 job(s) (1 edge) on 1 actor(s)"
     assert "0/1 jobs done, 0 running, 1 waiting for an actor" in said[1]
+
+
+def test_two_sweeps_on_one_storage_and_one_dataset_started_together_both_finish(tmp_path):
+    """Issue 28, class 5: two different sweeps (two names) on one storage folder, sharing one dataset, started
+    at the same moment as two programs. Each has its own lock, Tune folder, local Ray and MLflow parent run; the
+    dataset both need is written by whichever finishes first and used by the other (before: the second
+    stopped with "was filled by something else")."""
+    import subprocess
+    import sys
+
+    procs = {}
+    for name in ("left", "right"):
+        path = write_yaml(tmp_path / f"{name}.yaml", sweep_dict(tmp_path, name=name, trials={"epochs": 1}))
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "raysym.cli", "sweep", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-2000:]
+        assert "2 of 2 trials finished" in out and "Traceback" not in err
+    assert len(list((tmp_path / "data").iterdir())) == 1  # one dataset; no hidden half-written copy left
+    parents = [r for r in mlflow_runs(tmp_path)[1] if "mlflow.parentRunId" not in r.data.tags]
+    assert sorted(r.info.run_name for r in parents) == ["left", "right"]
+    assert all(r.info.status == "FINISHED" for r in parents)

@@ -22,7 +22,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     (
         "foundations",
         {"errors", "names", "physics", "schedules", "strict", "outputs", "track", "_ray", "graph"}
-        | {"metrics", "expressions", "potential", "trial_folder", "trial_kind"},
+        | {"metrics", "expressions", "potential", "trial_folder", "trial_kind", "track_writer", "disk"},
     ),
     ("configs", {"sweep_sections", "halo_config", "config", "regularizers"}),
     ("simulation, models, symbolic regression", {"simulate", "model", "newtonian", "hgn", "distill"}),
@@ -35,7 +35,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("reports", {"report_cells", "report_figures", "report_halos", "report_nbody", "report"}),
     # Trial kinds (raysym.trial_kind): found by name, so the floors below ask a kind without importing it
     ("trial kinds", {"kind_nbody", "kind_halos"}),
-    ("sweeps", {"_optuna", "sweep_tracking", "sweep"}),
+    ("sweeps", {"_optuna", "sweep_tracking", "sweep_results", "sweep"}),
     ("command line and Python API", {"cli_common", "cli_trials", "cli", "api", "__init__"}),
 ]
 FLOOR = {module: level for level, (_, modules) in enumerate(FLOORS) for module in modules}
