@@ -7,6 +7,7 @@ traceback; argparse's own usage errors also exit with 2.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import textwrap
@@ -444,6 +445,9 @@ def entry() -> None:
         code = main()
     except KeyboardInterrupt:  # pressed again before main could answer the first
         code = 130
+    except BrokenPipeError:  # the reader went away (`raysym inspect DATA | head`): not an error of raysym's
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would raise again
+        code = 141
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _shutdown_ray()
     sys.exit(code)
