@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raysym import physics, regularizers
+from raysym import disk, physics, regularizers
 from raysym.config import TrainConfig
 from raysym.errors import UserError
 from raysym.graph import node_features
@@ -122,8 +122,15 @@ def load_training_data(cfg: TrainConfig):
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as exc:
+        # torch reports a write cut short by a full disk as "unexpected pos ..." without the errno: the
+        # free space left says what happened
+        if disk.is_full(exc) or disk.free_bytes(path.parent) < 2**20:
+            raise disk.explain(exc, f"writing the checkpoint {path}") from None
+        raise
 
 
 ACPCR_TOL = 0.02  # the follow-up study's tolerance on each predicted acceleration component
