@@ -49,6 +49,7 @@ from raysym.sweep_tracking import (
     Distiller,
     distil_left_over,
     distill_summaries,
+    saved_trials,
     tracking_callback,
     verdict_of,
 )
@@ -544,13 +545,11 @@ def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | Non
 
 def _unfinished_trials(path: str) -> set[str]:
     """Ids of the trials an interrupted Tune run saved as not yet done."""
-    from ray.tune import ExperimentAnalysis
-
     try:
-        analysis = ExperimentAnalysis(path)
+        trials = saved_trials(path)
     except Exception:  # no saved state (e.g. remote storage not readable here): nothing to report
         return set()
-    return {t.trial_id for t in analysis.trials if t.status in ("PENDING", "RUNNING", "PAUSED")}
+    return {t.trial_id for t in trials if t.status in ("PENDING", "RUNNING", "PAUSED")}
 
 
 def _trial_name(trial) -> str:

@@ -330,9 +330,7 @@ def distil_left_over(path: str, tracker: track.MLflowTracker, distiller: Distill
     """Hand the distiller every trial that finished training before the sweep stopped but was never
     distilled or rolled out: Tune calls ``on_trial_complete`` once, so a distillation cut short by Ctrl-C or
     a killed driver would otherwise be lost for good (the trial is done as far as Tune is concerned)."""
-    from ray.tune import ExperimentAnalysis
-
-    for trial in ExperimentAnalysis(path).trials:
+    for trial in saved_trials(path):
         result = trial.last_result or {}
         finished = result.get("done_training") and result.get("status") != "diverged"
         if trial.status != "TERMINATED" or not finished or trial.checkpoint is None:
@@ -351,6 +349,22 @@ def distil_left_over(path: str, tracker: track.MLflowTracker, distiller: Distill
         say(f"{key}: trained before the sweep stopped, but its {missing} did not finish; running it now")
         with trial.checkpoint.as_directory() as folder:
             distiller.submit(key, trial.trial_id, folder, run_id, rollout_only=missing == "rollout")
+
+
+def saved_trials(path: str) -> list:
+    """The trials of the Tune experiment saved at ``path``. Tune warns, one line per trial, about every trial that
+    has reported nothing yet (the pending ones of an interrupted sweep): normal here, so not shown."""
+    import logging
+
+    from ray.tune import ExperimentAnalysis
+
+    log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return ExperimentAnalysis(path).trials
+    finally:
+        log.setLevel(level)
 
 
 def rollout_metrics(folder: Path, cfg, key: str) -> dict[str, Any]:
