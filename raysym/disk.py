@@ -148,6 +148,9 @@ def guard_callback(folders: dict[str, str], reserve_mb: float, storage: str, res
                 self.checked = time.monotonic()
                 require_free(folders, reserve_mb, f"The sweep stopped here, its progress saved: {resume_hint}")
 
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            self.on_trial_error(iteration, trials, trial)  # a retry on a full disk would only fail again
+
         def on_trial_error(self, iteration, trials, trial, **info):
             if any(text in text_of_trial_error(trial) for text in _FULL_TEXT):
                 raise DiskFull(
