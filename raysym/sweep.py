@@ -482,9 +482,9 @@ def _tune(
         writer.flush()  # an interrupted sweep's last writes (Tune skips on_experiment_end then)
     except Exception as exc:  # noqa: BLE001 -- Tune wraps what its callbacks raise
         cause = _cause(exc, track.TrackingUnavailable) or _cause(exc, disk.DiskFull)
-        if cause is None and disk.is_full(exc):  # a write of Tune's own, in the driver
+        if cause is None and disk.is_full(exc):  # a write of Tune's own (a trial's checkpoint, its state)
             cause = disk.explain(
-                exc, "the sweep's bookkeeping (Tune's state, results)", "continue the sweep with --resume"
+                exc, "writing the sweep's files (checkpoints, Tune's state)", "continue it with --resume"
             )
         _flush_quietly(writer, cfg.tracking.patience_s)
         if cause is None:
