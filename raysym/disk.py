@@ -105,13 +105,18 @@ def text_of_trial_error(trial: Any) -> str:
 
 
 class _OneLineWhenFull(logging.Filter):
-    """Tune's syncer logs a failed copy of its state with the whole traceback as the message: on a full disk,
-    one line instead (the guard's paragraph follows), once."""
+    """Tune's syncer logs a failed copy of its files with the whole traceback as the message: on a full disk,
+    one line instead (the guard's paragraph follows), once; for a temporary file renamed under it, nothing."""
 
     said = False
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not any(text in record.getMessage() for text in _FULL_TEXT):
+        message = record.getMessage()
+        if ".tmp-" in message and "No such file or directory" in message:
+            # Tune listed a file raysym was still writing under its temporary name, which was renamed before
+            # the copy: the next sync copies the finished file, so the traceback is noise
+            return False
+        if not any(text in message for text in _FULL_TEXT):
             return True
         if self.said:
             return False

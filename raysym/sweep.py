@@ -245,9 +245,6 @@ def run_sweep(
         say(text)
         return SweepOutcome([], path, None, text)
 
-    track.check_reachable(cfg.tracking.uri)
-    if cfg.search.kind == "optuna":
-        optuna_storage(cfg.search.storage)
     if "://" not in path:
         track.check_writable_folder(path, "The sweep's Tune folder", "storage")
         # Only data still to be made needs a writable root: a read-only one holding every dataset is used
@@ -257,6 +254,10 @@ def run_sweep(
             track.check_writable_folder(cfg.data_root, "The data folder", "data.root")
         folders = disk_folders(cfg, path, with_data=not made)
         disk.require_free(folders, cfg.resources.disk_reserve_mb, "Nothing was started.")
+    # The stores last: opening a new sqlite store creates its file, which a refusal above must not leave behind
+    track.check_reachable(cfg.tracking.uri)
+    if cfg.search.kind == "optuna":
+        optuna_storage(cfg.search.storage)
     with sweep_lock(path, cfg.name):
         return _run_locked(cfg, specs, path, address, resume, say, verbose)
 

@@ -222,6 +222,7 @@ def _check_sqlite(uri: str, path: Path) -> None:
                 f"The MLflow database {uri} cannot be created: the folder {path.parent} is not writable. "
                 f"Make it writable or {fix}."
             )
+        _create_store(uri, path)
         return
     try:
         with open(path, "rb") as fh:
@@ -240,6 +241,21 @@ def _check_sqlite(uri: str, path: Path) -> None:
         raise UserError(
             f"The MLflow database {uri} is read-only here: {where} is not writable. Make it writable or {fix}."
         )
+    _create_store(uri, path)  # a file another program has only begun: wait until its tables are made
+
+
+def _create_store(uri: str, path: Path) -> None:
+    """Make a new sqlite store's tables while holding a lock beside it (``.<name>.raysym-lock``). Two programs
+    that open a brand-new file at the same instant (two sweeps started together) both tried to create its
+    tables, and one failed with "table experiments already exists". The second waits here, then finds
+    the tables made."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: left to MLflow
+        return
+    with open(path.with_name(f".{path.name}.raysym-lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, however this process ends
+        PatientClient(uri).search_experiments(max_results=1)  # opening the store makes its tables
 
 
 def check_writable_folder(folder: str | Path, what: str, key: str) -> None:

@@ -134,15 +134,20 @@ def test_a_distillation_pool_no_node_can_host_fails_instead_of_hanging(local_ray
 
 def test_two_sweeps_on_one_storage_and_one_dataset_started_together_both_finish(tmp_path):
     """Issue 28, class 5: two different sweeps (two names) on one storage folder, sharing one dataset, started
-    at the same moment as two programs. Each has its own lock, Tune folder, local Ray and MLflow parent run; the
+    seconds apart, as two programs. Each has its own lock, Tune folder, local Ray and MLflow parent run; the
     dataset both need is written by whichever finishes first and used by the other (before: the second
     stopped with "was filled by something else")."""
     import subprocess
     import sys
 
+    from helpers import _wait_for
+
     procs = {}
     for name in ("left", "right"):
         path = write_yaml(tmp_path / f"{name}.yaml", sweep_dict(tmp_path, name=name, trials={"epochs": 1}))
+        if name == "right":  # once the first is writing the dataset (two Rays starting in the same instant
+            # could race for a port, which is not what this test is about)
+            _wait_for(lambda: (tmp_path / "data").is_dir() and any((tmp_path / "data").iterdir()), seconds=300)
         procs[name] = subprocess.Popen(
             [sys.executable, "-m", "raysym.cli", "sweep", str(path)],
             stdout=subprocess.PIPE,
