@@ -27,24 +27,34 @@ def test_a_real_mlflow_store_receives_the_queued_writes(tmp_path):
     assert tracker.logged_steps(run.result(), "test/mae") == {0, 1, 2}
 
 
+def _callback_and_trial(tmp_path, patience_s: float):
+    """The sweep's tracking callback on a fresh sqlite store, with a stand-in for Tune's Trial as the hooks read
+    it (its id, config, checkpoint and last result): the hooks are what these tests are about."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, trials={"model": "bottleneck"}))
+    (spec,) = plan(cfg)
+    tracker = track.MLflowTracker(uri, "tests", patience_s=patience_s)
+    parent = tracker.start_sweep("tiny", {})
+    writer = track_writer.start(uri)
+    callback = tracking_callback(tracker, parent, {spec.key: spec}, cfg.swept_keys())
+    trial = types.SimpleNamespace(trial_id="abc_00000", config={"key": spec.key}, checkpoint=None, last_result={})
+    return tracker, parent, writer, callback, trial
+
+
+def _locked(db):
+    """Another program's connection holding ``db`` in an exclusive write transaction (COMMIT to let go)."""
+    lock = sqlite3.connect(db, timeout=60, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    return lock
+
+
 def test_the_callbacks_hooks_return_while_the_store_is_locked_and_their_writes_land_after(tmp_path):
     """Another program holds mlflow.db in an exclusive write transaction while Tune reports a trial's start and
     three epochs. Written in place, the first hook would wait the store's patience (3 s here) and then raise
     TrackingUnavailable (the sweep's end); queued, every hook returns while the lock is still held, and the
     writes land once it is released, in order, one point per epoch."""
-    db = tmp_path / "mlflow.db"
-    uri = f"sqlite:///{db}"
-    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, trials={"model": "bottleneck"}))
-    (spec,) = plan(cfg)
-    tracker = track.MLflowTracker(uri, "tests", patience_s=3)
-    parent = tracker.start_sweep("tiny", {})
-    writer = track_writer.start(uri)
-    callback = tracking_callback(tracker, parent, {spec.key: spec}, cfg.swept_keys())
-    # Tune's Trial as the hooks read it (its id, config and last result): the hooks are what is tested here
-    trial = types.SimpleNamespace(trial_id="abc_00000", config={"key": spec.key}, checkpoint=None, last_result={})
-
-    lock = sqlite3.connect(db, timeout=60, isolation_level=None)
-    lock.execute("BEGIN EXCLUSIVE")
+    tracker, parent, writer, callback, trial = _callback_and_trial(tmp_path, patience_s=3)
+    lock = _locked(tmp_path / "mlflow.db")
     try:
         callback.on_trial_start(0, [], trial)
         for epoch in (1, 2, 3):
@@ -71,17 +81,8 @@ def test_a_write_that_fails_ends_the_sweep_from_tunes_loop(tmp_path):
     Tune's loop raises the store's one-paragraph error (as a write in place did)."""
     import pytest
 
-    db = tmp_path / "mlflow.db"
-    uri = f"sqlite:///{db}"
-    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, trials={"model": "bottleneck"}))
-    (spec,) = plan(cfg)
-    tracker = track.MLflowTracker(uri, "tests", patience_s=2)
-    parent = tracker.start_sweep("tiny", {})
-    track_writer.start(uri)
-    callback = tracking_callback(tracker, parent, {spec.key: spec}, cfg.swept_keys())
-    trial = types.SimpleNamespace(trial_id="abc_00000", config={"key": spec.key}, checkpoint=None, last_result={})
-    lock = sqlite3.connect(db, timeout=60, isolation_level=None)
-    lock.execute("BEGIN EXCLUSIVE")
+    _, _, _, callback, trial = _callback_and_trial(tmp_path, patience_s=2)
+    lock = _locked(tmp_path / "mlflow.db")
     try:
         callback.on_trial_start(0, [], trial)
         failed = callback.runs["abc_00000"].exception()  # the writer thread waits out the 2 s of patience
