@@ -22,8 +22,10 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -368,7 +370,8 @@ def _run_locked(
     try:
         return _tune(cfg, specs, path, record, resume, tracker, parent_id, say, verbose)
     except BaseException as exc:
-        _end_parent_after(tracker, parent_id, exc)
+        with _ctrl_c_held():
+            _end_parent_after(tracker, parent_id, exc)
         if local and not existed and not _has_tune_state(path):
             # Tune failed before it saved any state: what it left (tuner.pkl, a marker, the plan) cannot be
             # resumed and would only block starting the sweep again.
@@ -487,12 +490,14 @@ def _tune(
             cause = disk.explain(
                 exc, "writing the sweep's files (checkpoints, Tune's state)", "continue it with --resume"
             )
-        _flush_quietly(writer, cfg.tracking.patience_s)
+        with _ctrl_c_held():
+            _flush_quietly(writer, cfg.tracking.patience_s)
         if cause is None:
             raise
         raise cause from None
     except BaseException:
-        _flush_quietly(writer, cfg.tracking.patience_s)  # before the parent run is ended KILLED
+        with _ctrl_c_held():  # a Ctrl-C pressed again must not cut this short (the runs would stay RUNNING)
+            _flush_quietly(writer, cfg.tracking.patience_s)  # before the parent run is ended KILLED
         raise
     summaries = distill_summaries(Path(path) / "distill") if cfg.distill is not None else {}
     by_key = {s.key: s for s in specs}
@@ -522,6 +527,22 @@ def _tune(
     tracker.set_tags(parent_id, {"raysym.failed_trials": failed})
     tracker.end_run(parent_id, "FINISHED")
     return SweepOutcome(rows, path, parent_id, table)
+
+
+@contextlib.contextmanager
+def _ctrl_c_held():
+    """Ignore Ctrl-C while an interrupted sweep records its end. Users press it two or three times; Tune
+    answers the first, the second interrupts Tune's own stop, and a third landing in the middle of this
+    clean-up once left the writer thread's queued MLflow writes to land after the runs were ended KILLED (a
+    trial run left RUNNING for ever). The clean-up is bounded by the store's patience."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def _flush_quietly(writer: track_writer.Writer, timeout: float) -> None:

@@ -69,3 +69,31 @@ def test_start_replaces_a_stores_writer_after_its_writes_and_current_finds_it():
     second = track_writer.start("test://shared")  # finishes the first writer's queue
     assert out == [1] and second is not first
     assert track_writer.current("test://shared") is second
+
+
+def test_a_ctrl_c_pressed_again_during_an_interrupted_sweeps_clean_up_does_not_cut_its_writes_short():
+    """The CI failure of stop 35: a third Ctrl-C landed in the flush of an interrupted sweep, the flush
+    swallowed it and returned early, and a queued write landed after the runs were ended KILLED. Without
+    the guard the early return shows here; with it, every queued write is done when the flush returns."""
+    import os
+    import signal
+
+    from raysym import sweep
+
+    def press_ctrl_c_soon():
+        threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    writer = track_writer.Writer("test://interrupted")
+    slow = writer.submit(time.sleep, 0.6)
+    press_ctrl_c_soon()
+    sweep._flush_quietly(writer, 5.0)  # unguarded: the KeyboardInterrupt ends the wait early
+    assert not slow.done()
+    writer.flush()
+
+    slow = writer.submit(time.sleep, 0.6)
+    with sweep._ctrl_c_held():
+        press_ctrl_c_soon()
+        sweep._flush_quietly(writer, 5.0)
+        assert slow.done()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards
+    writer.close()
