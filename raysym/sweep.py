@@ -434,9 +434,13 @@ def _tune(
     # experiment snapshots they trigger is noise for trials of this size.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if local:
-        # Save the experiment state after every step (Tune's "auto" default spaces the saves out), so that
-        # a driver killed outright (SIGKILL, a lost head node) resumes without re-running finished trials.
-        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+        # Save the experiment state once a second (Tune's "auto" default waits 10 s or more), so that a driver
+        # killed outright (SIGKILL, a lost head node) resumes without re-running trials that had finished.
+        # Not after every step: Tune's loop steps ten times a second when idle, and a save writes and copies
+        # the whole state (0.5 MB for 24 trials), which took most of the driver's CPU (BENCHMARKS.md, "A
+        # quiet driver"). A trial that ended in the last second before a kill is resumed at its final
+        # checkpoint and reports its end again; the tracking callback logs and distils it once.
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     r = cfg.resources
     fn = tune.with_resources(
         tune.with_parameters(

@@ -50,10 +50,11 @@ def tracking_callback(
             self.per_epoch: dict[str, set[str]] = {}  # trial id -> the metric keys of its per-epoch results
             self.epochs_logged: dict[str, set[int]] = {}  # trial id -> the epochs logged to MLflow
             self.backfilled: set[str] = set()  # trials whose missing epochs were looked up (_backfill)
+            self.final_logged: set[str] = set()  # trials whose final result is in MLflow
 
         # Tune pickles its callbacks with the experiment (for --resume): run ids are found again in MLflow.
         def __getstate__(self) -> dict[str, Any]:
-            return {"runs": {}, "per_epoch": {}, "epochs_logged": {}, "backfilled": set()}
+            return {"runs": {}, "per_epoch": {}, "epochs_logged": {}, "backfilled": set(), "final_logged": set()}
 
         @property
         def writer(self) -> track_writer.Writer:
@@ -78,6 +79,10 @@ def tracking_callback(
             # A resumed trial's run holds the epochs logged before the stop (an interrupt, a killed
             # driver): they come from MLflow itself, so that none is logged twice.
             self.epochs_logged.setdefault(trial_id, set()).update(tracker.logged_steps(run_id, "test/mae"))
+            # Tune saves its state once a second (raysym.sweep), so a driver killed within a second of a trial's
+            # end resumes it from its final checkpoint, and the trial reports its final result again.
+            if tracker.logged_steps(run_id, "epochs_done"):
+                self.final_logged.add(trial_id)
             return run_id
 
         def on_trial_start(self, iteration, trials, trial, **info):
@@ -90,6 +95,9 @@ def tracking_callback(
             keys = [k for k in result if "/" in k or k in ("status", "reason", "epochs_done")]
             seen = self.per_epoch.setdefault(trial_id, set())
             if result.get("done_training"):  # the per-epoch curves are logged already; the rest is new
+                if trial_id in self.final_logged:  # reported again by a trial resumed at its end: logged once
+                    return
+                self.final_logged.add(trial_id)
                 keys = [k for k in keys if k not in seen]
             else:
                 # A worker killed while its epoch's report was in flight can leave MLflow with that epoch
@@ -135,9 +143,14 @@ def tracking_callback(
             }
             self.writer.submit(self._complete_write, run, trial.checkpoint, resolved, result)
             finished = result.get("done_training") and result.get("status") != "diverged"
-            if distiller is not None and finished and trial.checkpoint is not None:
+            if distiller is None or not finished or trial.checkpoint is None:
+                return
+            # A trial resumed at its end (a driver killed within a second of it: _open_write) may have been
+            # distilled, or distilled but not rolled out, before the stop: only what is left runs.
+            missing = distiller.left_to_do(spec.key, trial.trial_id)
+            if missing is not None:
                 with trial.checkpoint.as_directory() as folder:
-                    distiller.submit(spec.key, trial.trial_id, folder, run)
+                    distiller.submit(spec.key, trial.trial_id, folder, run, rollout_only=missing == "rollout")
 
         @staticmethod
         def _complete_write(run_id: str, checkpoint, resolved: dict[str, Any], result: dict[str, Any]) -> None:

@@ -92,3 +92,48 @@ def test_a_write_that_fails_ends_the_sweep_from_tunes_loop(tmp_path):
     finally:
         lock.execute("COMMIT")
         lock.close()
+
+
+def test_a_trial_resumed_at_its_end_is_logged_and_distilled_once(tmp_path):
+    """Tune saves its state once a second, so a driver killed within a second of a trial's end resumes the
+    trial at its final checkpoint, and the trial reports its end again to a new driver's callback. Its final
+    metrics are in MLflow and its distillation on disk already: the second report adds no metric point, and
+    the distiller is not asked again."""
+    from ray import tune
+
+    from raysym.sweep_tracking import Distiller
+
+    tracker, parent, writer, first, trial = _callback_and_trial(tmp_path, patience_s=10)
+    final = {"epoch": 2, "done_training": True, "status": "ok", "epochs_done": 2, "test/mae": 0.1}
+    first.on_trial_start(0, [], trial)
+    for epoch in (1, 2):
+        first.on_trial_result(0, [], trial, {"epoch": epoch, "test/mae": 0.5 / epoch})
+    first.on_trial_result(0, [], trial, final)
+    trial.last_result = final
+    first.on_trial_complete(0, [], trial)
+    writer.flush()
+
+    # The driver killed and started again: a new callback, with a distiller whose work for the trial is on disk.
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, trials={"model": "bottleneck"}, distill={"backend": "operon"}))
+    (spec,) = plan(cfg)
+    key = trial.config["key"]
+    distilled = tmp_path / "distill" / f"{key}_{trial.trial_id}" / "distill"
+    distilled.mkdir(parents=True)
+    (distilled / "summary.json").write_text("{}")
+    folder = tmp_path / "final_checkpoint"
+    folder.mkdir()
+    (folder / "checkpoint.pt").write_bytes(b"")
+    trial.checkpoint = tune.Checkpoint.from_directory(str(folder))
+    distiller = Distiller(cfg, tracker, tmp_path / "distill")
+    second = tracking_callback(tracker, parent, {spec.key: spec}, cfg.swept_keys(), distiller)
+    second.on_trial_start(0, [], trial)
+    second.on_trial_result(0, [], trial, final)  # its end, reported again
+    second.on_trial_complete(0, [], trial)
+    writer.flush()
+
+    run_id = second.runs[trial.trial_id].result()
+    assert run_id == first.runs[trial.trial_id].result()  # the same run, found again in MLflow
+    assert [m.step for m in tracker.client.get_metric_history(run_id, "epochs_done")] == [2]
+    assert sorted(m.step for m in tracker.client.get_metric_history(run_id, "test/mae")) == [1, 2]
+    assert distiller.pending == {}  # not handed to the distiller a second time
+    assert tracker.client.get_run(run_id).info.status == "FINISHED"

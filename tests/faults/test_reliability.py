@@ -24,6 +24,7 @@ from raysym.cli import main
 from raysym.config import SweepConfig, from_dict
 from raysym.errors import UserError
 from raysym.sweep import run_sweep
+from raysym.sweep_tracking import saved_trials
 
 # Trials slow enough (about a second an epoch) for a fault to land in the middle of an epoch.
 SLOW_DATA = {"sims": 120, "test_sims": 10, "steps": 500, "stride": 5}
@@ -141,6 +142,14 @@ def test_driver_killed_outright_then_resumed_runs_no_finished_trial_again(tmp_pa
             assert client.get_metric_history(run.info.run_id, "messages/r2_force").__len__() == 1
 
 
+def _saved_done(experiment: Path) -> bool:
+    """Whether Tune's saved state of the sweep at ``experiment`` has a trial marked done (TERMINATED)."""
+    try:
+        return any(t.status == "TERMINATED" for t in saved_trials(str(experiment)))
+    except Exception:  # not saved yet, or caught in the middle of Tune's copy of it
+        return False
+
+
 def test_driver_killed_during_distillation_then_resumed_distils_the_trial(tmp_path):
     """SIGKILL of `raysym sweep` while its first trained trial is being distilled and the second waits or
     trains (issue 28, 1c): Tune had marked the first done, so before the fix --resume said "finished" with law
@@ -165,7 +174,10 @@ def test_driver_killed_during_distillation_then_resumed_distils_the_trial(tmp_pa
         if first.poll() is not None:
             pytest.fail(f"the sweep ended before it was killed: {(tmp_path / 'first.log').read_text()[-3000:]}")
         started = list(distill_root.glob("t000_*/checkpoint.pt"))
-        return started and not list(distill_root.glob("t000_*/distill/summary.json"))
+        # and Tune's saved state (written once a second) has the trial done: the case this test is about
+        return (
+            started and not list(distill_root.glob("t000_*/distill/summary.json")) and _saved_done(distill_root.parent)
+        )
 
     try:
         _wait_for(distilling, seconds=900)

@@ -1,0 +1,162 @@
+"""What a sweep costs per trial beyond the trial's own work: raysym against bare Ray Tune (issue 29, item 1).
+
+Usage:
+    python benchmarks/sweep_overhead.py [--extra 20] [--base 2] [--gpus-per-trial 0] [--repeats 1]
+    python benchmarks/sweep_overhead.py --smoke      # the smallest run that exercises every step (CI, device.sh)
+
+Both sides run trivial trials, each in a fresh process as a user would start them (local Ray started and
+stopped inside the measurement):
+
+- raysym: `raysym sweep` of ``n`` trials that train the bottleneck GN for 1 epoch with 8 hidden units on
+  20 simulations of 2D spring (seeds 0..n-1 as the grid), tracked in a sqlite MLflow store, no distillation;
+- bare Ray Tune: `Tuner.fit()` of ``n`` trials of a function trainable that reports once, with the same
+  resources per trial and the same storage kind (a local folder).
+
+Each side runs ``base`` and ``base + extra`` trials; the marginal cost of a trial is
+(cost of base + extra - cost of base) / extra, so what both pay once (Python and Ray start-up, the dataset
+made before the runs) cancels. Cost is the CPU time of the whole machine (/proc/stat: user, nice, system,
+irq, softirq; Ray's daemons and trial workers included) and wall time. Printed: both sides' marginal
+core-seconds and wall seconds per trial and their ratio raysym / bare. The machine should be otherwise
+idle: the script measures the background load before it starts and says so when it is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / CLK_TCK
+
+
+def background_load(seconds: float = 3.0) -> float:
+    """Cores busy while nothing of this benchmark runs (0 on a quiet machine)."""
+    before, start = machine_cpu_seconds(), time.perf_counter()
+    time.sleep(seconds)
+    return (machine_cpu_seconds() - before) / (time.perf_counter() - start)
+
+
+def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """(machine core-seconds, wall seconds) of running ``cmd`` to its end; a failure stops the benchmark."""
+    cpu0, wall0 = machine_cpu_seconds(), time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - wall0, machine_cpu_seconds() - cpu0
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}")
+    return cpu, wall
+
+
+def raysym_config(root: Path, n: int, tag: str, gpus: float) -> Path:
+    cfg = {
+        "name": f"overhead_{tag}_{n}",
+        "storage": str(root / "runs"),
+        "data": {"root": str(root / "data"), "system": "spring", "dim": 2, "particles": 4, "sims": 20,
+                 "test_sims": 5, "steps": 100, "stride": 5, "seed": 0},
+        "trials": {"model": "bottleneck", "epochs": 1, "hidden": 8, "batch_size": 64, "analysis_graphs": 50,
+                   "seed": list(range(n))},
+        "resources": {"cpus_per_trial": 1, "gpus_per_trial": gpus},
+        "tracking": {"uri": f"sqlite:///{root}/mlflow.db", "experiment": "overhead"},
+    }  # fmt: skip
+    path = root / f"{cfg['name']}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def bare_tune(n: int, storage: str, gpus: float) -> None:
+    """The reference: what a user of Ray Tune alone would write for ``n`` trivial trials."""
+    from ray import tune
+
+    def trainable(config):
+        tune.report({"loss": float(config["seed"])})
+
+    fn = tune.with_resources(trainable, {"cpu": 1, "gpu": gpus})
+    tuner = tune.Tuner(
+        fn,
+        param_space={"seed": tune.grid_search(list(range(n)))},
+        run_config=tune.RunConfig(name=f"bare_{n}", storage_path=storage, verbose=0),
+    )
+    tuner.fit()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--extra", type=int, default=20, help="trials added to the base sweep (default 20)")
+    ap.add_argument("--base", type=int, default=2, help="trials of the base sweep (default 2)")
+    ap.add_argument("--repeats", type=int, default=1, help="measure each side this many times (default 1)")
+    ap.add_argument("--gpus-per-trial", type=float, default=0.0, help="0.25: four trials share a GPU")
+    ap.add_argument("--smoke", action="store_true", help="1 extra trial over a base of 1: checks, not figures")
+    ap.add_argument("--results", default=None, help="append the figures to this JSON-lines file")
+    ap.add_argument("--bare", type=int, default=None, help=argparse.SUPPRESS)  # internal: one bare Tune run
+    ap.add_argument("--storage", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.bare is not None:
+        bare_tune(args.bare, args.storage, args.gpus_per_trial)
+        return
+    if args.smoke:
+        args.base, args.extra, args.repeats = 1, 1, 1
+    if args.base < 1 or args.extra < 1 or args.repeats < 1:
+        sys.exit("--base, --extra and --repeats must be at least 1.")
+
+    load = background_load()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    with tempfile.TemporaryDirectory(prefix="raysym-overhead-") as tmp:
+        root = Path(tmp)
+        # The dataset is made once, outside the measurement (both sides would otherwise differ by it).
+        measure([sys.executable, "-m", "raysym.cli", "sweep", str(raysym_config(root, 1, "warmup", 0.0))], env, root)
+        costs: dict[str, dict[int, list[tuple[float, float]]]] = {"raysym": {}, "bare": {}}
+        for rep in range(args.repeats):
+            for n in (args.base, args.base + args.extra):
+                cfg = raysym_config(root, n, f"r{rep}", args.gpus_per_trial)
+                raysym_cmd = [sys.executable, "-m", "raysym.cli", "sweep", str(cfg)]
+                bare_cmd = [sys.executable, __file__, "--bare", str(n), "--storage", str(root / "bare" / f"r{rep}"),
+                            "--gpus-per-trial", str(args.gpus_per_trial)]  # fmt: skip
+                for side, cmd in (("bare", bare_cmd), ("raysym", raysym_cmd)):
+                    costs[side].setdefault(n, []).append(measure(cmd, env, root))
+                    cpu, wall = costs[side][n][-1]
+                    print(f"  {side:6s} {n:3d} trials: {cpu:7.1f} core-s  {wall:6.1f} s wall", flush=True)
+
+    def marginal(side: str, which: int) -> float:
+        big = min(c[which] for c in costs[side][args.base + args.extra])  # the least disturbed repeat
+        small = min(c[which] for c in costs[side][args.base])
+        return (big - small) / args.extra
+
+    rows = {side: (marginal(side, 0), marginal(side, 1)) for side in ("raysym", "bare")}
+    print(f"\nmarginal cost per trivial trial ({args.extra} extra over {args.base}; machine: {platform.node()}, "
+          f"{os.cpu_count()} cores; background load before the runs {load:.2f} cores)")  # fmt: skip
+    print(f"{'':24s}{'core-seconds':>14s}{'wall seconds':>14s}")
+    for side, label in (("raysym", "raysym sweep"), ("bare", "bare Ray Tune")):
+        print(f"{label:24s}{rows[side][0]:14.2f}{rows[side][1]:14.2f}")
+    ratio = tuple(rows["raysym"][i] / rows["bare"][i] if rows["bare"][i] > 0 else float("nan") for i in (0, 1))
+    print(f"{'ratio raysym / bare':24s}{ratio[0]:13.2f}x{ratio[1]:13.2f}x")
+    if load > 0.2:
+        print(f"note: {load:.2f} cores were busy before the runs started; these figures are disturbed.")
+    if args.results:
+        record = {
+            "when": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.node(), "cores": os.cpu_count(),
+            "base": args.base, "extra": args.extra, "repeats": args.repeats, "gpus_per_trial": args.gpus_per_trial,
+            "background_load": round(load, 3), "raysym_core_s": rows["raysym"][0], "raysym_wall_s": rows["raysym"][1],
+            "bare_core_s": rows["bare"][0], "bare_wall_s": rows["bare"][1], "ratio_core_s": ratio[0],
+            "ratio_wall_s": ratio[1],
+        }  # fmt: skip
+        with open(args.results, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
