@@ -84,15 +84,25 @@ def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]], kinds: d
     ``config["key"]`` names the trial's spec in ``specs`` (bound with ``tune.with_parameters``, so Tune's
     progress table shows the short key instead of the whole spec).
     """
+    spec = specs[config["key"]]
+    kind = kinds[spec["kind"]]  # resolved on the driver: a kind registered there need not be on the worker
+    cfg = kind.trial_config(spec, config)
+    # The trial's working files live outside Tune's trial folder: on one machine that folder is inside the
+    # tree Tune copies to storage with every save of its state (once a second), and a trial's checkpoint.pt
+    # alone is about 1 MB at 128 units. What lasts is in the checkpoints reported below.
+    work = Path(tempfile.mkdtemp(prefix=f"raysym-{config['key']}-"))
+    try:
+        _train_in(work, kind, cfg, config)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _train_in(work: Path, kind: trial_kind.TrialKind, cfg: Any, config: dict[str, Any]) -> None:
+    """The trainable's work in the folder ``work``: restore, train reporting every epoch, report the end."""
     from ray import tune
 
     from raysym.train import CHECKPOINT
 
-    spec = specs[config["key"]]
-    kind = kinds[spec["kind"]]  # resolved on the driver: a kind registered there need not be on the worker
-    cfg = kind.trial_config(spec, config)
-    work = Path(tune.get_context().get_trial_dir()) / "work"
-    work.mkdir(parents=True, exist_ok=True)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry after a crash, or a resumed sweep
         with checkpoint.as_directory() as folder:
@@ -110,7 +120,7 @@ def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]], kinds: d
             Path(inject["marker"]).write_text(tune.get_context().get_trial_id())
             raise RuntimeError(f"fault injected by {INJECT_ENV} after epoch {epoch}")
 
-    metrics = kind.train(cfg, work, callback=report, resume=True, claim=False)  # the work folder is the sweep's own
+    metrics = kind.train(cfg, work, callback=report, resume=True, claim=False)  # the trial's own folder
     # The final report carries the message analysis and every file of the trial as its checkpoint.
     final = {k: v for k, v in metrics.items() if not isinstance(v, list)}
     for key in ("messages/top_std", "messages/stds_top15"):  # lists: MLflow tags
@@ -453,6 +463,7 @@ def _tune(
     if resume:
         if local:
             disk.repair_state(path, say)  # state files a full disk cut short, from the guard's copies
+            _restore_snapshot_period(path, os.environ["TUNE_GLOBAL_CHECKPOINT_S"])
         tuner = tune.Tuner.restore(path, fn, resume_unfinished=True, resume_errored=True)
         if distiller is not None:
             # Tune restores its own copy of the callback (and of its distiller): this one is ours alone, so it
@@ -547,6 +558,24 @@ def _ctrl_c_held():
         yield
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def _restore_snapshot_period(path: str, period: str) -> None:
+    """Give a resumed sweep this raysym's snapshot period. Tune restores the period from its saved state, so
+    a sweep started by a raysym that saved after every step ("0") kept doing so on every --resume. The
+    state files are rewritten under a temporary name, then renamed; one that cannot be read is left as it
+    is (Tune reports it)."""
+    for state_file in Path(path).glob("experiment_state-*.json"):
+        try:
+            state = json.loads(state_file.read_text())
+            if state["runner_data"].get("_checkpoint_period") == period:
+                continue
+            state["runner_data"]["_checkpoint_period"] = period
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        tmp = state_file.with_name(f".{state_file.name}.raysym-tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, state_file)
 
 
 def _flush_quietly(writer: track_writer.Writer, timeout: float) -> None:

@@ -278,10 +278,21 @@ def _interrupt_then_resume(tmp_path: Path, cfg: dict, presses: int = 1) -> None:
     assert "KeyboardInterrupt" not in out and "Exception ignored" not in out, out[-3000:]  # no traceback
     _, runs = mlflow_runs(tmp_path)
     assert {r.info.status for r in runs} == {"KILLED"}
+    # As a raysym before round four left it: Tune's state saved after every step. Tune restores that period
+    # with the state, so --resume must set it back to raysym's (once a second).
+    for state_file in runs_dir.glob("experiment_state-*.json"):
+        state = json.loads(state_file.read_text())
+        assert state["runner_data"]["_checkpoint_period"] == "1"
+        state["runner_data"]["_checkpoint_period"] = "0"
+        state_file.write_text(json.dumps(state))
 
     second = subprocess.run(cmd + ["--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1800)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "2 of 2 trials finished" in second.stdout
+    periods = {
+        json.loads(f.read_text())["runner_data"]["_checkpoint_period"] for f in runs_dir.glob("experiment_state-*.json")
+    }
+    assert periods == {"1"}
 
 
 def test_interrupted_sweep_resumes_where_it_stopped_without_duplicate_runs(tmp_path):
