@@ -482,6 +482,12 @@ def _tune(
                 scheduler=scheduler,
                 num_samples=cfg.search.trials if optuna else 1,
                 max_concurrent_trials=r.max_concurrent_trials,
+                # One worker trains one trial after another: torch, its compiler front end (imported by the
+                # first optimiser) and matplotlib load once per worker, not once per trial (about 6 of a
+                # trivial trial's 10 CPU-seconds; BENCHMARKS.md, "Sweep overhead"). Each trial seeds
+                # everything it draws from, so a reused worker gives the numbers of a fresh one
+                # (tests/e2e/test_reused_actors.py).
+                reuse_actors=True,
                 trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_name,
             ),
