@@ -125,7 +125,12 @@ def _train_in(work: Path, kind: trial_kind.TrialKind, cfg: Any, config: dict[str
     final = {k: v for k, v in metrics.items() if not isinstance(v, list)}
     for key in ("messages/top_std", "messages/stds_top15"):  # lists: MLflow tags
         final[key] = metrics.get(key)
-    tune.report({**final, "epoch": cfg.epochs, "done_training": True}, checkpoint=tune.Checkpoint.from_directory(work))
+    # The live metrics first here too: a resumed sweep's live table, whose first results are finished
+    # trials', showed four data/* counts as its columns.
+    live = {k: final[k] for k in kind.live_metrics if k in final}
+    tune.report(
+        {**live, **final, "epoch": cfg.epochs, "done_training": True}, checkpoint=tune.Checkpoint.from_directory(work)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
