@@ -35,7 +35,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("reports", {"report_cells", "report_figures", "report_halos", "report_nbody", "report"}),
     # Trial kinds (raysym.trial_kind): found by name, so the floors below ask a kind without importing it
     ("trial kinds", {"kind_nbody", "kind_halos"}),
-    ("sweeps", {"_optuna", "sweep_tracking", "sweep_results", "sweep"}),
+    ("sweeps", {"_optuna", "sweep_tracking", "sweep_results", "sweep_trainable", "sweep"}),
     ("command line and Python API", {"cli_common", "cli_trials", "cli", "api", "__init__"}),
 ]
 FLOOR = {module: level for level, (_, modules) in enumerate(FLOORS) for module in modules}
