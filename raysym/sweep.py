@@ -386,13 +386,12 @@ def _tune(
     # experiment snapshots they trigger is noise for trials of this size.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if local:
-        # Save the experiment state once a second (Tune's "auto" default waits 10 s or more), so that a driver
-        # killed outright (SIGKILL, a lost head node) resumes without re-running trials that had finished.
-        # Not after every step: Tune's loop steps ten times a second when idle, and a save writes and copies
-        # the whole state (0.5 MB for 24 trials), which took most of the driver's CPU (BENCHMARKS.md, "A
-        # quiet driver"). A trial that ended in the last second before a kill is resumed at its final
-        # checkpoint and reports its end again; the tracking callback logs and distils it once.
-        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+        # Save the experiment state after every step (Tune's "auto" default waits 10 s or more), so that a
+        # driver killed outright (SIGKILL, a lost head node) or a sweep stopped by the disk guard resumes from
+        # a state naming checkpoints that still exist (Tune keeps a trial's last two). Once a second cut the
+        # driver's CPU from 17% to 6% of a core (BENCHMARKS.md, "A quiet driver") but left the state a few
+        # checkpoints behind when the disk guard stopped a sweep of fast epochs, and its --resume failed.
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     r = cfg.resources
     fn = tune.with_resources(
         tune.with_parameters(
@@ -510,9 +509,9 @@ def _ctrl_c_held():
 
 def _restore_snapshot_period(path: str, period: str) -> None:
     """Give a resumed sweep this raysym's snapshot period. Tune restores the period from its saved state, so
-    a sweep started by a raysym that saved after every step ("0") kept doing so on every --resume. The
-    state files are rewritten under a temporary name, then renamed; one that cannot be read is left as it
-    is (Tune reports it)."""
+    a sweep started with another one (another raysym, a TUNE_GLOBAL_CHECKPOINT_S of the user's) kept it on
+    every --resume. The state files are rewritten under a temporary name, then renamed; one that cannot be
+    read is left as it is (Tune reports it)."""
     for state_file in Path(path).glob("experiment_state-*.json"):
         try:
             state = json.loads(state_file.read_text())

@@ -79,8 +79,8 @@ def tracking_callback(
             # A resumed trial's run holds the epochs logged before the stop (an interrupt, a killed
             # driver): they come from MLflow itself, so that none is logged twice.
             self.epochs_logged.setdefault(trial_id, set()).update(tracker.logged_steps(run_id, "test/mae"))
-            # Tune saves its state once a second (raysym.sweep), so a driver killed within a second of a trial's
-            # end resumes it from its final checkpoint, and the trial reports its final result again.
+            # A driver killed between a trial's final result and Tune's next save of its state resumes the
+            # trial from its final checkpoint, and the trial reports its final result again.
             if tracker.logged_steps(run_id, "epochs_done"):
                 self.final_logged.add(trial_id)
             return run_id
@@ -145,8 +145,8 @@ def tracking_callback(
             finished = result.get("done_training") and result.get("status") != "diverged"
             if distiller is None or not finished or trial.checkpoint is None:
                 return
-            # A trial resumed at its end (a driver killed within a second of it: _open_write) may have been
-            # distilled, or distilled but not rolled out, before the stop: only what is left runs.
+            # A trial resumed at its end (_open_write) may have been distilled, or distilled but not rolled
+            # out, before the stop: only what is left runs.
             missing = distiller.left_to_do(spec.key, trial.trial_id)
             if missing is not None:
                 with trial.checkpoint.as_directory() as folder:

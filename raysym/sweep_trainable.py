@@ -31,7 +31,7 @@ def trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]], kinds: d
     kind = kinds[spec["kind"]]  # resolved on the driver: a kind registered there need not be on the worker
     cfg = kind.trial_config(spec, config)
     # The trial's working files live outside Tune's trial folder: on one machine that folder is inside the
-    # tree Tune copies to storage with every save of its state (once a second), and a trial's checkpoint.pt
+    # tree Tune copies to storage with every save of its state (after every step), and a trial's checkpoint.pt
     # alone is about 1 MB at 128 units. What lasts is in the checkpoints reported below.
     work = Path(tempfile.mkdtemp(prefix=f"raysym-{config['key']}-"))
     try:

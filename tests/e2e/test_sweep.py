@@ -278,12 +278,12 @@ def _interrupt_then_resume(tmp_path: Path, cfg: dict, presses: int = 1) -> None:
     assert "KeyboardInterrupt" not in out and "Exception ignored" not in out, out[-3000:]  # no traceback
     _, runs = mlflow_runs(tmp_path)
     assert {r.info.status for r in runs} == {"KILLED"}
-    # As a raysym before round four left it: Tune's state saved after every step. Tune restores that period
-    # with the state, so --resume must set it back to raysym's (once a second).
+    # As a sweep started with another period left it (Tune's own default, say). Tune restores the period with
+    # the state, so --resume must set it back to raysym's (after every step).
     for state_file in runs_dir.glob("experiment_state-*.json"):
         state = json.loads(state_file.read_text())
-        assert state["runner_data"]["_checkpoint_period"] == "1"
-        state["runner_data"]["_checkpoint_period"] = "0"
+        assert state["runner_data"]["_checkpoint_period"] == "0"
+        state["runner_data"]["_checkpoint_period"] = "auto"
         state_file.write_text(json.dumps(state))
 
     second = subprocess.run(cmd + ["--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1800)
@@ -292,7 +292,7 @@ def _interrupt_then_resume(tmp_path: Path, cfg: dict, presses: int = 1) -> None:
     periods = {
         json.loads(f.read_text())["runner_data"]["_checkpoint_period"] for f in runs_dir.glob("experiment_state-*.json")
     }
-    assert periods == {"1"}
+    assert periods == {"0"}
 
 
 def test_interrupted_sweep_resumes_where_it_stopped_without_duplicate_runs(tmp_path):

@@ -95,8 +95,8 @@ def test_a_write_that_fails_ends_the_sweep_from_tunes_loop(tmp_path):
 
 
 def test_a_trial_resumed_at_its_end_is_logged_and_distilled_once(tmp_path):
-    """Tune saves its state once a second, so a driver killed within a second of a trial's end resumes the
-    trial at its final checkpoint, and the trial reports its end again to a new driver's callback. Its final
+    """A driver killed between a trial's final result and Tune's next save of its state resumes the trial at
+    its final checkpoint, and the trial reports its end again to a new driver's callback. Its final
     metrics are in MLflow and its distillation on disk already: the second report adds no metric point, and
     the distiller is not asked again."""
     from ray import tune

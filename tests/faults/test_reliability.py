@@ -174,7 +174,7 @@ def test_driver_killed_during_distillation_then_resumed_distils_the_trial(tmp_pa
         if first.poll() is not None:
             pytest.fail(f"the sweep ended before it was killed: {(tmp_path / 'first.log').read_text()[-3000:]}")
         started = list(distill_root.glob("t000_*/checkpoint.pt"))
-        # and Tune's saved state (written once a second) has the trial done: the case this test is about
+        # and Tune's saved state has the trial done: the case this test is about
         return (
             started and not list(distill_root.glob("t000_*/distill/summary.json")) and _saved_done(distill_root.parent)
         )
