@@ -6,6 +6,8 @@ Usage:
     python benchmarks/time_to_law.py --systems spring --dims 2 --models newtonian
     python benchmarks/time_to_law.py --results benchmarks/results/time_to_law.jsonl   # resumes: done rows are kept
     python benchmarks/time_to_law.py --table-only                     # the tables of the rows already measured
+    python benchmarks/time_to_law.py --systems spring --dims 2 --models l1 --hidden 300 --device cuda \
+        --engine local                                                 # paper scale on a GPU without Ray (device.sh)
 
 For each (system, dim, model) row:
 1. data: ``--sims`` simulations made by raysym's simulator and Ray Data shards (cached under
@@ -20,6 +22,10 @@ For each (system, dim, model) row:
 3. distillation: ``raysym.distill_jobs.distill_trial`` (Operon, ``--setting``, ``--samples`` edges per
    job, on a pool of one Ray actor per CPU started for it, as ``raysym distill`` runs it) of the trained
    network, once.
+
+``--engine local`` runs without Ray (a GPU machine where it is not installed): the data are simulated in
+this process (the same data, raysym.shards) and the distillation's jobs run one after another. ``--hidden``
+and ``--device`` change the recipes' width and where training runs (``--hidden 300``: the paper's size).
 
 Seconds are wall time from the call to run_trial (data loading and pruning included, 2-5 s) to the
 first epoch at or above R² 0.99 (and 0.999), to the first epoch with sparse messages (L1), and to the end of
@@ -67,22 +73,24 @@ def is_sparse(m: dict) -> bool:
     return (m.get("val/sparsity_ratio") or 0) >= SPARSE_RATIO and (m.get("val/sparsity_share") or 0) >= SPARSE_SHARE
 
 
-def dataset(root: Path, system: str, dim: int, sims: int) -> Path:
+def dataset(root: Path, system: str, dim: int, sims: int, engine: str = "ray") -> Path:
     cfg = SimulationConfig(system=system, dim=dim, sims=sims)
     out = root / f"{system}-{dim}d-{sims}"
-    shards.write_dataset(cfg, out)  # reuses an identical dataset (checksums verified)
+    shards.write_dataset(cfg, out, engine=engine)  # reuses an identical dataset (checksums verified)
     return out
 
 
 def one_row(system: str, dim: int, model: str, args) -> dict:
-    data = dataset(Path(args.data_root), system, dim, args.sims)
+    data = dataset(Path(args.data_root), system, dim, args.sims, args.engine)
     cap_s = 60 * {"newtonian": args.newtonian_cap_min, "l1": args.l1_cap_min}.get(model, args.cap_min)
     recipe = dict(RECIPES[model])
+    if args.hidden is not None:
+        recipe["hidden"] = args.hidden
     steps = recipe.pop("steps")
     epochs = max(
         1, math.ceil(steps / math.ceil(shards.training_graphs(data, TrainConfig.prune_k) / recipe["batch_size"]))
     )
-    cfg = TrainConfig(data=str(data), seed=args.seed, epochs=epochs, **recipe)
+    cfg = TrainConfig(data=str(data), seed=args.seed, epochs=epochs, device=args.device, **recipe)
     target = TARGETS[model]
     trial = Path(args.runs) / f"{system}-{dim}d-{model}"
     first: dict[float, float] = {}
@@ -111,13 +119,14 @@ def one_row(system: str, dim: int, model: str, args) -> dict:
     trained = time.perf_counter() - start
     # As `raysym distill` does: a pool of actors, one per CPU, started now (their CPUs would otherwise be
     # held while Ray Data simulates the next row's data) and stopped after.
-    pool = DistillPool(os.cpu_count() or 1)
+    pool = DistillPool(os.cpu_count() or 1) if args.engine == "ray" else None  # None: one job after another
     try:
         summary = distill_trial(
             trial, DistillConfig(backend="operon", setting=args.setting, samples=args.samples), pool
         )
     finally:
-        pool.shutdown()
+        if pool is not None:
+            pool.shutdown()
     total = time.perf_counter() - start
     recovered = bool(summary.get("distill/recovered"))
     return {
@@ -154,6 +163,8 @@ def one_row(system: str, dim: int, model: str, args) -> dict:
         "gn_mae": summary.get("distill/gn_test_mae"),
         "cap_s": cap_s,
         "target": target,
+        "hidden": cfg.hidden,
+        "device": args.device,
     }
 
 
@@ -235,6 +246,11 @@ def main() -> None:
         "--samples", type=int, default=2000, help="edges per distillation job (default 2000, as the quickstart)"
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hidden", type=int, default=None, help="MLP width of every recipe (default: the recipe's, 128)")
+    ap.add_argument("--device", default="auto", help="where training runs: auto, cpu or cuda (default auto)")
+    ap.add_argument(
+        "--engine", choices=("ray", "local"), default="ray", help="local: no Ray (simulation and distillation here)"
+    )
     ap.add_argument("--data-root", default="data/bench")
     ap.add_argument("--runs", default="runs/time_to_law")
     ap.add_argument("--results", default="benchmarks/results/time_to_law.jsonl")
@@ -258,9 +274,10 @@ def main() -> None:
 
 def run_missing(done: list[dict], results: Path, args) -> None:
     """Run every requested row not yet in ``done``, appending each to ``results`` as it finishes."""
-    from raysym._ray import ensure_ray
+    if args.engine == "ray":
+        from raysym._ray import ensure_ray
 
-    ensure_ray(num_cpus=os.cpu_count())
+        ensure_ray(num_cpus=os.cpu_count())
     print(
         f"machine: {platform.machine()} {platform.processor()}, {os.cpu_count()} cores, python "
         f"{platform.python_version()}"

@@ -77,6 +77,12 @@ def _add_simulate(sub) -> None:
         "--num-cpus", dest="num_cpus", type=_positive_int, help="CPUs for a local Ray, 1 or more (default: all)"
     )
     p.add_argument(
+        "--engine",
+        choices=("ray", "local"),  # raysym.shards.ENGINES (not imported here: pyarrow slows every command)
+        help="ray (default): simulate on Ray Data; local: one shard after another in this process, without Ray "
+        "(a machine where Ray is not installed). The data are the same either way",
+    )
+    p.add_argument(
         "--prune-k",
         dest="prune_k",
         type=float,
@@ -98,7 +104,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         f"{args.out}"
     )
     result = shards.write_dataset(
-        cfg, args.out, address=given.get("address"), num_cpus=given.get("num_cpus"), progress=_say
+        cfg,
+        args.out,
+        address=given.get("address"),
+        num_cpus=given.get("num_cpus"),
+        progress=_say,
+        engine=given.get("engine", "ray"),
     )
     if result.reused:
         print(f"Reusing the existing dataset at {result.path} (same parameters; checksums verified).")

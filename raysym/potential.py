@@ -198,8 +198,14 @@ def named_failures(rows, system: str, potential: str | None):
         if raised and raised[0].group(1) == "UserError":
             raise UserError(raised[0].group(2)) from None
         text = f"{raised[0].group(1)}: {raised[0].group(2)[:300]}" if raised else type(exc).__name__
-        raise UserError(
-            f"Simulating the custom potential {potential!r} failed inside a data task ({text}). Nothing was "
-            "written. Check that U and its slope are finite and defined wherever particles can be (no division "
-            "by zero, logs and roots of positive numbers), or simplify the formula."
-        ) from None
+        raise simulation_failed(potential, text) from None
+
+
+def simulation_failed(potential: str | None, text: str) -> UserError:
+    """The one-paragraph error for a custom potential that failed where a simulation went (``text``: what it
+    raised)."""
+    return UserError(
+        f"Simulating the custom potential {potential!r} failed inside a data task ({text}). Nothing was "
+        "written. Check that U and its slope are finite and defined wherever particles can be (no division "
+        "by zero, logs and roots of positive numbers), or simplify the formula."
+    )

@@ -176,6 +176,12 @@ def test_a_custom_potential_failing_in_a_data_task_is_one_paragraph_naming_it(lo
     with pytest.raises(Exception) as other:  # a built-in law's failure is a bug: Ray's error, not a user error
         shards.write_dataset(_tiny(), tmp_path / "ds2")
     assert not isinstance(other.value, UserError)
+    # The local engine (no Ray) says the same.
+    with pytest.raises(UserError, match=r"custom potential '\(r - 1\)\^2' failed inside a data task .*math domain"):
+        shards.write_dataset(cfg, tmp_path / "ds3", engine="local")
+    with pytest.raises(ValueError, match="math domain"):
+        shards.write_dataset(_tiny(), tmp_path / "ds4", engine="local")
+    assert sorted(os.listdir(tmp_path)) == []
 
 
 def test_a_step_that_blows_up_stops_with_the_simulations_named_and_nothing_written(local_ray, tmp_path):
@@ -317,3 +323,38 @@ def test_test_split_is_never_pruned_and_differs_from_train(tiny_spring):
     first_train = data.train.pos[data.train.step == 0]
     first_test = data.test.pos[data.test.step == 0]
     assert not np.any(np.isclose(first_train[:, None], first_test[None]).all(axis=(2, 3)))
+
+
+def test_the_local_engine_writes_the_same_data_without_ray(tiny_spring, tmp_path):
+    """`raysym simulate --engine local` (a GPU machine without Ray) in a fresh interpreter where importing
+    Ray fails: the same arrays as Ray Data's shards, a manifest that verifies, and one error for a bad engine."""
+    cfg, out = tiny_spring
+    other = tmp_path / "local"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        class NoRay:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "ray":
+                    raise ImportError("no Ray on this machine")
+        sys.meta_path.insert(0, NoRay())
+        from raysym.cli import main
+        sys.exit(main(["simulate", "--system", "spring", "--dim", "2", "--particles", "4", "--sims", "12",
+                       "--test-sims", "6", "--steps", "60", "--stride", "5", "--seed", "3", "--sims-per-shard", "4",
+                       "--engine", "local", "--out", "{other}"]))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3/5 shards written" in done.stdout + done.stderr  # progress, as on Ray
+    a, b = shards.load_dataset(out, prune_k=None), shards.load_dataset(other, prune_k=None)
+    assert b.manifest["params"] == a.manifest["params"] == cfg.data_params()
+    assert b.manifest["train_acc_quartiles"] == a.manifest["train_acc_quartiles"]  # so pruning keeps the same graphs
+    assert [s["first_sim"] for s in b.manifest["splits"]["train"]["shards"]] == [0, 4, 8]
+    shards.verify_shards(other, b.manifest)  # checksums
+    for split in ("train", "test"):
+        for field in ("sim", "step", "t", "pos", "vel", "charge", "mass", "acc"):
+            np.testing.assert_array_equal(getattr(getattr(a, split), field), getattr(getattr(b, split), field))
+    with pytest.raises(UserError, match="Unknown simulation engine 'dask'"):
+        shards.write_dataset(cfg, tmp_path / "never", engine="dask")
+    assert not (tmp_path / "never").exists()

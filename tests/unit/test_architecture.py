@@ -28,7 +28,8 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("simulation, models, symbolic regression", {"simulate", "model", "newtonian", "hgn", "distill"}),
     (
         "data and analysis",
-        {"shard_format", "shards", "messages", "message_figures", "verdict", "distill_pool", "halo_data"},
+        {"shard_format", "shard_reader", "shards", "messages", "message_figures", "verdict", "distill_pool"}
+        | {"halo_data"},
     ),
     ("training and planning", {"train", "halos", "sweep_plan"}),
     ("distillation of trials, report data", {"distill_jobs", "halo_distill", "report_data", "rollout"}),

@@ -1,0 +1,40 @@
+"""benchmarks/device.sh, the one call a lent GPU machine gets (issue 29, item 6), run here with --dry-run:
+every step on CPU at the smallest sizes, the way the GPU machine runs it (time to law without Ray)."""
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_device_script_dry_run_runs_every_step_on_cpu(tmp_path):
+    done = subprocess.run(
+        ["bash", "benchmarks/device.sh", "--dry-run"],
+        cwd=ROOT,
+        env={**os.environ, "OUT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    assert "SKIPPED" not in out and "FAILED" not in out  # Ray, MLflow and pyoperon are installed here
+    for hidden in (128, 300):
+        log = (tmp_path / f"throughput_{hidden}.log").read_text()
+        assert f"hidden {hidden}" in log and "device cpu" in log
+        rates = re.search(r"^\s+64\s+([\d,]+)\s+([\d,]+)\s+[\d.]+x$", log, re.M)
+        assert rates and all(int(g.replace(",", "")) > 0 for g in rates.groups()), log
+    overhead = [json.loads(line) for line in (tmp_path / "overhead.jsonl").read_text().splitlines()]
+    assert len(overhead) == 1 and overhead[0]["gpus_per_trial"] == 0 and overhead[0]["raysym_core_s"] is not None
+    rows = [json.loads(line) for line in (tmp_path / "time_to_law.jsonl").read_text().splitlines()]
+    got = [(r["system"], r["dim"], r["model"], r["hidden"], r["device"]) for r in rows]
+    assert got == [("spring", 2, "l1", 16, "cpu")]
+    assert rows[0]["epochs"] >= 1 and rows[0]["distill_s"] > 0 and rows[0]["edge_formulas"]  # trained, then distilled
+    assert not re.search(r"\bray\b", (tmp_path / "time_to_law.log").read_text(), re.I)  # the GPU machine's path
+
+
+def test_the_device_script_refuses_an_unknown_argument():
+    done = subprocess.run(["bash", "benchmarks/device.sh", "--fast"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown argument '--fast'" in done.stderr
