@@ -6,9 +6,10 @@ Three guards, in the order a sweep meets them:
 1. **Before it starts** (``require_free``): the folders a sweep writes to (its Tune storage, the data root,
    a local MLflow database) must each have ``resources.disk_reserve_mb`` free.
 2. **While it runs** (``guard_callback``, a Tune callback): every second the driver reads the free
-   space of those folders; below the reserve it stops the sweep (``DiskFull``), its progress saved as
-   after a Ctrl-C, so that ``--resume`` continues once space is freed. The reserve is there so the stop
-   comes *before* a write fails: Tune copies its experiment state into the storage folder without a
+   space of those folders; below the reserve it stops the sweep the way Ctrl-C does (``request_stop``:
+   Tune's own stop signal, so Tune writes its state one last time, naming the newest checkpoints), and the
+   sweep then ends with ``DiskFull``, so that ``--resume`` continues once space is freed. The reserve is
+   there so the stop comes *before* a write fails: Tune copies its experiment state into the storage folder without a
    temporary name, so a write cut short by a full disk leaves a truncated ``experiment_state-*.json``
    that Tune cannot restore (it then starts the sweep's trials afresh, without their settings). A trial
    that fails with "No space left on device" anyway (another program filled the disk between two
@@ -24,7 +25,11 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import shutil
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -129,6 +134,35 @@ class _OneLineWhenFull(logging.Filter):
         return True
 
 
+_stop_reason: list[DiskFull] = []  # what request_stop asked for, until the sweep takes it (stop_requested)
+
+
+def request_stop(reason: DiskFull) -> None:
+    """Stop the running Tune loop as Ctrl-C does, for ``reason``: Tune's stop signal (SIGUSR1, which Tune
+    handles in the main thread) makes it leave its loop and write its state one last time, naming every
+    trial's newest checkpoint. A stop by an exception on Tune's loop skips that last write, and the state
+    saved before can name a checkpoint Tune has since deleted (it keeps a trial's last two), which --resume
+    then cannot find. The sweep reads the reason back with :func:`stop_requested`. Where Tune's handler is
+    not installed (a sweep run outside the main thread), the reason is raised instead."""
+    handler = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
+    if threading.current_thread() is not threading.main_thread() or not callable(handler):
+        raise reason
+    if not _stop_reason:  # asked once: the loop may step again before the handler runs
+        _stop_reason.append(reason)
+        print(
+            "raysym: a disk is under the sweep's reserve; stopping the sweep as Ctrl-C would (Tune saves its "
+            "state first, then the reason follows).",
+            file=sys.stderr,
+            flush=True,
+        )
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def stop_requested() -> DiskFull | None:
+    """The reason a guard stopped the sweep (once; None when nothing did)."""
+    return _stop_reason.pop() if _stop_reason else None
+
+
 def guard_callback(folders: dict[str, str], reserve_mb: float, storage: str, resume_hint: str):
     """The Tune callback that stops a sweep before its disk fills, and keeps a copy of Tune's state."""
     from ray import tune
@@ -151,7 +185,10 @@ def guard_callback(folders: dict[str, str], reserve_mb: float, storage: str, res
             self.saved = backup_state(storage, self.saved)
             if time.monotonic() - self.checked >= CHECK_EVERY_S:
                 self.checked = time.monotonic()
-                require_free(folders, reserve_mb, f"The sweep stopped here, its progress saved: {resume_hint}")
+                try:
+                    require_free(folders, reserve_mb, f"The sweep stopped here, its progress saved: {resume_hint}")
+                except DiskFull as low:
+                    request_stop(low)
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             self.on_trial_error(iteration, trials, trial)  # a retry on a full disk would only fail again

@@ -386,12 +386,12 @@ def _tune(
     # experiment snapshots they trigger is noise for trials of this size.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if local:
-        # Save the experiment state after every step (Tune's "auto" default waits 10 s or more), so that a
-        # driver killed outright (SIGKILL, a lost head node) or a sweep stopped by the disk guard resumes from
-        # a state naming checkpoints that still exist (Tune keeps a trial's last two). Once a second cut the
-        # driver's CPU from 17% to 6% of a core (BENCHMARKS.md, "A quiet driver") but left the state a few
-        # checkpoints behind when the disk guard stopped a sweep of fast epochs, and its --resume failed.
-        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+        # Save the experiment state once a second (Tune's "auto" default waits 10 s or more; after every step,
+        # ten times a second, cost the driver 17% of a core against 6%: BENCHMARKS.md, "A quiet driver").
+        # A state that names deleted checkpoints cannot be resumed, and Tune keeps a trial's last two; Tune
+        # itself forces a save once a trial has checkpointed twice since the last one (num_to_keep), and the
+        # disk guard stops a sweep as Ctrl-C does, after which Tune saves one last time.
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     r = cfg.resources
     fn = tune.with_resources(
         tune.with_parameters(
@@ -443,9 +443,14 @@ def _tune(
         )
     if local:
         save_plan(path, record)  # what --resume compares against
+    disk.stop_requested()  # a stop asked of an earlier sweep in this process is not this one's
     try:
         grid = tuner.fit()  # the callback waits for the last distillations before this returns
         writer.flush()  # an interrupted sweep's last writes (Tune skips on_experiment_end then)
+        low_disk = disk.stop_requested()  # the disk guard stopped Tune as Ctrl-C does (its state saved last)
+        if low_disk is not None:
+            disk.backup_state(path, None)  # raysym's copy of that last state, for a file a full disk cuts short
+            raise low_disk
     except Exception as exc:  # noqa: BLE001 -- Tune wraps what its callbacks raise
         cause = _cause(exc, track.TrackingUnavailable) or _cause(exc, disk.DiskFull)
         if cause is None and disk.is_full(exc):  # a write of Tune's own (a trial's checkpoint, its state)

@@ -57,6 +57,7 @@ def test_a_sweep_stopped_by_a_low_disk_resumes_to_completion_after_space_is_free
     err = capsys.readouterr().err
     assert code == 2, err
     assert "under the sweep's reserve" in err and "continue it with --resume" in err
+    assert "stopping the sweep as Ctrl-C would" in err  # Tune's own stop: its state saved one last time
     assert "Traceback" not in err
     stopped_at = {
         p.parent.name: int(p.name.split("_")[1]) for p in (tmp_path / "runs" / "tiny").glob("t00*/checkpoint_*")
@@ -132,3 +133,21 @@ def test_state_files_are_copied_only_when_readable_and_a_damaged_one_without_a_c
     (storage / disk.BACKUP / searcher.name).unlink()
     with pytest.raises(UserError, match="damaged"):
         disk.repair_state(storage, said.append)
+
+
+def test_a_stop_asked_outside_the_main_thread_raises_the_reason_instead(tmp_path):
+    """Tune's stop signal is handled in the main thread only; elsewhere the guard's reason is raised (the
+    stop of earlier raysyms), and nothing is left asked for a later sweep."""
+    reason = disk.DiskFull("under the reserve")
+    caught = []
+
+    def guard():
+        try:
+            disk.request_stop(reason)
+        except disk.DiskFull as exc:
+            caught.append(exc)
+
+    worker = threading.Thread(target=guard)
+    worker.start()
+    worker.join()
+    assert caught == [reason] and disk.stop_requested() is None
