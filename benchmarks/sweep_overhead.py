@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/sweep_overhead.py [--extra 20] [--base 2] [--gpus-per-trial 0] [--repeats 1]
     python benchmarks/sweep_overhead.py --smoke      # the smallest run that exercises every step (CI, device.sh)
+    python benchmarks/sweep_overhead.py --breakdown  # where a trivial trial's own CPU goes, in this process
 
 Both sides run trivial trials, each in a fresh process as a user would start them (local Ray started and
 stopped inside the measurement):
@@ -94,6 +95,53 @@ def bare_tune(n: int, storage: str, gpus: float) -> None:
     tuner.fit()
 
 
+# Where a trial's own CPU goes, by the raysym function it is spent in (cumulative time under cProfile).
+PARTS = {
+    "reading the shards, pruning": ("raysym/train.py", "load_training_data"),
+    "training (epochs, validation probe)": ("raysym/train.py", "train"),
+    "message analysis (test graphs)": ("raysym/messages.py", "analyze"),
+    "edge data for the analysis": ("raysym/messages.py", "edge_data"),
+    "MAE in range": ("raysym/train.py", "mae_in_range"),
+    "figures: messages vs force, stds": ("raysym/message_figures.py", "plot"),
+    "figures: stds over epochs": ("raysym/message_figures.py", "plot_stds_over_epochs"),
+    "message sample for reports": ("raysym/message_figures.py", "save_sample"),
+}
+
+
+def breakdown(root: Path, trials: int = 3) -> None:
+    """The trial itself, as a reused worker runs it: ``raysym.train.run_trial`` of the benchmark's trivial
+    trial ``trials`` times in this process (the first pays the imports; the later ones are what each further
+    trial of a reused worker costs), the last under cProfile, its CPU split by PARTS."""
+    import cProfile
+    import pstats
+
+    from raysym import shards
+    from raysym.config import SimulationConfig, TrainConfig
+    from raysym.train import run_trial
+
+    sim = SimulationConfig(system="spring", dim=2, particles=4, sims=20, test_sims=5, steps=100, stride=5, seed=0)
+    data = shards.write_dataset(sim, root / "data" / "spring", engine="local").path
+    cpu = []
+    for seed in range(trials):
+        cfg = TrainConfig(data=str(data), model="bottleneck", epochs=1, hidden=8, batch_size=64, analysis_graphs=50,
+                          seed=seed)  # fmt: skip
+        profile = cProfile.Profile() if seed == trials - 1 else None
+        start = time.process_time()
+        if profile:
+            profile.enable()
+        run_trial(cfg, root / "trials" / f"t{seed}", resume=False)
+        if profile:
+            profile.disable()
+        cpu.append(time.process_time() - start)
+    stats = pstats.Stats(profile).stats
+    print(f"a trivial trial run in this process, CPU seconds: first {cpu[0]:.2f} (imports included), then "
+          + ", ".join(f"{c:.2f}" for c in cpu[1:]))  # fmt: skip
+    print(f"where the last one's {cpu[-1]:.2f} s went (cProfile, cumulative):")
+    for label, (file, name) in PARTS.items():
+        spent = sum(v[3] for (f, _, n), v in stats.items() if f.endswith(file) and n == name)
+        print(f"  {label:40s}{spent:7.2f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--extra", type=int, default=20, help="trials added to the base sweep (default 20)")
@@ -102,11 +150,16 @@ def main() -> None:
     ap.add_argument("--gpus-per-trial", type=float, default=0.0, help="0.25: four trials share a GPU")
     ap.add_argument("--smoke", action="store_true", help="1 extra trial over a base of 1: checks, not figures")
     ap.add_argument("--results", default=None, help="append the figures to this JSON-lines file")
+    ap.add_argument("--breakdown", action="store_true", help="only where a trial's own CPU goes (no Ray)")
     ap.add_argument("--bare", type=int, default=None, help=argparse.SUPPRESS)  # internal: one bare Tune run
     ap.add_argument("--storage", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.bare is not None:
         bare_tune(args.bare, args.storage, args.gpus_per_trial)
+        return
+    if args.breakdown:
+        with tempfile.TemporaryDirectory(prefix="raysym-breakdown-") as tmp:
+            breakdown(Path(tmp))
         return
     if args.smoke:
         args.base, args.extra, args.repeats = 1, 1, 1

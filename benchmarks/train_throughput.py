@@ -21,6 +21,12 @@ warm-up, in one process, one side after the other.
                bug would make the reference cheaper by doing less of the work the loss asks for).
 
 Prints each rate, the reference's rate and their ratio per batch size.
+
+``--options`` (issue 29, item 4) measures instead raysym's own step under each speed option, one after another
+in one process, against the plain step measured in the same run: bf16 autocast, torch.compile (inductor),
+Adam's fused and for-each kernels, one thread instead of torch's default. Printed per option: optimiser steps
+per second, graphs per second and the ratio to the plain step, and the loss after the same 200 seeded steps
+beside the plain step's (how far the option moves the numbers).
 """
 
 from __future__ import annotations
@@ -102,6 +108,60 @@ def raysym_rate(x, y, cfg: TrainConfig, device, seconds: float) -> float:
     return _timed(step, device, seconds, cfg.batch_size)
 
 
+OPTIONS = ("plain", "adam_foreach", "adam_fused", "bf16_autocast", "compile", "one_thread")
+
+
+def option_step(x, y, cfg: TrainConfig, device, option: str):
+    """One optimisation step of raysym's training with ``option`` applied (see OPTIONS), as a closure
+    returning the loss; the model, optimiser and batch order seeded as in :func:`raysym_rate`."""
+    torch.manual_seed(cfg.seed)
+    model = GraphNetwork("l1", 2, cfg.hidden, cfg.layers, cfg.msg_dim).to(device)
+    adam = {"adam_foreach": {"foreach": True}, "adam_fused": {"fused": True}}.get(option, {"foreach": False})
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **adam)
+    forward = torch.compile(model) if option == "compile" else model
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = iter(())
+
+    def step() -> float:
+        nonlocal order
+        idx = next(order, None)
+        if idx is None:
+            order = iter(torch.randperm(len(x), generator=gen).split(cfg.batch_size))
+            idx = next(order)
+            if len(idx) < cfg.batch_size:  # one shape only: torch.compile would compile a second graph
+                order = iter(torch.randperm(len(x), generator=gen).split(cfg.batch_size))
+                idx = next(order)
+        xb = augment(x[idx], 2, cfg.augment, gen).to(device, non_blocking=True)
+        yb = y[idx].to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=option == "bf16_autocast"):
+            loss, _, _ = batch_loss(forward, cfg, xb, yb, alpha=0.01)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    model.train()
+    return step
+
+
+def options_table(x, y, hidden: int, batch: int, device, seconds: float) -> None:
+    """Each option's steps/s against the plain step's, and its loss after 200 seeded steps."""
+    cfg = TrainConfig(data="", model="l1", batch_size=batch, hidden=hidden)
+    threads = torch.get_num_threads()
+    print(f"hidden {hidden}, batch {batch}:")
+    print(f"{'option':>14} {'steps/s':>9} {'graphs/s':>10} {'vs plain':>9} {'loss after 200 steps':>21}")
+    plain = None
+    for option in OPTIONS:
+        torch.set_num_threads(1 if option == "one_thread" else threads)
+        step = option_step(x, y, cfg, device, option)
+        losses = [step() for _ in range(200)]  # also the warm-up (torch.compile compiles here)
+        rate = _timed(step, device, seconds, 1)
+        plain = plain or rate
+        line = f"{option:>14} {rate:>9,.1f} {rate * batch:>10,.0f} {rate / plain:>8.2f}x {losses[-1]:>21.6f}"
+        print(line, flush=True)
+    torch.set_num_threads(threads)
+
+
 def reference_rate(x, y, cfg: TrainConfig, device, seconds: float) -> float:
     from torch_geometric.data import Data
     from torch_geometric.loader import DataLoader
@@ -145,6 +205,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=300)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--options", action="store_true", help="raysym's step under each speed option (see above)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,6 +217,10 @@ def main() -> None:
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     )
     print(f"data: {len(x):,} 2D spring graphs of 4 particles; model: L1, hidden {args.hidden}, messages 100")
+    if args.options:
+        for batch in args.batch_sizes:
+            options_table(x, y, args.hidden, batch, device, args.seconds)
+        return
     print(f"{'batch':>6} {'raysym graphs/s':>16} {'reference graphs/s':>19} {'ratio':>7}")
     for batch in args.batch_sizes:
         cfg = TrainConfig(data="", model="l1", batch_size=batch, hidden=args.hidden)

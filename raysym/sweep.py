@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import shutil
@@ -444,6 +445,12 @@ def _tune(
     if local:
         save_plan(path, record)  # what --resume compares against
     disk.stop_requested()  # a stop asked of an earlier sweep in this process is not this one's
+    # Ray's core worker asks the driver for a full garbage collection every few tens of seconds; over the
+    # heap of torch, MLflow, Ray and Tune (a few hundred thousand objects) each took long enough to be most
+    # of the driver's CPU in a long sweep (BENCHMARKS.md, "A quiet driver"). Frozen, what exists now is left
+    # out of every collection until the sweep ends.
+    gc.collect()
+    gc.freeze()
     try:
         grid = tuner.fit()  # the callback waits for the last distillations before this returns
         writer.flush()  # an interrupted sweep's last writes (Tune skips on_experiment_end then)
@@ -466,6 +473,8 @@ def _tune(
         with _ctrl_c_held():  # a Ctrl-C pressed again must not cut this short (the runs would stay RUNNING)
             _flush_quietly(writer, cfg.tracking.patience_s)  # before the parent run is ended KILLED
         raise
+    finally:
+        gc.unfreeze()  # collectable again: a process that runs sweeps one after another keeps no garbage
     summaries = distill_summaries(Path(path) / "distill") if cfg.distill is not None else {}
     by_key = {s.key: s for s in specs}
     unfinished = _unfinished_trials(path)  # left PENDING by an interruption (Ctrl-C, SIGTERM)
