@@ -11,7 +11,8 @@ stopped inside the measurement):
 - raysym: `raysym sweep` of ``n`` trials that train the bottleneck GN for 1 epoch with 8 hidden units on
   20 simulations of 2D spring (seeds 0..n-1 as the grid), tracked in a sqlite MLflow store, no distillation;
 - bare Ray Tune: `Tuner.fit()` of ``n`` trials of a function trainable that reports once, with the same
-  resources per trial and the same storage kind (a local folder).
+  resources per trial and the same storage kind (a local folder), Tune's defaults otherwise;
+- the same with ``reuse_actors=True`` (as raysym runs its trials): what reusing workers alone is worth.
 
 Each side runs ``base`` and ``base + extra`` trials; the marginal cost of a trial is
 (cost of base + extra - cost of base) / extra, so what both pay once (Python and Ray start-up, the dataset
@@ -79,8 +80,9 @@ def raysym_config(root: Path, n: int, tag: str, gpus: float) -> Path:
     return path
 
 
-def bare_tune(n: int, storage: str, gpus: float) -> None:
-    """The reference: what a user of Ray Tune alone would write for ``n`` trivial trials."""
+def bare_tune(n: int, storage: str, gpus: float, reuse: bool = False) -> None:
+    """The reference: what a user of Ray Tune alone would write for ``n`` trivial trials (Tune's defaults;
+    ``reuse``: with ``reuse_actors=True``, as raysym runs its trials, to show what reuse alone is worth)."""
     from ray import tune
 
     def trainable(config):
@@ -90,6 +92,7 @@ def bare_tune(n: int, storage: str, gpus: float) -> None:
     tuner = tune.Tuner(
         fn,
         param_space={"seed": tune.grid_search(list(range(n)))},
+        tune_config=tune.TuneConfig(reuse_actors=reuse),
         run_config=tune.RunConfig(name=f"bare_{n}", storage_path=storage, verbose=0),
     )
     tuner.fit()
@@ -153,9 +156,10 @@ def main() -> None:
     ap.add_argument("--breakdown", action="store_true", help="only where a trial's own CPU goes (no Ray)")
     ap.add_argument("--bare", type=int, default=None, help=argparse.SUPPRESS)  # internal: one bare Tune run
     ap.add_argument("--storage", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--reuse", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.bare is not None:
-        bare_tune(args.bare, args.storage, args.gpus_per_trial)
+        bare_tune(args.bare, args.storage, args.gpus_per_trial, args.reuse)
         return
     if args.breakdown:
         with tempfile.TemporaryDirectory(prefix="raysym-breakdown-") as tmp:
@@ -172,31 +176,39 @@ def main() -> None:
         root = Path(tmp)
         # The dataset is made once, outside the measurement (both sides would otherwise differ by it).
         measure([sys.executable, "-m", "raysym.cli", "sweep", str(raysym_config(root, 1, "warmup", 0.0))], env, root)
-        costs: dict[str, dict[int, list[tuple[float, float]]]] = {"raysym": {}, "bare": {}}
+        costs: dict[str, dict[int, list[tuple[float, float]]]] = {"raysym": {}, "bare": {}, "bare_reuse": {}}
         for rep in range(args.repeats):
             for n in (args.base, args.base + args.extra):
                 cfg = raysym_config(root, n, f"r{rep}", args.gpus_per_trial)
                 raysym_cmd = [sys.executable, "-m", "raysym.cli", "sweep", str(cfg)]
                 bare_cmd = [sys.executable, __file__, "--bare", str(n), "--storage", str(root / "bare" / f"r{rep}"),
                             "--gpus-per-trial", str(args.gpus_per_trial)]  # fmt: skip
-                for side, cmd in (("bare", bare_cmd), ("raysym", raysym_cmd)):
+                reuse_cmd = [*bare_cmd, "--reuse"]
+                reuse_cmd[reuse_cmd.index("--storage") + 1] += "-reuse"
+                for side, cmd in (("bare", bare_cmd), ("bare_reuse", reuse_cmd), ("raysym", raysym_cmd)):
                     costs[side].setdefault(n, []).append(measure(cmd, env, root))
                     cpu, wall = costs[side][n][-1]
-                    print(f"  {side:6s} {n:3d} trials: {cpu:7.1f} core-s  {wall:6.1f} s wall", flush=True)
+                    print(f"  {side:10s} {n:3d} trials: {cpu:7.1f} core-s  {wall:6.1f} s wall", flush=True)
 
     def marginal(side: str, which: int) -> float:
         big = min(c[which] for c in costs[side][args.base + args.extra])  # the least disturbed repeat
         small = min(c[which] for c in costs[side][args.base])
         return (big - small) / args.extra
 
-    rows = {side: (marginal(side, 0), marginal(side, 1)) for side in ("raysym", "bare")}
+    rows = {side: (marginal(side, 0), marginal(side, 1)) for side in costs}
     print(f"\nmarginal cost per trivial trial ({args.extra} extra over {args.base}; machine: {platform.node()}, "
           f"{os.cpu_count()} cores; background load before the runs {load:.2f} cores)")  # fmt: skip
     print(f"{'':24s}{'core-seconds':>14s}{'wall seconds':>14s}")
-    for side, label in (("raysym", "raysym sweep"), ("bare", "bare Ray Tune")):
+    labels = {"raysym": "raysym sweep", "bare": "bare Ray Tune", "bare_reuse": "bare Tune, reused actors"}
+    for side, label in labels.items():
         print(f"{label:24s}{rows[side][0]:14.2f}{rows[side][1]:14.2f}")
-    ratio = tuple(rows["raysym"][i] / rows["bare"][i] if rows["bare"][i] > 0 else float("nan") for i in (0, 1))
+
+    def over(side: str) -> tuple[float, float]:
+        return tuple(rows["raysym"][i] / rows[side][i] if rows[side][i] > 0 else float("nan") for i in (0, 1))
+
+    ratio, reused = over("bare"), over("bare_reuse")
     print(f"{'ratio raysym / bare':24s}{ratio[0]:13.2f}x{ratio[1]:13.2f}x")
+    print(f"{'raysym / reused bare':24s}{reused[0]:13.2f}x{reused[1]:13.2f}x")
     if load > 0.2:
         print(f"note: {load:.2f} cores were busy before the runs started; these figures are disturbed.")
     if args.results:
@@ -205,7 +217,8 @@ def main() -> None:
             "base": args.base, "extra": args.extra, "repeats": args.repeats, "gpus_per_trial": args.gpus_per_trial,
             "background_load": round(load, 3), "raysym_core_s": rows["raysym"][0], "raysym_wall_s": rows["raysym"][1],
             "bare_core_s": rows["bare"][0], "bare_wall_s": rows["bare"][1], "ratio_core_s": ratio[0],
-            "ratio_wall_s": ratio[1],
+            "ratio_wall_s": ratio[1], "bare_reuse_core_s": rows["bare_reuse"][0],
+            "bare_reuse_wall_s": rows["bare_reuse"][1], "ratio_reuse_core_s": reused[0],
         }  # fmt: skip
         with open(args.results, "a") as f:
             f.write(json.dumps(record) + "\n")

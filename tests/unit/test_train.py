@@ -67,6 +67,7 @@ def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(graphs, tmp_pat
         train(cfg, data=graphs, out_dir=tmp_path / "b", callback=crash_after_second_epoch)
     saved = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=True)
     assert saved["epoch"] == 1
+    assert saved["optimizer"]["param_groups"][0]["foreach"] is True  # Adam's multi-tensor kernels (see below)
     resumed = train(cfg, data=graphs, out_dir=tmp_path / "b")
     assert [m["epoch"] for m in resumed.history] == [0, 1, 2, 3]
     assert resumed.history == straight.history
@@ -175,3 +176,23 @@ def test_train_reports_validation_metrics_every_epoch_and_test_only_when_given(g
     assert all(h["test/mae"] == pytest.approx(h["val/mae"]) for h in with_test)  # the same graphs both ways
     # the test split is only reported: training itself is the same with or without it
     assert [h["train/loss"] for h in with_test] == [h["train/loss"] for h in without]
+
+
+def test_adams_multi_tensor_kernels_give_bit_identical_parameters():
+    """raysym.train runs Adam with foreach=True (faster on CPU); the for-loop Adam, torch's CPU default,
+    must give the very same parameters, so the speed-up changes no result."""
+
+    def trained(foreach: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-8, foreach=foreach)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(100):
+            x, y = torch.randn(64, 6, generator=gen), torch.randn(64, 2, generator=gen)
+            loss = (model(x) - y).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return [p.detach() for p in model.parameters()]
+
+    assert all(torch.equal(a, b) for a, b in zip(trained(False), trained(True)))
