@@ -447,8 +447,8 @@ def _tune(
         save_plan(path, record)  # what --resume compares against
     disk.stop_requested()  # a stop asked of an earlier sweep in this process is not this one's
     # Ray's core worker asks the driver for a full garbage collection every few tens of seconds; over the
-    # heap of torch, MLflow, Ray and Tune (a few hundred thousand objects) each took long enough to be most
-    # of the driver's CPU in a long sweep (BENCHMARKS.md, "A quiet driver"). Frozen, what exists now is left
+    # heap of torch, MLflow, Ray and Tune (a few hundred thousand objects) each took about a second: 4.3
+    # points of a core in a long sweep's driver (BENCHMARKS.md, "A quiet driver"). Frozen, what exists now is left
     # out of every collection until the sweep ends.
     gc.collect()
     gc.freeze()
