@@ -346,6 +346,7 @@ def _add_sweep(sub) -> None:
         epilog="examples:\n  raysym sweep tune_configs/quickstart.yaml\n"
         "  raysym sweep tune_configs/paper_2d.yaml --dry-run\n"
         "  raysym sweep tune_configs/paper_2d.yaml --address auto --resume\n"
+        "  raysym sweep tune_configs/cpu_table.yaml --only system=spring --only dim=2\n"
         "  raysym sweep tune_configs/halos.yaml\n"
         "then: mlflow ui --backend-store-uri sqlite:///mlflow.db",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -361,6 +362,15 @@ def _add_sweep(sub) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="print the expanded trials and the resources they ask for, then stop"
     )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SETTING=VALUES",
+        help="run only the trials whose swept setting takes one of these values, e.g. --only system=spring,charge "
+        "--only dim=2 (repeat to narrow further); trials keep their keys from the full grid, so a big grid can run "
+        "in slices and each slice is reported on its own",
+    )
     p.set_defaults(
         func=_cmd_sweep,
         interrupted=(
@@ -375,8 +385,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from raysym.config import SweepConfig
     from raysym.sweep import run_sweep
 
+    from raysym.sweep_plan import parse_only
+
     cfg = load_config(args.config, SweepConfig, "sweep config")
-    outcome = run_sweep(cfg, address=args.address, resume=args.resume, dry_run=args.dry_run, say=print)
+    only = parse_only(args.only)
+    outcome = run_sweep(cfg, address=args.address, resume=args.resume, dry_run=args.dry_run, say=print, only=only)
     if args.dry_run:
         return 0
     if outcome.interrupted:

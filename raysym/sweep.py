@@ -43,9 +43,11 @@ from raysym.sweep_plan import (
     check_search,
     describe_plan,
     experiment_path,
+    launch_order,
     plan,
     plan_record,
     save_plan,
+    select,
 )
 from raysym.sweep_results import laws_text, results_table, row_of, write_csv
 from raysym.sweep_tracking import (
@@ -154,7 +156,7 @@ def _param_space(cfg: SweepConfig, specs: list[TrialSpec]) -> dict[str, Any]:
     # results dataframe, TensorBoard's hparams): values looked up from the key the grid chose.
     swept = {s.key: {k: _tune_value(v) for k, v in s.params.items()} for s in specs}
     if cfg.search.kind == "grid":
-        space["key"] = tune.grid_search([s.key for s in specs])
+        space["key"] = tune.grid_search([s.key for s in launch_order(specs)])
         for name in dict.fromkeys(k for p in swept.values() for k in p):
             space[name] = tune.sample_from(lambda spec, name=name: swept[spec.config.key].get(name))
     else:  # one point (check_search)
@@ -182,10 +184,13 @@ def run_sweep(
     dry_run: bool = False,
     say: Callable[[str], None] = print,
     verbose: int = 1,
+    only: dict[str, list[str]] | None = None,
 ) -> SweepOutcome:
-    """Plan, make the data, run every trial on Ray Tune and track them in MLflow; see the module doc."""
+    """Plan, make the data, run every trial on Ray Tune and track them in MLflow; see the module doc.
+
+    ``only`` (setting -> values, ``raysym sweep --only``) runs the slice of the grid that matches it."""
     cfg.validate()  # a SweepConfig built in Python skipped the YAML loader's checks (its name becomes a folder)
-    specs = plan(cfg)
+    specs = select(plan(cfg), only or {})
     check_search(cfg, specs)
     path = experiment_path(cfg)
     if address is None:  # on a cluster the trials run on other machines, checked once Ray is joined

@@ -18,6 +18,7 @@ from raysym import trial_kind
 from raysym.config import SimulationConfig, SweepConfig, TrainConfig, from_dict
 from raysym.errors import UserError
 from raysym.outputs import differences
+from raysym.strict import did_you_mean
 from raysym.trial_folder import write_text
 from raysym.trial_kind import TrialSpec  # noqa: F401 -- a sweep's plan is a list of them; callers import it here
 
@@ -57,6 +58,65 @@ def dataset_dir(root: str, sim: SimulationConfig) -> str:
 def plan(cfg: SweepConfig) -> list[TrialSpec]:
     """The sweep's trial points, as its trial kind expands the YAML (raysym.trial_kind)."""
     return trial_kind.get(cfg.trial_kind).plan(cfg)
+
+
+def parse_only(items: list[str]) -> dict[str, list[str]]:
+    """``--only`` arguments (``system=spring,charge``, ``dim=2``) as setting -> accepted values."""
+    only: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name.strip() or not values.strip():
+            raise UserError(
+                f"--only {item!r} is not SETTING=VALUE[,VALUE...]. Write it like --only system=spring,charge "
+                "(repeat --only to narrow by several settings)."
+            )
+        only.setdefault(name.strip(), []).extend(v.strip() for v in values.split(",") if v.strip())
+    return only
+
+
+def select(specs: list[TrialSpec], only: dict[str, list[str]]) -> list[TrialSpec]:
+    """The trial points whose swept settings take one of the given values (every setting must match).
+
+    Trial keys keep their place in the full grid (t013 stays t013), so slices of one YAML run on different
+    days fill one table without clashing. Settings are the swept ones that ``--dry-run`` prints per trial."""
+    if not only:
+        return specs
+    swept = sorted({name for s in specs for name in s.params})
+    for name, values in only.items():
+        if name not in swept:
+            raise UserError(
+                f"--only {name}=...: '{name}' is not a setting this sweep varies.{did_you_mean(name, swept)} "
+                "--dry-run lists each trial's swept settings."
+            )
+        taken = sorted({_text(s.params[name]) for s in specs if name in s.params})
+        unknown = [v for v in values if v not in taken]
+        if unknown:
+            raise UserError(
+                f"--only {name}={','.join(values)}: the sweep has no trial with {name} = {', '.join(unknown)}. "
+                f"Its values of {name} are: {', '.join(taken)}."
+            )
+    kept = [s for s in specs if all(_text(s.params.get(n)) in vs for n, vs in only.items())]
+    if not kept:
+        raise UserError(
+            "--only: no trial of this sweep matches every filter given ("
+            + "; ".join(f"{n} in {', '.join(vs)}" for n, vs in only.items())
+            + "). Loosen one of them; --dry-run lists the trials and their settings."
+        )
+    return kept
+
+
+def launch_order(specs: list[TrialSpec]) -> list[TrialSpec]:
+    """The order Tune gets a grid's points in: longest (most epochs) first, ties in grid order.
+
+    Tune starts grid points in list order as CPUs free up, so a long trial late in the grid would start last
+    and run alone on an otherwise idle machine; longest first (the longest-processing-time rule) shortens the
+    sweep. Keys, and so every table, are unchanged."""
+    return sorted(specs, key=lambda s: -s.epochs())
+
+
+def _text(value: Any) -> str:
+    """A swept value as it is written on the command line (2, 0.001, spring, l1)."""
+    return json.dumps(value) if not isinstance(value, str) else value
 
 
 def describe_plan(cfg: SweepConfig, specs: list[TrialSpec]) -> str:

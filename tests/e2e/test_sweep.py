@@ -103,6 +103,17 @@ def test_dry_run_prints_the_trials_and_resources(tmp_path, capsys):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()  # nothing written
 
 
+def test_dry_run_of_a_slice_lists_its_trials_with_their_grid_keys(capsys):
+    cpu_table = str(Path(__file__).resolve().parents[2] / "tune_configs" / "cpu_table.yaml")
+    assert main(["sweep", cpu_table, "--dry-run", "--only", "system=charge", "--only", "dim=3"]) == 0
+    out = capsys.readouterr().out
+    assert "3 trial point(s)" in out and "datasets (1)" in out
+    assert [line.split()[0] for line in out.splitlines() if line.startswith("  t")] == ["t009", "t010", "t011"]
+    assert main(["sweep", cpu_table, "--dry-run", "--only", "system=charg"]) == 2
+    err = capsys.readouterr().err
+    assert "no trial with system = charg" in err and "charge, r1, r2, spring" in err and "Traceback" not in err
+
+
 def test_every_shipped_sweep_config_is_valid():
     configs = sorted(Path(__file__).resolve().parents[2].glob("tune_configs/*.yaml"))
     assert len(configs) >= 6

@@ -115,3 +115,55 @@ def test_per_model_settings_give_each_model_its_own_recipe_inside_one_grid():
     ):
         with pytest.raises(UserError, match=message):
             from_dict(SweepConfig, {"name": "t", "data": {}, "trials": {**trials, "per_model": per_model}}).validate()
+
+
+def test_only_runs_a_slice_of_the_grid_with_its_full_grid_keys():
+    from raysym.config import SweepConfig
+    from raysym.sweep_plan import parse_only, plan, select
+
+    cfg = from_dict(
+        SweepConfig,
+        {
+            "name": "t",
+            "data": {"system": ["spring", "charge", "r1"], "dim": [2, 3], "sims": 4, "steps": 20},
+            "trials": {"model": ["bottleneck", "l1"], "epochs": 2},
+        },
+    )
+    cfg.validate()
+    full = plan(cfg)
+    only = parse_only(["system=spring,r1", "dim=3", "model = l1"])
+    assert only == {"system": ["spring", "r1"], "dim": ["3"], "model": ["l1"]}
+    kept = select(full, only)
+    assert [(s.params["system"], s.params["dim"], s.params["model"]) for s in kept] == [
+        ("spring", 3, "l1"),
+        ("r1", 3, "l1"),
+    ]
+    # keys are the full grid's, so slices run on different days never share a key
+    assert [s.key for s in kept] == [s.key for s in full if s in kept] and kept[0].key != "t000"
+    assert select(full, {}) == full
+    for args, message in (
+        (["sytem=spring"], "Did you mean 'system'"),
+        (["dim=4"], "no trial with dim = 4. Its values of dim are: 2, 3"),
+        (["dim"], "is not SETTING=VALUE"),
+        (["model="], "is not SETTING=VALUE"),
+    ):
+        with pytest.raises(UserError, match=message):
+            select(full, parse_only(args))
+
+
+def test_the_grid_starts_its_longest_trials_first():
+    """With fewer CPUs than trials Tune starts grid points in list order: the longest go first."""
+    from raysym.config import SweepConfig
+    from raysym.sweep_plan import launch_order, plan
+
+    cfg = from_dict(
+        SweepConfig,
+        {
+            "name": "t",
+            "data": {"system": "spring", "sims": 4, "steps": 20},
+            "trials": {"model": ["bottleneck", "l1", "newtonian"], "epochs": 3, "per_model": {"l1": {"epochs": 9}}},
+        },
+    )
+    cfg.validate()
+    specs = plan(cfg)
+    assert [s.key for s in launch_order(specs)] == ["t001", "t000", "t002"]  # l1 (9 epochs), then the 3-epoch trials in grid order
