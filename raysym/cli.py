@@ -384,7 +384,6 @@ def _add_sweep(sub) -> None:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from raysym.config import SweepConfig
     from raysym.sweep import run_sweep
-
     from raysym.sweep_plan import parse_only
 
     cfg = load_config(args.config, SweepConfig, "sweep config")

@@ -166,4 +166,5 @@ def test_the_grid_starts_its_longest_trials_first():
     )
     cfg.validate()
     specs = plan(cfg)
-    assert [s.key for s in launch_order(specs)] == ["t001", "t000", "t002"]  # l1 (9 epochs), then the 3-epoch trials in grid order
+    # l1 (9 epochs) first, then the 3-epoch trials in grid order
+    assert [s.key for s in launch_order(specs)] == ["t001", "t000", "t002"]
