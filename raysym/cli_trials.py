@@ -270,6 +270,13 @@ def _add_report(sub) -> None:
         help="the sweep's YAML file (its name and tracking URI are used), its name, or its parent run id",
     )
     p.add_argument("--out", help="output folder (default reports/<sweep name>)")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SETTING=VALUES",
+        help="with a YAML: the slice that `raysym sweep YAML --only ...` ran (the same filters)",
+    )
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the YAML's, else sqlite:///mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment to look in (default: the YAML's, else every experiment)")
     p.add_argument("--published", help="CSV of published numbers (default: raysym/published.csv, shipped with raysym)")
@@ -289,8 +296,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
             )
         from raysym.config import SweepConfig
 
+        from raysym.sweep_plan import parse_only, slice_name
+
         cfg = load_config(sweep, SweepConfig, "sweep config")
-        sweep, uri, experiment = cfg.name, cfg.tracking.uri, cfg.tracking.experiment
+        sweep, uri, experiment = slice_name(cfg.name, parse_only(args.only)), cfg.tracking.uri, cfg.tracking.experiment
+    elif args.only:
+        raise UserError("--only needs the sweep's YAML file (the slice's name is made from it and the filters).")
     make_report(
         args.tracking_uri or uri,
         sweep,

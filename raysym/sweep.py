@@ -48,6 +48,7 @@ from raysym.sweep_plan import (
     plan_record,
     save_plan,
     select,
+    slice_name,
 )
 from raysym.sweep_results import laws_text, results_table, row_of, write_csv
 from raysym.sweep_tracking import (
@@ -191,6 +192,9 @@ def run_sweep(
     ``only`` (setting -> values, ``raysym sweep --only``) runs the slice of the grid that matches it."""
     cfg.validate()  # a SweepConfig built in Python skipped the YAML loader's checks (its name becomes a folder)
     specs = select(plan(cfg), only or {})
+    if only:  # a slice is a sweep of its own, beside the others of this YAML
+        cfg = dataclasses.replace(cfg, name=slice_name(cfg.name, only))
+        cfg.validate()
     check_search(cfg, specs)
     path = experiment_path(cfg)
     if address is None:  # on a cluster the trials run on other machines, checked once Ray is joined

@@ -74,6 +74,16 @@ def parse_only(items: list[str]) -> dict[str, list[str]]:
     return only
 
 
+def slice_name(name: str, only: dict[str, list[str]]) -> str:
+    """The name a slice of sweep ``name`` runs under (its Tune folder, its MLflow parent run), so that slices
+    of one YAML sit side by side: cpu_table + {system: [spring, charge], dim: [2]} -> cpu_table.system-spring-
+    charge.dim-2 (``raysym report YAML --only ...`` finds it by the same rule)."""
+    if not only:
+        return name
+    parts = [name] + [f"{key}-{'-'.join(values)}" for key, values in sorted(only.items())]
+    return ".".join(part.replace("/", "-").replace(" ", "-") for part in parts)[:100]
+
+
 def select(specs: list[TrialSpec], only: dict[str, list[str]]) -> list[TrialSpec]:
     """The trial points whose swept settings take one of the given values (every setting must match).
 

@@ -107,7 +107,7 @@ def test_dry_run_of_a_slice_lists_its_trials_with_their_grid_keys(capsys):
     cpu_table = str(Path(__file__).resolve().parents[2] / "tune_configs" / "cpu_table.yaml")
     assert main(["sweep", cpu_table, "--dry-run", "--only", "system=charge", "--only", "dim=3"]) == 0
     out = capsys.readouterr().out
-    assert "3 trial point(s)" in out and "datasets (1)" in out
+    assert "sweep 'cpu_table.dim-3.system-charge': 3 trial point(s)" in out and "datasets (1)" in out
     assert [line.split()[0] for line in out.splitlines() if line.startswith("  t")] == ["t009", "t010", "t011"]
     assert main(["sweep", cpu_table, "--dry-run", "--only", "system=charg"]) == 2
     err = capsys.readouterr().err

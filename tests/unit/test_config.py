@@ -119,7 +119,7 @@ def test_per_model_settings_give_each_model_its_own_recipe_inside_one_grid():
 
 def test_only_runs_a_slice_of_the_grid_with_its_full_grid_keys():
     from raysym.config import SweepConfig
-    from raysym.sweep_plan import parse_only, plan, select
+    from raysym.sweep_plan import parse_only, plan, select, slice_name
 
     cfg = from_dict(
         SweepConfig,
@@ -141,6 +141,8 @@ def test_only_runs_a_slice_of_the_grid_with_its_full_grid_keys():
     # keys are the full grid's, so slices run on different days never share a key
     assert [s.key for s in kept] == [s.key for s in full if s in kept] and kept[0].key != "t000"
     assert select(full, {}) == full
+    # a slice runs as a sweep of its own (Tune folder, MLflow parent run), named the same way by sweep and report
+    assert slice_name("t", only) == "t.dim-3.model-l1.system-spring-r1" and slice_name("t", {}) == "t"
     for args, message in (
         (["sytem=spring"], "Did you mean 'system'"),
         (["dim=4"], "no trial with dim = 4. Its values of dim are: 2, 3"),
