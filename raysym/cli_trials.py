@@ -295,7 +295,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 f"The sweep YAML {sweep} does not exist. Pass an existing file, or the sweep's name or parent run id."
             )
         from raysym.config import SweepConfig
-
         from raysym.sweep_plan import parse_only, slice_name
 
         cfg = load_config(sweep, SweepConfig, "sweep config")
