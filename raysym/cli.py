@@ -369,7 +369,7 @@ def _add_sweep(sub) -> None:
         metavar="SETTING=VALUES",
         help="run only the trials whose swept setting takes one of these values, e.g. --only system=spring,charge "
         "--only dim=2 (repeat to narrow further). A slice runs as a sweep of its own, named after the filters "
-        "(cpu_table.dim-2.system-spring-charge: its Tune folder and MLflow parent run; resume and report it with the "
+        "(cpu_table.dim-2.system-charge-spring: its Tune folder and MLflow parent run; resume and report it with the "
         "same --only), and its trials keep their keys from the full grid, so a big grid can run in slices",
     )
     p.set_defaults(

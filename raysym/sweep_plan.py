@@ -76,11 +76,11 @@ def parse_only(items: list[str]) -> dict[str, list[str]]:
 
 def slice_name(name: str, only: dict[str, list[str]]) -> str:
     """The name a slice of sweep ``name`` runs under (its Tune folder, its MLflow parent run), so that slices
-    of one YAML sit side by side: cpu_table + {system: [spring, charge], dim: [2]} -> cpu_table.system-spring-
-    charge.dim-2 (``raysym report YAML --only ...`` finds it by the same rule)."""
+    of one YAML sit side by side: cpu_table + {system: [spring, charge], dim: [2]} -> cpu_table.dim-2.system-
+    charge-spring, whatever the order of the filters (``raysym report YAML --only ...`` finds it the same way)."""
     if not only:
         return name
-    parts = [name] + [f"{key}-{'-'.join(values)}" for key, values in sorted(only.items())]
+    parts = [name] + [f"{key}-{'-'.join(sorted(set(values)))}" for key, values in sorted(only.items())]
     return ".".join(part.replace("/", "-").replace(" ", "-") for part in parts)[:100]
 
 

@@ -142,7 +142,7 @@ def test_only_runs_a_slice_of_the_grid_with_its_full_grid_keys():
     assert [s.key for s in kept] == [s.key for s in full if s in kept] and kept[0].key != "t000"
     assert select(full, {}) == full
     # a slice runs as a sweep of its own (Tune folder, MLflow parent run), named the same way by sweep and report
-    assert slice_name("t", only) == "t.dim-3.model-l1.system-spring-r1" and slice_name("t", {}) == "t"
+    assert slice_name("t", only) == "t.dim-3.model-l1.system-r1-spring" and slice_name("t", {}) == "t"
     for args, message in (
         (["sytem=spring"], "Did you mean 'system'"),
         (["dim=4"], "no trial with dim = 4. Its values of dim are: 2, 3"),
