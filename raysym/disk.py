@@ -16,6 +16,8 @@ Three guards, in the order a sweep meets them:
    checks) stops the sweep the same way.
 3. **When it resumes** (``repair_state``): the guard keeps a copy of Tune's last readable state files in
    ``<storage>/.raysym_state``; a state file left truncated is replaced by that copy before Tune reads it.
+   Then ``restore_named_checkpoints`` puts back any checkpoint that state names but that Tune deleted after
+   saving it (a driver killed outright between two saves).
 
 Outside sweeps, any write that meets a full disk ends in one paragraph (``explain``, used by the CLI).
 """
@@ -26,6 +28,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -180,8 +183,8 @@ def guard_callback(folders: dict[str, str], reserve_mb: float, storage: str, res
             return {"checked": 0.0, "saved": None}
 
         def on_step_end(self, iteration, trials, **info):
-            # Copied whenever it changes: the copy must name checkpoints that still exist, and Tune keeps only
-            # a trial's last two.
+            # Copied whenever a trial's record changes: a copy naming checkpoints since deleted is mended on
+            # --resume (restore_named_checkpoints), but the newer the copy, the fewer epochs are trained again.
             self.saved = backup_state(storage, self.saved)
             if time.monotonic() - self.checked >= CHECK_EVERY_S:
                 self.checked = time.monotonic()
@@ -211,8 +214,12 @@ def _state_set(storage: Path, state: Path) -> list[Path]:
 
 
 def backup_state(storage: str | Path, saved: tuple | None) -> tuple | None:
-    """Copy Tune's newest state files into ``<storage>/.raysym_state`` when they changed and are readable
-    (each copy written under a temporary name and renamed). Returns what was copied, for the next call."""
+    """Copy Tune's newest state files into ``<storage>/.raysym_state`` when the trials they record changed and
+    they are readable (each copy written under a temporary name and renamed). Returns what was copied, for
+    the next call.
+
+    Tune rewrites its state at every save even when no trial moved (its loop counter and clock change), so
+    the files' dates say little: the copy is made when the trials' records differ from the last copy's."""
     from raysym.trial_folder import atomic_path
 
     storage = Path(storage)
@@ -222,18 +229,68 @@ def backup_state(storage: str | Path, saved: tuple | None) -> tuple | None:
     newest = states[-1]
     stat = newest.stat()
     now = (newest.name, stat.st_size, stat.st_mtime_ns)
-    if now == saved:
+    if saved is not None and now == saved[:3]:
         return saved
     # Read once, check, write what was read: Tune may be rewriting a file while it is copied.
     files = {path.name: _read(path) for path in _state_set(storage, newest)}
     if not all(data is not None and _readable(name, data) for name, data in files.items()):
         return saved
+    trials = _trial_records(files[newest.name])
+    if saved is not None and saved[0] == newest.name and saved[3] == trials:
+        return (*now, trials)  # the same trials, a newer date: nothing to copy
     folder = storage / BACKUP
     folder.mkdir(exist_ok=True)
     for name in sorted(files, key=lambda n: n == newest.name):  # the experiment state last
         with atomic_path(folder / name) as tmp:
             tmp.write_bytes(files[name])
-    return now
+    return (*now, trials)
+
+
+def _trial_records(state: bytes) -> int:
+    """A fingerprint of the trials an experiment state records (their settings, results, checkpoints)."""
+    return hash(json.dumps(json.loads(state).get("trial_data")))
+
+
+def restore_named_checkpoints(storage: str | Path, say: Callable[[str], None]) -> None:
+    """Before Tune restores a sweep: put back the checkpoints its saved state names that no longer exist.
+
+    Tune saves its state at most once a second (raysym.sweep) and keeps a trial's last two checkpoints, so a
+    driver killed outright (SIGKILL, a lost head node) can leave a state naming a checkpoint that Tune deleted
+    after that save, once newer ones existed; Tune would then refuse to restore the trial. The trial's newest
+    checkpoint is copied under the missing name, so the trial continues from its newest epoch."""
+    storage = Path(storage)
+    named: set[tuple[str, str]] = set()
+    for state in storage.glob(STATE_GLOB):
+        named |= _named_checkpoints(_read(state) or b"")
+    for trial_dir, name in sorted(named):
+        missing = storage / trial_dir / name
+        if missing.exists() or not (storage / trial_dir).is_dir():
+            continue
+        newer = sorted(p for p in (storage / trial_dir).glob("checkpoint_*") if p.is_dir() and p.name > name)
+        if not newer:
+            continue  # nothing to continue from: Tune reports the trial as it would have
+        tmp = missing.with_name(f".{name}.raysym-tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(newer[-1], tmp)
+        os.replace(tmp, missing)
+        say(
+            f"note: {trial_dir}/{name}, named by the saved state, had been replaced by newer checkpoints before the "
+            f"driver stopped; the trial continues from its newest one ({newer[-1].name})"
+        )
+
+
+def _named_checkpoints(state: bytes) -> set[tuple[str, str]]:
+    """(trial folder, checkpoint folder) pairs named in an experiment state. Tune keeps each trial's checkpoint
+    manager as a hex-encoded cloudpickle; the paths are read out of its bytes as text, nothing is unpickled."""
+    found: set[tuple[str, str]] = set()
+    for run in re.findall(rb"[0-9a-f]{64,}", state):
+        try:
+            data = bytes.fromhex(run.decode()[: len(run) // 2 * 2])
+        except ValueError:
+            continue
+        for trial_dir, name in re.findall(rb"/([\w.-]+)/(checkpoint_\d{6})", data):
+            found.add((trial_dir.decode(), name.decode()))
+    return found
 
 
 def _read(path: Path) -> bytes | None:

@@ -396,13 +396,12 @@ def _tune(
     # experiment snapshots they trigger is noise for trials of this size.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if local:
-        # Save the experiment state after every step (Tune's "auto" default waits 10 s or more), so that a
-        # driver killed outright (SIGKILL, a lost head node) resumes from a state naming checkpoints that still
-        # exist (Tune keeps a trial's last two). Once a second cut the driver's CPU to 4-6% of a core
-        # (BENCHMARKS.md, "A quiet driver") and, with the disk guard stopping sweeps as Ctrl-C does, passed the
-        # disk-full test, but a driver SIGKILLed while a trial of fast epochs ran still left a state naming a
-        # deleted checkpoint (fresh-clone CI, tests/faults/test_reliability.py), so it is not used.
-        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+        # Save the experiment state once a second: Tune's "auto" default waits 10 s or more, and after every
+        # step of its loop (ten a second) the saves took about a fifth of a core in a long sweep's driver
+        # (BENCHMARKS.md, "A quiet driver"). A driver killed outright (SIGKILL, a lost head node) between two
+        # saves can leave a state naming a checkpoint Tune deleted since (it keeps a trial's last two):
+        # --resume puts it back from the trial's newest (disk.restore_named_checkpoints).
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     r = cfg.resources
     fn = tune.with_resources(
         tune.with_parameters(
@@ -415,6 +414,7 @@ def _tune(
     if resume:
         if local:
             disk.repair_state(path, say)  # state files a full disk cut short, from the guard's copies
+            disk.restore_named_checkpoints(path, say)  # deleted after the last save of a driver killed outright
             _restore_snapshot_period(path, os.environ["TUNE_GLOBAL_CHECKPOINT_S"])
         tuner = tune.Tuner.restore(path, fn, resume_unfinished=True, resume_errored=True)
         if distiller is not None:

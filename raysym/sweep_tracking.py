@@ -78,7 +78,10 @@ def tracking_callback(
             run_id = tracker.start_trial(parent_id, trial_id, name, params, tags)
             # A resumed trial's run holds the epochs logged before the stop (an interrupt, a killed
             # driver): they come from MLflow itself, so that none is logged twice.
-            self.epochs_logged.setdefault(trial_id, set()).update(tracker.logged_steps(run_id, "test/mae"))
+            logged = tracker.logged_steps(run_id, "test/mae")
+            self.epochs_logged.setdefault(trial_id, set()).update(logged)
+            if logged:  # its per-epoch metrics, which its final result repeats: logged once, not again
+                self.per_epoch.setdefault(trial_id, set()).update(tracker.logged_keys(run_id))
             # A driver killed between a trial's final result and Tune's next save of its state resumes the
             # trial from its final checkpoint, and the trial reports its final result again.
             if tracker.logged_steps(run_id, "epochs_done"):
@@ -105,12 +108,12 @@ def tracking_callback(
                 # the first values, never a second point at the same step.
                 epochs = self.epochs_logged.setdefault(trial_id, set())
                 epoch = int(result.get("epoch", 0))
+                seen.update(keys)  # before the check: the final result must not log them again either
                 if epoch in epochs:
                     return
                 if checkpoint is not None and any(e not in epochs for e in range(1, epoch)):
                     self._backfill(trial_id, run_id, checkpoint, epoch)
                 epochs.add(epoch)
-                seen.update(keys)
             described = {k: result[k] for k in keys if k in metric_names.DESCRIPTIONS}  # e.g. data/dim: a tag
             if described:
                 tracker.set_tags(run_id, described)

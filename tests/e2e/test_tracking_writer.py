@@ -137,3 +137,31 @@ def test_a_trial_resumed_at_its_end_is_logged_and_distilled_once(tmp_path):
     assert sorted(m.step for m in tracker.client.get_metric_history(run_id, "test/mae")) == [1, 2]
     assert distiller.pending == {}  # not handed to the distiller a second time
     assert tracker.client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_final_result_after_a_restart_does_not_log_the_last_epoch_again(tmp_path):
+    """A driver killed after a trial's last epoch reached MLflow but before its final result did: the resumed
+    trial reports that epoch again (skipped, MLflow has it) and then its final result, which repeats the
+    per-epoch metrics at the same step. Found by tests/faults/test_reliability.py (test/mae twice at the last
+    epoch): the new driver's callback knew the per-epoch keys only from results it had logged itself."""
+    tracker, parent, writer, first, trial = _callback_and_trial(tmp_path, patience_s=10)
+    first.on_trial_start(0, [], trial)
+    for epoch in (1, 2):
+        first.on_trial_result(0, [], trial, {"epoch": epoch, "test/mae": 0.5 / epoch, "train/loss": 1.0 / epoch})
+    writer.flush()
+
+    for reported_again in ([2], []):  # the last epoch reported again, or the trial resumed at its very end
+        cfg = from_dict(SweepConfig, sweep_dict(tmp_path, trials={"model": "bottleneck"}))
+        (spec,) = plan(cfg)
+        second = tracking_callback(tracker, parent, {spec.key: spec}, cfg.swept_keys())
+        second.on_trial_start(0, [], trial)
+        for epoch in reported_again:
+            second.on_trial_result(0, [], trial, {"epoch": epoch, "test/mae": 9.0, "train/loss": 9.0})
+        final = {"epoch": 2, "done_training": True, "status": "ok", "epochs_done": 2, "test/mae": 0.25}
+        second.on_trial_result(0, [], trial, {**final, "train/loss": 0.5, "messages/r2_force": 0.9})
+        writer.flush()
+        run_id = second.runs[trial.trial_id].result()
+        assert run_id == first.runs[trial.trial_id].result()
+        for key, values in (("test/mae", [(1, 0.5), (2, 0.25)]), ("train/loss", [(1, 1.0), (2, 0.5)])):
+            assert sorted((m.step, m.value) for m in tracker.client.get_metric_history(run_id, key)) == values, key
+        assert [m.value for m in tracker.client.get_metric_history(run_id, "messages/r2_force")] == [0.9]

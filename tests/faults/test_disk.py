@@ -135,6 +135,54 @@ def test_state_files_are_copied_only_when_readable_and_a_damaged_one_without_a_c
         disk.repair_state(storage, said.append)
 
 
+def test_a_state_rewritten_with_the_same_trials_is_not_copied_again(tmp_path):
+    """Tune rewrites its state at every save (its loop counter and clock); the copy follows the trials only."""
+    import os
+
+    storage = tmp_path / "sweep"
+    storage.mkdir()
+    state = storage / "experiment_state-2026-01-01_00-00-00.json"
+    state.write_text('{"trial_data": [["a", "1"]], "runner_data": {"_iteration": 1}}')
+    saved = disk.backup_state(storage, None)
+    copy = storage / disk.BACKUP / state.name
+    first = copy.stat().st_mtime_ns
+    state.write_text('{"trial_data": [["a", "1"]], "runner_data": {"_iteration": 2}}')
+    os.utime(state, ns=(first + 10**9, first + 10**9))
+    saved = disk.backup_state(storage, saved)
+    assert '"_iteration": 1' in copy.read_text() and copy.stat().st_mtime_ns == first  # not copied
+    state.write_text('{"trial_data": [["a", "2"]], "runner_data": {"_iteration": 3}}')
+    os.utime(state, ns=(first + 2 * 10**9, first + 2 * 10**9))
+    disk.backup_state(storage, saved)
+    assert copy.read_text() == state.read_text()  # a trial moved: copied
+
+
+def test_a_checkpoint_the_saved_state_names_but_tune_deleted_is_put_back_from_the_newest(tmp_path):
+    """A driver killed between two saves of Tune's state (once a second) can leave a state naming a
+    checkpoint Tune has since deleted (it keeps a trial's last two); the trial then continues from its newest."""
+    import json
+    import pickle
+
+    storage = tmp_path / "sweep"
+    trial = storage / "t000_abc_00000"
+    for n in (5, 6):
+        (trial / f"checkpoint_00000{n}").mkdir(parents=True)
+        (trial / f"checkpoint_00000{n}" / "checkpoint.pt").write_text(f"epoch {n}")
+    # How Tune writes a trial's checkpoint manager: a hex-encoded cloudpickle inside the JSON of the trial
+    named = [str(trial / "checkpoint_000003"), str(trial / "checkpoint_000004")]
+    manager = {"_type": "CLOUDPICKLE_FALLBACK", "value": pickle.dumps({"paths": named}).hex()}
+    state = {"trial_data": [["{}", json.dumps({"checkpoint_manager": manager})]]}
+    (storage / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
+    said = []
+    disk.restore_named_checkpoints(storage, said.append)
+    for n in (3, 4):
+        assert (trial / f"checkpoint_00000{n}" / "checkpoint.pt").read_text() == "epoch 6"
+    assert len(said) == 2 and "continues from its newest one (checkpoint_000006)" in said[0]
+    assert sorted(p.name for p in trial.iterdir()) == [f"checkpoint_00000{n}" for n in (3, 4, 5, 6)]  # no temp left
+    said.clear()
+    disk.restore_named_checkpoints(storage, said.append)  # nothing missing now: nothing done
+    assert not said
+
+
 def test_a_stop_asked_outside_the_main_thread_raises_the_reason_instead(tmp_path):
     """Tune's stop signal is handled in the main thread only; elsewhere the guard's reason is raised (the
     stop of earlier raysyms), and nothing is left asked for a later sweep."""
