@@ -194,6 +194,12 @@ def train(
     start = time.perf_counter()
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
+    # Flush subnormal floats to zero on the CPU. Under L1 the messages' unused inputs stop getting gradients,
+    # and Adam's second moments of their weights decay into the subnormal range (below 1.2e-38; 46% of them
+    # after 200 epochs of 2D spring), where x86 arithmetic takes a slow path: a late L1 epoch took 3x as long
+    # (BENCHMARKS.md, "Subnormal floats"). Zero instead of 1e-40 moves no weight by a representable amount:
+    # Adam divides by sqrt(v) + 1e-8 either way.
+    torch.set_flush_denormal(True)
     if data is None:
         train_graphs, val_graphs, test, _ = load_training_data(cfg)
     else:

@@ -196,3 +196,35 @@ def test_adams_multi_tensor_kernels_give_bit_identical_parameters():
         return [p.detach() for p in model.parameters()]
 
     assert all(torch.equal(a, b) for a, b in zip(trained(False), trained(True)))
+
+
+def test_training_flushes_subnormal_floats_and_changes_no_update_noticeably(graphs):
+    """raysym.train flushes subnormal floats to zero (a late L1 trial ran 3x slower on them; BENCHMARKS.md,
+    "Subnormal floats"). The same training steps on Adam moments made subnormal give the same weights to
+    float32 precision, flushed or not."""
+    torch.set_flush_denormal(False)
+    train(tiny(), data=graphs)
+    assert torch.tensor([1e-40]).mul(1.0).item() == 0.0  # the setting is on after train()
+
+    def steps(flush: bool) -> list[torch.Tensor]:
+        torch.set_flush_denormal(flush)
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)
+        gen = torch.Generator().manual_seed(1)
+        for step in range(60):
+            x, y = torch.randn(64, 6, generator=gen), torch.randn(64, 2, generator=gen)
+            x[:, :3] = 0.0  # inputs that fall silent, as unused messages do under L1
+            opt.zero_grad()
+            (model(x) - y).abs().mean().backward()
+            opt.step()
+            if step == 10:  # their weights' moments decayed into the subnormal range
+                for state in opt.state.values():
+                    state["exp_avg_sq"][state["exp_avg_sq"] < 1e-6] = 1e-40
+                    state["exp_avg"][state["exp_avg"].abs() < 1e-6] = 1e-41
+        return [p.detach().clone() for p in model.parameters()]
+
+    flushed, kept = steps(True), steps(False)
+    torch.set_flush_denormal(True)
+    for a, b in zip(flushed, kept):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
