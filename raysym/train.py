@@ -15,6 +15,7 @@ A NaN or infinite loss stops the trial with status "diverged" and a reason inste
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -191,15 +192,33 @@ def train(
     ``probe(model)`` runs after each epoch's evaluation and adds its metrics to the epoch's (run_trial
     follows the messages' R² on the validation graphs this way); ``until(metrics)`` ends training after the
     first epoch for which it is true (status "finished", reason "stopped early: ...")."""
+    with subnormals_flushed():
+        return _train(cfg, out_dir, callback, data, test, resume, probe, until)
+
+
+@contextlib.contextmanager
+def subnormals_flushed():
+    """Subnormal floats flushed to zero on the CPU while training, and the setting as it was after.
+
+    Under L1 the messages' unused inputs stop getting gradients, and Adam's moments of their weights decay
+    into the subnormal range (below 1.2e-38; 46% of them after 200 epochs of 2D spring), where x86 arithmetic
+    takes a slow path: a late L1 epoch took 3x as long (BENCHMARKS.md, "Subnormal floats"). Zero instead of
+    1e-40 moves no weight by a representable amount: Adam divides by sqrt(v) + 1e-8 either way. The setting
+    is the calling thread's processor state, so it is put back: other code in the process (a notebook,
+    hypothesis in the tests) may need subnormals."""
+    was_on = torch.tensor([1e-40]).mul(1.0).item() == 0.0  # torch has no getter for it
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was_on)
+
+
+def _train(cfg, out_dir, callback, data, test, resume, probe, until) -> TrainResult:
+    """train(), with subnormal floats flushed."""
     start = time.perf_counter()
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    # Flush subnormal floats to zero on the CPU. Under L1 the messages' unused inputs stop getting gradients,
-    # and Adam's second moments of their weights decay into the subnormal range (below 1.2e-38; 46% of them
-    # after 200 epochs of 2D spring), where x86 arithmetic takes a slow path: a late L1 epoch took 3x as long
-    # (BENCHMARKS.md, "Subnormal floats"). Zero instead of 1e-40 moves no weight by a representable amount:
-    # Adam divides by sqrt(v) + 1e-8 either way.
-    torch.set_flush_denormal(True)
     if data is None:
         train_graphs, val_graphs, test, _ = load_training_data(cfg)
     else:

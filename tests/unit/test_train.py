@@ -202,9 +202,15 @@ def test_training_flushes_subnormal_floats_and_changes_no_update_noticeably(grap
     """raysym.train flushes subnormal floats to zero (a late L1 trial ran 3x slower on them; BENCHMARKS.md,
     "Subnormal floats"). The same training steps on Adam moments made subnormal give the same weights to
     float32 precision, flushed or not."""
+
+    def flushing() -> bool:
+        return torch.tensor([1e-40]).mul(1.0).item() == 0.0
+
     torch.set_flush_denormal(False)
-    train(tiny(), data=graphs)
-    assert torch.tensor([1e-40]).mul(1.0).item() == 0.0  # the setting is on after train()
+    during = []
+    train(tiny(), data=graphs, probe=lambda model: during.append(flushing()) or {})
+    assert during == [True, True]  # on in every epoch of training
+    assert not flushing()  # and put back after: other code in the process may need subnormals
 
     def steps(flush: bool) -> list[torch.Tensor]:
         torch.set_flush_denormal(flush)
@@ -225,6 +231,5 @@ def test_training_flushes_subnormal_floats_and_changes_no_update_noticeably(grap
         return [p.detach().clone() for p in model.parameters()]
 
     flushed, kept = steps(True), steps(False)
-    torch.set_flush_denormal(True)
     for a, b in zip(flushed, kept):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
