@@ -385,7 +385,7 @@ def _add_sweep(sub) -> None:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from raysym.config import SweepConfig
     from raysym.sweep import run_sweep
-    from raysym.sweep_plan import parse_only
+    from raysym.sweep_plan import parse_only, slice_name
 
     cfg = load_config(args.config, SweepConfig, "sweep config")
     only = parse_only(args.only)
@@ -399,7 +399,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     failed = [r for r in outcome.rows if r["status"] not in ("finished", "stopped early")]
     done = sum(r["status"] == "finished" for r in outcome.rows)
     print(f"\n{done} of {len(outcome.rows)} trials finished. Tune results: {outcome.experiment_path}")
-    print(f"Compare them in MLflow: mlflow ui --backend-store-uri {cfg.tracking.uri}  (parent run '{cfg.name}')")
+    parent = slice_name(cfg.name, only)  # a slice's parent run is named after its filters
+    print(f"Compare them in MLflow: mlflow ui --backend-store-uri {cfg.tracking.uri}  (parent run '{parent}')")
     if failed:
         for r in failed:
             print(

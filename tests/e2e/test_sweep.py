@@ -135,6 +135,21 @@ def finished_sweep(local_ray, tmp_path_factory):
     return tmp_path, cfg, outcome
 
 
+def test_a_slice_runs_as_a_sweep_of_its_own_with_its_grid_keys(local_ray, tmp_path, capsys):
+    """`raysym sweep --only`: the slice's Tune folder and MLflow parent run are named after its filters, its
+    trial keeps its key from the full grid, and `raysym report --only` finds it."""
+    path = write_yaml(tmp_path / "s.yaml", sweep_dict(tmp_path))
+    assert main(["sweep", str(path), "--only", "model=l1"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 1 trials finished" in out and "(parent run 'tiny.model-l1')" in out
+    assert [p.name.split("_")[0] for p in (tmp_path / "runs" / "tiny.model-l1").glob("t0*")] == ["t001"]
+    _, runs = mlflow_runs(tmp_path)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert [r.info.run_name for r in parents] == ["tiny.model-l1"]
+    assert main(["report", str(path), "--only", "model=l1", "--out", str(tmp_path / "report")]) == 0
+    assert "'tiny.model-l1'" in (tmp_path / "report" / "report.md").read_text().replace("\\", "")
+
+
 def test_sweep_records_parent_and_child_runs_in_mlflow(finished_sweep):
     tmp_path, cfg, outcome = finished_sweep
     assert [r["status"] for r in outcome.rows] == ["finished", "finished"]
@@ -211,9 +226,12 @@ def test_sweep_distils_finished_trials_into_nested_mlflow_runs(local_ray, tmp_pa
         assert run.data.tags["distill/edge_formulas"].startswith("[")
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"summary.json", "edge0_front.csv", "edge0_front.md", "node1_front.md"} <= artifacts
-        # the distillation run spans the distillation (it was created after the fact, 25 ms long, before)
+        # the distillation run spans the distillation (it was created after the fact, 25 ms long, before): at
+        # least half the distillation's own measured time (its jobs ran on 2 actors). Not an absolute floor:
+        # on a quiet machine this distillation takes well under a second (0.6 s, 2026-12-07).
         seconds = (run.info.end_time - run.info.start_time) / 1000
-        assert seconds >= 1.0 and seconds >= trial.data.metrics["distill/seconds"] / 2  # 2 actors
+        assert trial.data.metrics["distill/seconds"] > 0.1, trial.data.metrics["distill/seconds"]
+        assert seconds >= trial.data.metrics["distill/seconds"] / 2, (seconds, trial.data.metrics["distill/seconds"])
         assert trial.info.start_time <= run.info.start_time and run.info.end_time >= trial.info.end_time
     # every run names its source and, from a git checkout, the commit
     for run in runs:
