@@ -50,7 +50,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for(check, seconds: float) -> None:
+def _wait_for(check, seconds: float, every: float = 1.0) -> None:
     deadline = time.monotonic() + seconds
     last = None
     while True:
@@ -61,7 +61,7 @@ def _wait_for(check, seconds: float) -> None:
             last = exc
         if time.monotonic() > deadline:
             raise TimeoutError(f"the service did not come up: {last!r}")  # a start-up failure, not a speed check
-        time.sleep(1)
+        time.sleep(every)
 
 
 def _alive_nodes(address: str, env: dict) -> int:

@@ -158,9 +158,11 @@ def test_driver_killed_during_distillation_then_resumed_distils_the_trial(tmp_pa
     cfg = sweep_dict(
         tmp_path,
         name="killdistil",
-        # the second trial trains long enough to be still training (or waiting) when the first is killed; both
-        # as long, so that they start in grid order (a grid starts its longest trials first)
-        trials={"model": ["bottleneck", "l1"], "epochs": 40},
+        # the second trial trains long enough to be still training (or waiting) when the first is killed: one
+        # graph a batch, ~9 s on this 2-core machine under load, where 40 epochs of 2 batches took 1.7 s, ended
+        # before the kill and failed a CI run; the kill comes ~1.7 s after the first trial ends (Tune saves its
+        # state once a second). Both as long, so that they start in grid order (longest trials start first).
+        trials={"model": ["bottleneck", "l1"], "epochs": 40, "batch_size": 1},
         resources={"cpus_per_trial": 1, "max_concurrent_trials": 1, "distill_workers": 2},
         distill={"backend": "operon", "setting": "thorough", "samples": 300, "timeout_s": 8},
     )
@@ -174,15 +176,16 @@ def test_driver_killed_during_distillation_then_resumed_distils_the_trial(tmp_pa
     def distilling():
         if first.poll() is not None:
             pytest.fail(f"the sweep ended before it was killed: {(tmp_path / 'first.log').read_text()[-3000:]}")
-        started = list(distill_root.glob("t000_*/checkpoint.pt"))
+        # the distillation has started (its half-written folder is there: fits of 8 s each, 3 rounds on 2 actors)
+        started = list(distill_root.glob("t000_*/.distill.tmp-*"))
         # and Tune's saved state has the trial done: the case this test is about
         return (
             started and not list(distill_root.glob("t000_*/distill/summary.json")) and _saved_done(distill_root.parent)
         )
 
     try:
-        _wait_for(distilling, seconds=900)
-        time.sleep(2.0)  # into the fits (8 s each, 3 rounds on 2 actors)
+        # polled often and killed at once: the second trial has only its own few seconds to finish in
+        _wait_for(distilling, seconds=900, every=0.1)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=60)
     finally:
