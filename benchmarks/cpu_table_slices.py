@@ -64,8 +64,12 @@ def main() -> None:
     header, rows = merged[TABLES[2]]
     names = cells(header[0])
     laws = sparse = cells_run = l1_run = 0
+    per_model: dict[str, list[int]] = {}  # model -> [laws, cells run]
     for row in rows.values():
         c = dict(zip(names, cells(row)))
+        tally = per_model.setdefault(c["model"], [0, 0])
+        tally[0] += c["law recovered"].startswith("yes")
+        tally[1] += 1
         if c["model"] not in ("bottleneck",) and not c["model"].startswith("l1"):
             continue
         cells_run += 1
@@ -78,6 +82,7 @@ def main() -> None:
         f"Paper models: laws recovered in {laws} of the {cells_run} cells run (the paper: 14 of 16); "
         f"sparse L1 (share >= 0.95 and ratio >= 10) in {sparse} of the {l1_run} L1 cells run (of 8)."
     )
+    print("Laws by model: " + "; ".join(f"{m} {n} of {run}" for m, (n, run) in sorted(per_model.items())) + ".")
 
 
 if __name__ == "__main__":
