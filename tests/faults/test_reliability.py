@@ -374,8 +374,20 @@ def test_tracking_server_gone_mid_sweep_stops_clearly_and_records_nothing_false(
             ),
         )
 
+        def trial_run_stored() -> bool:
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(uri)
+            exp = client.get_experiment_by_name("tests")
+            return exp is not None and any(
+                "mlflow.parentRunId" in r.data.tags for r in client.search_runs([exp.experiment_id])
+            )
+
         def stop_server_after_first_epoch():
+            # after the first epoch's checkpoint and once the server holds the trial's run: MLflow writes go
+            # through a writer thread, which on a busy machine can be behind the checkpoint
             _wait_for(lambda: len(list((tmp_path / "runs" / "tiny").glob("t000*/checkpoint_*"))) >= 1, seconds=600)
+            _wait_for(trial_run_stored, seconds=600)
             os.killpg(server.pid, signal.SIGKILL)
 
         threading.Thread(target=stop_server_after_first_epoch, daemon=True).start()
