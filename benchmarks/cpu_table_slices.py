@@ -60,24 +60,21 @@ def main() -> None:
         header, rows = merged[title]
         print(title + "\n")
         print("\n".join(header + [rows[k] for k in sorted(rows)]) + "\n")
-    # Counts over the paper's models
+    # Counts: laws per model, then over the paper's models (bottleneck, L1)
     header, rows = merged[TABLES[2]]
     names = cells(header[0])
-    laws = sparse = cells_run = l1_run = 0
     per_model: dict[str, list[int]] = {}  # model -> [laws, cells run]
+    sparse = 0
     for row in rows.values():
         c = dict(zip(names, cells(row)))
         tally = per_model.setdefault(c["model"], [0, 0])
         tally[0] += c["law recovered"].startswith("yes")
         tally[1] += 1
-        if c["model"] not in ("bottleneck",) and not c["model"].startswith("l1"):
-            continue
-        cells_run += 1
-        laws += c["law recovered"].startswith("yes")
         if c["model"].startswith("l1"):
-            l1_run += 1
-            ratio, share = float(c["sparsity ratio"]), float(c["sparsity share"])
-            sparse += share >= 0.95 and ratio >= 10
+            sparse += float(c["sparsity share"]) >= 0.95 and float(c["sparsity ratio"]) >= 10
+    paper = [t for m, t in per_model.items() if m == "bottleneck" or m.startswith("l1")]
+    laws, cells_run = sum(t[0] for t in paper), sum(t[1] for t in paper)
+    l1_run = sum(t[1] for m, t in per_model.items() if m.startswith("l1"))
     print(
         f"Paper models: laws recovered in {laws} of the {cells_run} cells run (the paper: 14 of 16); "
         f"sparse L1 (share >= 0.95 and ratio >= 10) in {sparse} of the {l1_run} L1 cells run (of 8)."
