@@ -151,7 +151,11 @@ def main() -> None:
     ap.add_argument("--base", type=int, default=2, help="trials of the base sweep (default 2)")
     ap.add_argument("--repeats", type=int, default=1, help="measure each side this many times (default 1)")
     ap.add_argument("--gpus-per-trial", type=float, default=0.0, help="0.25: four trials share a GPU")
-    ap.add_argument("--smoke", action="store_true", help="1 extra trial over a base of 1: checks, not figures")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="1 extra trial over a base of 1, no warm-up: checks every step runs, its figures mean nothing",
+    )
     ap.add_argument("--results", default=None, help="append the figures to this JSON-lines file")
     ap.add_argument("--breakdown", action="store_true", help="only where a trial's own CPU goes (no Ray)")
     ap.add_argument("--bare", type=int, default=None, help=argparse.SUPPRESS)  # internal: one bare Tune run
@@ -170,12 +174,16 @@ def main() -> None:
     if args.base < 1 or args.extra < 1 or args.repeats < 1:
         sys.exit("--base, --extra and --repeats must be at least 1.")
 
-    load = background_load()
+    # A smoke run checks that every step runs, not its figures: it skips the quiet-machine check and the
+    # warm-up sweep (its base sweep makes the dataset instead), one local Ray start fewer (CI's time, issue 29).
+    load = 0.0 if args.smoke else background_load()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory(prefix="raysym-overhead-") as tmp:
         root = Path(tmp)
-        # The dataset is made once, outside the measurement (both sides would otherwise differ by it).
-        measure([sys.executable, "-m", "raysym.cli", "sweep", str(raysym_config(root, 1, "warmup", 0.0))], env, root)
+        if not args.smoke:
+            # The dataset is made once, outside the measurement (both sides would otherwise differ by it).
+            warmup = raysym_config(root, 1, "warmup", 0.0)
+            measure([sys.executable, "-m", "raysym.cli", "sweep", str(warmup)], env, root)
         costs: dict[str, dict[int, list[tuple[float, float]]]] = {"raysym": {}, "bare": {}, "bare_reuse": {}}
         for rep in range(args.repeats):
             for n in (args.base, args.base + args.extra):
@@ -197,7 +205,8 @@ def main() -> None:
 
     rows = {side: (marginal(side, 0), marginal(side, 1)) for side in costs}
     print(f"\nmarginal cost per trivial trial ({args.extra} extra over {args.base}; machine: {platform.node()}, "
-          f"{os.cpu_count()} cores; background load before the runs {load:.2f} cores)")  # fmt: skip
+          f"{os.cpu_count()} cores; " + ("a smoke run: figures not meaningful)" if args.smoke else
+          f"background load before the runs {load:.2f} cores)"))  # fmt: skip
     print(f"{'':24s}{'core-seconds':>14s}{'wall seconds':>14s}")
     labels = {"raysym": "raysym sweep", "bare": "bare Ray Tune", "bare_reuse": "bare Tune, reused actors"}
     for side, label in labels.items():
@@ -215,7 +224,8 @@ def main() -> None:
         record = {
             "when": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.node(), "cores": os.cpu_count(),
             "base": args.base, "extra": args.extra, "repeats": args.repeats, "gpus_per_trial": args.gpus_per_trial,
-            "background_load": round(load, 3), "raysym_core_s": rows["raysym"][0], "raysym_wall_s": rows["raysym"][1],
+            "background_load": None if args.smoke else round(load, 3),
+            "raysym_core_s": rows["raysym"][0], "raysym_wall_s": rows["raysym"][1],
             "bare_core_s": rows["bare"][0], "bare_wall_s": rows["bare"][1], "ratio_core_s": ratio[0],
             "ratio_wall_s": ratio[1], "bare_reuse_core_s": rows["bare_reuse"][0],
             "bare_reuse_wall_s": rows["bare_reuse"][1], "ratio_reuse_core_s": reused[0],

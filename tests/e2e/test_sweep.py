@@ -297,7 +297,9 @@ def _interrupt_then_resume(tmp_path: Path, cfg: dict, presses: int = 1) -> None:
     cmd = [sys.executable, "-m", "raysym.cli", "sweep", str(path)]
     first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     runs_dir = tmp_path / "runs" / cfg["name"]
-    _wait_for(lambda: first.poll() is None and len(list(runs_dir.glob("t00*/checkpoint_*"))) >= 2, seconds=600)
+    _wait_for(
+        lambda: first.poll() is None and len(list(runs_dir.glob("t00*/checkpoint_*"))) >= 2, seconds=600, every=0.2
+    )
     for press in range(presses):
         if first.poll() is None:
             first.send_signal(signal.SIGINT)
