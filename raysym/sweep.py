@@ -154,7 +154,7 @@ def _param_space(cfg: SweepConfig, specs: list[TrialSpec]) -> dict[str, Any]:
 
     space: dict[str, Any] = {}
     # Each trial carries its swept settings into Tune beside its key (Tune's table, params.json, the
-    # results dataframe, TensorBoard's hparams): values looked up from the key the grid chose.
+    # results dataframe): values looked up from the key the grid chose.
     swept = {s.key: {k: _tune_value(v) for k, v in s.params.items()} for s in specs}
     if cfg.search.kind == "grid":
         space["key"] = tune.grid_search([s.key for s in launch_order(specs)])

@@ -191,6 +191,11 @@ def test_sweep_records_parent_and_child_runs_in_mlflow(finished_sweep):
     assert list(first)[:4] == ["val/mae", "val/r2_best", "val/sparsity_share", "val/sparsity_ratio"]
     bottleneck = json.loads(next(Path(outcome.experiment_path).glob("t000*/result.json")).read_text().splitlines()[0])
     assert list(bottleneck)[:2] == ["val/mae", "val/r2_best"] and "val/sparsity_share" not in bottleneck
+    # Tune's CSV and JSON result files per trial, and no TensorBoard events (its logger imported torch into the
+    # driver and wrote every result again; MLflow holds the metrics)
+    trials = list(Path(outcome.experiment_path).glob("t00*_*"))
+    assert len(trials) == 2 and all((t / "progress.csv").is_file() and (t / "result.json").is_file() for t in trials)
+    assert not list(Path(outcome.experiment_path).rglob("events.out.tfevents*"))
 
 
 def test_sweep_distils_finished_trials_into_nested_mlflow_runs(local_ray, tmp_path):
