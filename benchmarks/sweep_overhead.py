@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/sweep_overhead.py [--extra 20] [--base 2] [--gpus-per-trial 0] [--repeats 1]
-    python benchmarks/sweep_overhead.py --smoke      # the smallest run that exercises every step (CI, device.sh)
+    python benchmarks/sweep_overhead.py --smoke      # the smallest run of both sides (CI, device.sh)
     python benchmarks/sweep_overhead.py --breakdown  # where a trivial trial's own CPU goes, in this process
 
 Both sides run trivial trials, each in a fresh process as a user would start them (local Ray started and
@@ -154,7 +154,8 @@ def main() -> None:
     ap.add_argument(
         "--smoke",
         action="store_true",
-        help="1 extra trial over a base of 1, no warm-up: checks every step runs, its figures mean nothing",
+        help="1 extra trial over a base of 1, no warm-up, no reused-actor side: checks that both sides run; its "
+        "figures mean nothing",
     )
     ap.add_argument("--results", default=None, help="append the figures to this JSON-lines file")
     ap.add_argument("--breakdown", action="store_true", help="only where a trial's own CPU goes (no Ray)")
@@ -184,7 +185,10 @@ def main() -> None:
             # The dataset is made once, outside the measurement (both sides would otherwise differ by it).
             warmup = raysym_config(root, 1, "warmup", 0.0)
             measure([sys.executable, "-m", "raysym.cli", "sweep", str(warmup)], env, root)
-        costs: dict[str, dict[int, list[tuple[float, float]]]] = {"raysym": {}, "bare": {}, "bare_reuse": {}}
+        # A smoke run leaves out the reused-actor side (a flag of the bare side's code): 4 processes instead of
+        # 6, each a local Ray start (the device script's dry run took 91 core-s with it, issue 29).
+        sides = ("bare", "raysym") if args.smoke else ("bare", "bare_reuse", "raysym")
+        costs: dict[str, dict[int, list[tuple[float, float]]]] = {side: {} for side in sides}
         for rep in range(args.repeats):
             for n in (args.base, args.base + args.extra):
                 cfg = raysym_config(root, n, f"r{rep}", args.gpus_per_trial)
@@ -193,7 +197,9 @@ def main() -> None:
                             "--gpus-per-trial", str(args.gpus_per_trial)]  # fmt: skip
                 reuse_cmd = [*bare_cmd, "--reuse"]
                 reuse_cmd[reuse_cmd.index("--storage") + 1] += "-reuse"
-                for side, cmd in (("bare", bare_cmd), ("bare_reuse", reuse_cmd), ("raysym", raysym_cmd)):
+                commands = {"bare": bare_cmd, "bare_reuse": reuse_cmd, "raysym": raysym_cmd}
+                for side in sides:
+                    cmd = commands[side]
                     costs[side].setdefault(n, []).append(measure(cmd, env, root))
                     cpu, wall = costs[side][n][-1]
                     print(f"  {side:10s} {n:3d} trials: {cpu:7.1f} core-s  {wall:6.1f} s wall", flush=True)
@@ -210,14 +216,18 @@ def main() -> None:
     print(f"{'':24s}{'core-seconds':>14s}{'wall seconds':>14s}")
     labels = {"raysym": "raysym sweep", "bare": "bare Ray Tune", "bare_reuse": "bare Tune, reused actors"}
     for side, label in labels.items():
+        if side not in rows:
+            continue
         print(f"{label:24s}{rows[side][0]:14.2f}{rows[side][1]:14.2f}")
 
     def over(side: str) -> tuple[float, float]:
         return tuple(rows["raysym"][i] / rows[side][i] if rows[side][i] > 0 else float("nan") for i in (0, 1))
 
-    ratio, reused = over("bare"), over("bare_reuse")
+    nothing = (None, None)
+    ratio, reused = over("bare"), over("bare_reuse") if "bare_reuse" in rows else nothing
     print(f"{'ratio raysym / bare':24s}{ratio[0]:13.2f}x{ratio[1]:13.2f}x")
-    print(f"{'raysym / reused bare':24s}{reused[0]:13.2f}x{reused[1]:13.2f}x")
+    if "bare_reuse" in rows:
+        print(f"{'raysym / reused bare':24s}{reused[0]:13.2f}x{reused[1]:13.2f}x")
     if load > 0.2:
         print(f"note: {load:.2f} cores were busy before the runs started; these figures are disturbed.")
     if args.results:
@@ -227,8 +237,8 @@ def main() -> None:
             "background_load": None if args.smoke else round(load, 3),
             "raysym_core_s": rows["raysym"][0], "raysym_wall_s": rows["raysym"][1],
             "bare_core_s": rows["bare"][0], "bare_wall_s": rows["bare"][1], "ratio_core_s": ratio[0],
-            "ratio_wall_s": ratio[1], "bare_reuse_core_s": rows["bare_reuse"][0],
-            "bare_reuse_wall_s": rows["bare_reuse"][1], "ratio_reuse_core_s": reused[0],
+            "ratio_wall_s": ratio[1], "bare_reuse_core_s": rows.get("bare_reuse", nothing)[0],
+            "bare_reuse_wall_s": rows.get("bare_reuse", nothing)[1], "ratio_reuse_core_s": reused[0],
         }  # fmt: skip
         with open(args.results, "a") as f:
             f.write(json.dumps(record) + "\n")

@@ -28,6 +28,7 @@ def test_the_device_script_dry_run_runs_every_step_on_cpu(tmp_path):
         assert rates and all(int(g.replace(",", "")) > 0 for g in rates.groups()), log
     overhead = [json.loads(line) for line in (tmp_path / "overhead.jsonl").read_text().splitlines()]
     assert len(overhead) == 1 and overhead[0]["gpus_per_trial"] == 0 and overhead[0]["raysym_core_s"] is not None
+    assert overhead[0]["bare_core_s"] is not None and overhead[0]["bare_reuse_core_s"] is None  # smoke: 2 sides
     rows = [json.loads(line) for line in (tmp_path / "time_to_law.jsonl").read_text().splitlines()]
     got = [(r["system"], r["dim"], r["model"], r["hidden"], r["device"]) for r in rows]
     assert got == [("spring", 2, "l1", 16, "cpu")]
