@@ -23,7 +23,11 @@ def sweep_dict(tmp_path: Path, name: str = "tiny", **over) -> dict:
         "storage": str(tmp_path / "runs"),
         "data": {"root": str(tmp_path / "data"), **TINY_DATA},
         "trials": {"model": ["bottleneck", "l1"], "l1_schedule": "linear", **TINY_TRIALS},
-        "resources": {"cpus_per_trial": 1},
+        # One trial at a time: Tune's reused actor (reuse_actors, as every sweep runs) takes each next trial,
+        # so a test sweep pays one trial worker's start-up (ray.tune, torch, torch._dynamo and matplotlib
+        # imported: ~5 core-s) instead of one per trial. The suite is CPU-bound (97% of both cores), so the
+        # trials' lost overlap costs no time (issue 29). Tests about concurrency say so in their resources.
+        "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 1},
         "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
     }
     for key, value in over.items():

@@ -36,7 +36,8 @@ def halo_sweep(tmp_path: Path, name: str = "halos", **halos) -> dict:
         "name": name,
         "storage": str(tmp_path / "runs"),
         "halos": {**TINY_HALOS, **halos},
-        "resources": {"cpus_per_trial": 1, "distill_workers": 2},
+        # one trial at a time: each next trial takes the reused actor (as in tests/helpers.py's sweep_dict)
+        "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 1, "distill_workers": 2},
         "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
     }
 
