@@ -240,6 +240,9 @@ def test_halo_sweep_runs_into_mlflow_distillation_and_the_report(local_ray, tmp_
         {
             **halo_sweep(tmp_path, catalog=["synthetic", str(catalog)], l1=[0.01, 0.1]),
             "distill": {"backend": "operon", "setting": "fast", "samples": 500},
+            # as many trials at once as the CPUs allow (not one at a time as the other tests): the case is
+            # trials competing with the distillation actors for the CPUs
+            "resources": {"cpus_per_trial": 1, "distill_workers": 2},
         },
     )
     outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
