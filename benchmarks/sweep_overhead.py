@@ -186,7 +186,7 @@ def main() -> None:
             warmup = raysym_config(root, 1, "warmup", 0.0)
             measure([sys.executable, "-m", "raysym.cli", "sweep", str(warmup)], env, root)
         # A smoke run leaves out the reused-actor side (a flag of the bare side's code): 4 processes instead of
-        # 6, each a local Ray start (the device script's dry run took 91 core-s with it, issue 29).
+        # 6, each a local Ray start (the smoke run took 91 core-s with that side, issue 29).
         sides = ("bare", "raysym") if args.smoke else ("bare", "bare_reuse", "raysym")
         costs: dict[str, dict[int, list[tuple[float, float]]]] = {side: {} for side in sides}
         for rep in range(args.repeats):

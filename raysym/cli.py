@@ -466,23 +466,24 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The `raysym` program: :func:`main`, then Ray stopped with Ctrl-C ignored. Ray's own exit hook would
     stop it otherwise, and a Ctrl-C pressed again while it does (users press it twice) printed a traceback."""
+    pipe_closed = False
     try:
         code = main()
     except KeyboardInterrupt:  # pressed again before main could answer the first
         code = 130
     except BrokenPipeError:  # the reader went away (`raysym inspect DATA | head`): not an error of raysym's
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # a later print would raise again
+        code, pipe_closed = 141, True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _shutdown_ray()
+    if pipe_closed:
         # Ended without the interpreter's teardown: the command stopped in the middle of its output, where
         # pyarrow's dataset scanner may still be releasing buffers on its own threads, and one that needed
         # the GIL during teardown aborted the process (SIGABRT, "terminate called without an active
         # exception": 3 in 60 runs of `raysym inspect DATA | head -1` on 2 loaded cores). Nothing is left to
         # write: the output is gone, and every file raysym writes is renamed into place when complete.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _shutdown_ray()
         sys.stderr.flush()
-        os._exit(141)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _shutdown_ray()
+        os._exit(code)
     sys.exit(code)
 
 
