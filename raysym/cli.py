@@ -263,6 +263,13 @@ def _add_train(sub) -> None:
     )
     config_flag(p, T, "seed", "random seed")
     config_flag(p, T, "device", "auto, cpu or cuda", default="auto: the GPU when there is one")
+    config_flag(
+        p,
+        T,
+        "figures",
+        "draw the trial folder's PNGs; --no-figures skips them (their data, messages.npz and "
+        "message_stds_by_epoch.json, is written either way)",
+    )
     p.add_argument("--out", required=True, help="trial folder for metrics.json, checkpoint.pt and figures")
     p.add_argument("--no-resume", dest="resume", action="store_false", help="ignore an existing checkpoint in --out")
     p.set_defaults(func=_cmd_train)

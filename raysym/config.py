@@ -201,6 +201,12 @@ class TrainConfig:
     node_term: bool | None = None  # newtonian model only: the non-pairwise g(v, q, m); None: on for damped data
     seed: int = 0
     device: str = "auto"
+    # The trial folder's PNGs (messages_vs_force, message_stds, message_stds_by_epoch). Off for sweeps of many
+    # short trials, where drawing them costs more than the training: 0.9 core-s a trial, plus 0.75 for
+    # matplotlib's import per trial worker, against 0.1 core-s for 2 epochs of a tiny trial (issue 29). The
+    # data they draw (messages.npz, message_stds_by_epoch.json, metrics.json) is written either way, and
+    # `raysym report` draws its figures from that data. Not part of what the trial is (config.json).
+    figures: bool = True
 
     @property
     def regularizer(self) -> str:

@@ -470,7 +470,8 @@ def run_trial(
         if not has_sparsity_prior(cfg):  # sparsity is asked of penalised messages only: n/a for the others
             metrics["messages/sparse"] = None
         metrics.update(mae_in_range(result.model, test_graphs, bounds, cfg.device))
-        message_figures.plot(edges, analysis, out_dir)
+        if cfg.figures:
+            message_figures.plot(edges, analysis, out_dir)
         message_figures.save_sample(edges, analysis, out_dir, seed=cfg.seed)
     by_epoch = [(h["epoch"] + 1, h["message_stds"]) for h in result.history if "message_stds" in h]
     if by_epoch:
@@ -478,6 +479,7 @@ def run_trial(
             out_dir / "message_stds_by_epoch.json",
             {"epoch": [e for e, _ in by_epoch], "stds": [v for _, v in by_epoch]},
         )
+    if by_epoch and cfg.figures:
         message_figures.plot_stds_over_epochs(
             np.array([e for e, _ in by_epoch]),
             np.array([v for _, v in by_epoch]),
@@ -522,8 +524,9 @@ KIND = "nbody"  # config.json's "kind" (raysym.trial_kind)
 
 
 def trial_record(cfg: TrainConfig) -> dict[str, Any]:
-    """A trial folder's config.json: the kind, then the resolved TrainConfig."""
-    return {"kind": KIND, **dataclasses.asdict(cfg)}
+    """A trial folder's config.json: the kind, then the resolved TrainConfig, less ``figures`` (whether its
+    PNGs are drawn does not change what the trial is: a rerun with or without them is the same trial)."""
+    return {"kind": KIND, **{k: v for k, v in dataclasses.asdict(cfg).items() if k != "figures"}}
 
 
 def load_trial(trial_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig, GraphNetwork]:

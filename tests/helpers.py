@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
+import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,10 +19,15 @@ import yaml
 TINY_DATA = {"system": "spring", "dim": 2, "particles": 4, "sims": 8, "test_sims": 3, "steps": 60, "stride": 5}
 
 
-TINY_TRIALS = {"epochs": 2, "hidden": 16, "batch_size": 32, "analysis_graphs": 50}
+# figures off: drawing a trial's three PNGs took 0.9 core-s a trial (and 0.75 for matplotlib's import per
+# trial worker) against 0.1 for its training at these sizes (issue 29). Tests that check the PNGs turn them on.
+TINY_TRIALS = {"epochs": 2, "hidden": 16, "batch_size": 32, "analysis_graphs": 50, "figures": False}
 
 
-def sweep_dict(tmp_path: Path, name: str = "tiny", **over) -> dict:
+def sweep_dict(tmp_path: Path, name: str = "tiny", new_store: bool = False, **over) -> dict:
+    """A tiny sweep's settings, its storage, data and sqlite MLflow store under ``tmp_path``; ``over``
+    replaces keys (a dict merges into its section). The store starts as a copy of an empty one made once per
+    process (see :func:`empty_store`) unless ``new_store`` or another tracking URI is given."""
     cfg = {
         "name": name,
         "storage": str(tmp_path / "runs"),
@@ -30,9 +40,48 @@ def sweep_dict(tmp_path: Path, name: str = "tiny", **over) -> dict:
         "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 1},
         "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
     }
+    default_uri = cfg["tracking"]["uri"]
     for key, value in over.items():
         cfg[key] = {**cfg[key], **value} if isinstance(value, dict) and isinstance(cfg.get(key), dict) else value
+    if not new_store and cfg["tracking"]["uri"] == default_uri and not (tmp_path / "mlflow.db").exists():
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(empty_store(), tmp_path / "mlflow.db")
     return cfg
+
+
+@functools.cache
+def empty_store() -> Path:
+    """An empty MLflow sqlite store (its tables made, nothing else), made once per process. A test's store
+    starts as a copy of it: making the tables (MLflow's schema migrations) took 1.1-1.9 core-s per new store,
+    copying 0.04, and the suite made about 40 stores (issue 29). Making a new store, and two programs making
+    one at once, stay covered: the tests that pass ``new_store`` and the CLI tests that name their own."""
+    from raysym.track import PatientClient
+
+    folder = Path(tempfile.mkdtemp(prefix="raysym-empty-store-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "mlflow.db"
+    PatientClient(f"sqlite:///{path}").search_experiments(max_results=1)  # opening a new store makes its tables
+    return path
+
+
+def presimulate(cfg: dict) -> None:
+    """Make the datasets of sweep ``cfg`` (a sweep_dict) on this process's local Ray (the session's
+    ``local_ray``), before a test starts that sweep as a program of its own: the program then reuses them (its
+    "data ready" path) instead of starting Ray Data in its fresh local Ray, whose coordinator and stats actors
+    and simulation workers cost ~8 core-s there (issue 29). For the tests about interrupts and kills, which
+    check what a resume does, not how data is made; tests of making data in a program keep doing it."""
+    from raysym import sweep, sweep_plan
+    from raysym.config import SweepConfig
+    from raysym.strict import from_dict
+
+    sweep.prepare_data(sweep_plan.plan(from_dict(SweepConfig, cfg)), say=lambda message: None)
+
+
+def mlflow_server_env() -> dict[str, str]:
+    """The environment of an `mlflow server` a test starts: a real tracking server, without the job runner
+    and the seven task consumers MLflow 3 starts beside it for its jobs feature (prompt optimisation and the
+    like, which raysym never calls): ~20 core-s of start-up per server, measured (issue 29)."""
+    return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def write_yaml(path: Path, data: dict) -> Path:

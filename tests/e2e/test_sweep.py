@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import _free_port, _wait_for, mlflow_runs, sweep_dict, write_yaml
+from helpers import _free_port, _wait_for, mlflow_runs, mlflow_server_env, presimulate, sweep_dict, write_yaml
 
 from raysym.cli import main
 from raysym.config import SweepConfig, from_dict
@@ -130,7 +130,7 @@ def test_every_shipped_sweep_config_is_valid():
 @pytest.fixture(scope="module")
 def finished_sweep(local_ray, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("sweep")
-    cfg = from_dict(SweepConfig, sweep_dict(tmp_path))
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, trials={"figures": True}))  # its PNGs are checked in MLflow
     outcome = run_sweep(cfg, say=lambda m: None, verbose=0)
     return tmp_path, cfg, outcome
 
@@ -298,6 +298,7 @@ def _interrupt_then_resume(tmp_path: Path, cfg: dict, presses: int = 1) -> None:
     times, 0.1 s apart: an impatient user), check that it says how to resume, then run it again with
     --resume until it finishes."""
     path = write_yaml(tmp_path / "s.yaml", cfg)
+    presimulate(cfg)  # on the session's Ray: the program below reuses the data (helpers.presimulate)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     cmd = [sys.executable, "-m", "raysym.cli", "sweep", str(path)]
     first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -332,7 +333,7 @@ def _interrupt_then_resume(tmp_path: Path, cfg: dict, presses: int = 1) -> None:
     assert periods == {"1"}
 
 
-def test_interrupted_sweep_resumes_where_it_stopped_without_duplicate_runs(tmp_path):
+def test_interrupted_sweep_resumes_where_it_stopped_without_duplicate_runs(local_ray, tmp_path):
     epochs = 40
     _interrupt_then_resume(
         tmp_path, sweep_dict(tmp_path, name="intr", trials={"model": ["bottleneck", "l1"], "epochs": epochs})
@@ -347,7 +348,7 @@ def test_interrupted_sweep_resumes_where_it_stopped_without_duplicate_runs(tmp_p
             assert run.data.metrics["epochs_done"] == epochs
 
 
-def test_ctrl_c_pressed_three_times_still_stops_cleanly_and_resumes(tmp_path):
+def test_ctrl_c_pressed_three_times_still_stops_cleanly_and_resumes(local_ray, tmp_path):
     epochs = 40
     _interrupt_then_resume(
         tmp_path,
@@ -363,7 +364,7 @@ def test_ctrl_c_pressed_three_times_still_stops_cleanly_and_resumes(tmp_path):
             )
 
 
-def test_interrupted_optuna_search_resumes_the_same_study(tmp_path):
+def test_interrupted_optuna_search_resumes_the_same_study(local_ray, tmp_path):
     import optuna
 
     storage = f"sqlite:///{tmp_path}/optuna.db"
@@ -410,6 +411,7 @@ def test_mlflow_server_serves_the_sweep_runs(finished_sweep, tmp_path):
             "--workers",
             "1",
         ],
+        env=mlflow_server_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

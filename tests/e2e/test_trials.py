@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -269,6 +270,23 @@ def test_run_trial_writes_metrics_checkpoint_and_figures(tiny_spring, tmp_path):
     assert on_disk["test/mae_in_range"] == pytest.approx(on_disk["test/mae"], rel=1e-5)
     for name in (CHECKPOINT, "messages_vs_force.png", "message_stds.png"):
         assert (tmp_path / "trial" / name).stat().st_size > 0
+
+
+def test_without_figures_a_trial_writes_their_data_and_a_rerun_with_them_draws_them(tiny_spring, tmp_path):
+    """``figures: false`` leaves out the PNGs only: the data behind them is written, and the folder holds the
+    same trial (config.json), so a rerun with figures draws them from the checkpoint without training again."""
+    _, data = tiny_spring
+    cfg = TrainConfig(data=str(data), model="l1", epochs=2, batch_size=32, hidden=16, prune_k=None, figures=False)
+    epochs = []
+    metrics = run_trial(cfg, tmp_path / "trial", callback=epochs.append)
+    names = {p.name for p in (tmp_path / "trial").iterdir()}
+    assert not {n for n in names if n.endswith(".png")} and len(epochs) == 2
+    assert {CHECKPOINT, "metrics.json", "config.json", "messages.npz", "message_stds_by_epoch.json"} <= names
+    assert "figures" not in json.loads((tmp_path / "trial" / "config.json").read_text())
+    again = run_trial(dataclasses.replace(cfg, figures=True), tmp_path / "trial", callback=epochs.append)
+    assert len(epochs) == 2 and again["messages/r2_force"] == metrics["messages/r2_force"]  # not trained again
+    for name in ("messages_vs_force.png", "message_stds.png", "message_stds_by_epoch.png"):
+        assert (tmp_path / "trial" / name).stat().st_size > 1000
 
 
 def test_message_stds_are_followed_every_epoch(tiny_spring, tmp_path):

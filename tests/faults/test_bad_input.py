@@ -101,7 +101,7 @@ SWEEP_CASES = [
 @pytest.mark.parametrize("change, expected", SWEEP_CASES, ids=[str(c)[:60] for c, _ in SWEEP_CASES])
 @pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "start"])
 def test_sweep_files_refused_before_anything_starts(tmp_path, capsys, change, expected, dry_run):
-    cfg = sweep_dict(tmp_path, **change)
+    cfg = sweep_dict(tmp_path, new_store=True, **change)  # no store made beforehand: none may appear
     if "distill" in change:  # sweep_dict merges dicts into existing sections only
         cfg["distill"] = change["distill"]
     path = write_yaml(tmp_path / "s.yaml", cfg)
@@ -182,7 +182,7 @@ PRE_START = [
 def test_unusable_outputs_are_refused_before_ray_or_data(tmp_path, capsys, make, expected):
     change = make(tmp_path)
     before = _snapshot(tmp_path)
-    path = write_yaml(tmp_path / "s.yaml", sweep_dict(tmp_path, **change))
+    path = write_yaml(tmp_path / "s.yaml", sweep_dict(tmp_path, new_store=True, **change))
     _refused(["sweep", path], capsys, expected)
     assert _snapshot(tmp_path) == {**before, "s.yaml": path.read_bytes()}  # the user's files untouched, nothing new
 

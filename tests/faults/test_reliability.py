@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import _free_port, _wait_for, mlflow_runs, sweep_dict, write_yaml
+from helpers import _free_port, _wait_for, mlflow_runs, mlflow_server_env, presimulate, sweep_dict, write_yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -87,7 +87,7 @@ def test_trial_worker_killed_mid_epoch_is_retried_from_its_checkpoint(local_ray,
     assert sorted(set(trained)) == list(range(1, epochs + 1)) and len(trained) <= epochs + 2, reported
 
 
-def test_driver_killed_outright_then_resumed_runs_no_finished_trial_again(tmp_path):
+def test_driver_killed_outright_then_resumed_runs_no_finished_trial_again(local_ray, tmp_path):
     """SIGKILL (no chance to clean up) of `raysym sweep` after its first trial finished."""
     epochs = 8
     cfg = sweep_dict(
@@ -98,6 +98,7 @@ def test_driver_killed_outright_then_resumed_runs_no_finished_trial_again(tmp_pa
         resources={"cpus_per_trial": 1, "max_concurrent_trials": 1},
     )
     path = write_yaml(tmp_path / "s.yaml", cfg)
+    presimulate(cfg)  # on the session's Ray: the program below reuses the data (helpers.presimulate)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     cmd = [sys.executable, "-m", "raysym.cli", "sweep", str(path)]
     log = open(tmp_path / "first.log", "w")
@@ -150,7 +151,7 @@ def _saved_done(experiment: Path) -> bool:
         return False
 
 
-def test_driver_killed_during_distillation_then_resumed_distils_the_trial(tmp_path):
+def test_driver_killed_during_distillation_then_resumed_distils_the_trial(local_ray, tmp_path):
     """SIGKILL of `raysym sweep` while its first trained trial is being distilled and the second waits or
     trains (issue 28, 1c): Tune had marked the first done, so before the fix --resume said "finished" with law
     "-" and never distilled it. The leftover distillation must also let go of its CPUs before the second
@@ -169,6 +170,7 @@ def test_driver_killed_during_distillation_then_resumed_distils_the_trial(tmp_pa
         distill={"backend": "operon", "setting": "thorough", "samples": 300, "timeout_s": 3},
     )
     path = write_yaml(tmp_path / "s.yaml", cfg)
+    presimulate(cfg)  # on the session's Ray: the program below reuses the data (helpers.presimulate)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     cmd = [sys.executable, "-m", "raysym.cli", "sweep", str(path)]
     log = open(tmp_path / "first.log", "w")
@@ -362,7 +364,13 @@ def test_tracking_server_gone_mid_sweep_stops_clearly_and_records_nothing_false(
         "--workers",
         "1",
     ]
-    server = subprocess.Popen(server_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        server_cmd,
+        env=mlflow_server_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         _wait_for(lambda: _healthy(uri), seconds=120)

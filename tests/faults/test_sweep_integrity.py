@@ -137,7 +137,8 @@ def test_two_sweeps_on_one_storage_and_one_dataset_started_together_both_finish(
     """Issue 28, class 5: two different sweeps (two names) on one storage folder, sharing one dataset, started
     seconds apart, as two programs. Each has its own lock, Tune folder, local Ray and MLflow parent run; the
     dataset both need is written by whichever finishes first and used by the other (before: the second
-    stopped with "was filled by something else")."""
+    stopped with "was filled by something else"). Their MLflow store is a brand-new file (new_store): both
+    programs open it, and one makes its tables while the other waits (raysym.track._create_store)."""
     import subprocess
     import sys
 
@@ -145,7 +146,9 @@ def test_two_sweeps_on_one_storage_and_one_dataset_started_together_both_finish(
 
     procs = {}
     for name in ("left", "right"):
-        path = write_yaml(tmp_path / f"{name}.yaml", sweep_dict(tmp_path, name=name, trials={"epochs": 1}))
+        path = write_yaml(
+            tmp_path / f"{name}.yaml", sweep_dict(tmp_path, name=name, trials={"epochs": 1}, new_store=True)
+        )
         if name == "right":  # once the first is writing the dataset (two Rays starting in the same instant
             # could race for a port, which is not what this test is about)
             _wait_for(lambda: (tmp_path / "data").is_dir() and any((tmp_path / "data").iterdir()), seconds=300)
