@@ -80,20 +80,25 @@ def test_a_ctrl_c_pressed_again_during_an_interrupted_sweeps_clean_up_does_not_c
 
     from raysym import sweep
 
-    def press_ctrl_c_soon():
-        threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+    def press_ctrl_c_soon(then=lambda: None):
+        threading.Timer(0.1, lambda: (os.kill(os.getpid(), signal.SIGINT), then())).start()
 
+    # The queued write waits for an event instead of a fixed sleep: under a loaded CI machine the 0.1-s timer
+    # fired after a 0.6-s write had ended, and the unguarded half saw a finished write (a flaky failure).
     writer = track_writer.Writer("test://interrupted")
-    slow = writer.submit(time.sleep, 0.6)
+    release = threading.Event()
+    slow = writer.submit(release.wait, 60)
     press_ctrl_c_soon()
-    sweep._flush_quietly(writer, 5.0)  # unguarded: the KeyboardInterrupt ends the wait early
+    sweep._flush_quietly(writer, 30.0)  # unguarded: the KeyboardInterrupt ends the wait early
     assert not slow.done()
+    release.set()
     writer.flush()
 
-    slow = writer.submit(time.sleep, 0.6)
+    release = threading.Event()
+    slow = writer.submit(release.wait, 60)
     with sweep._ctrl_c_held():
-        press_ctrl_c_soon()
-        sweep._flush_quietly(writer, 5.0)
+        press_ctrl_c_soon(then=release.set)  # the write ends only after the Ctrl-C was sent, during the flush
+        sweep._flush_quietly(writer, 30.0)
         assert slow.done()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards
     writer.close()
