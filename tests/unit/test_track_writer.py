@@ -1,6 +1,8 @@
 """The tracking writer (raysym.track_writer): writes leave the caller's thread, keep their order, and a
 failed write is raised on the caller's thread, once, with the writes after it dropped."""
 
+import os
+import signal
 import threading
 import time
 
@@ -75,16 +77,22 @@ def test_a_ctrl_c_pressed_again_during_an_interrupted_sweeps_clean_up_does_not_c
     """The CI failure of stop 35: a third Ctrl-C landed in the flush of an interrupted sweep, the flush
     swallowed it and returned early, and a queued write landed after the runs were ended KILLED. Without
     the guard the early return shows here; with it, every queued write is done when the flush returns."""
-    import os
-    import signal
-
     from raysym import sweep
 
     def press_ctrl_c_soon(then=lambda: None):
         threading.Timer(0.1, lambda: (os.kill(os.getpid(), signal.SIGINT), then())).start()
 
-    # The queued write waits for an event instead of a fixed sleep: under a loaded CI machine the 0.1-s timer
-    # fired after a 0.6-s write had ended, and the unguarded half saw a finished write (a flaky failure).
+    # Ctrl-C as a terminal delivers it: a suite started as a background job of a non-interactive shell (`bash
+    # .ci/run &`) inherits SIGINT ignored, and Python then installs no handler of its own (this test failed so).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_during_flush(sweep, press_ctrl_c_soon)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_during_flush(sweep, press_ctrl_c_soon):
+    # The queued write waits for an event, not a fixed sleep: the write must still be queued when Ctrl-C lands.
     writer = track_writer.Writer("test://interrupted")
     release = threading.Event()
     slow = writer.submit(release.wait, 60)
