@@ -64,14 +64,14 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, floa
     return cpu, wall
 
 
-def raysym_config(root: Path, n: int, tag: str, gpus: float) -> Path:
+def raysym_config(root: Path, n: int, tag: str, gpus: float, figures: bool = True) -> Path:
     cfg = {
         "name": f"overhead_{tag}_{n}",
         "storage": str(root / "runs"),
         "data": {"root": str(root / "data"), "system": "spring", "dim": 2, "particles": 4, "sims": 20,
                  "test_sims": 5, "steps": 100, "stride": 5, "seed": 0},
         "trials": {"model": "bottleneck", "epochs": 1, "hidden": 8, "batch_size": 64, "analysis_graphs": 50,
-                   "seed": list(range(n))},
+                   "seed": list(range(n)), "figures": figures},
         "resources": {"cpus_per_trial": 1, "gpus_per_trial": gpus},
         "tracking": {"uri": f"sqlite:///{root}/mlflow.db", "experiment": "overhead"},
     }  # fmt: skip
@@ -157,6 +157,12 @@ def main() -> None:
         help="1 extra trial over a base of 1, no warm-up, no reused-actor side: checks that both sides run; its "
         "figures mean nothing",
     )
+    ap.add_argument(
+        "--no-figures",
+        dest="figures",
+        action="store_false",
+        help="raysym's trials without their PNGs (`figures: false`, as a sweep of many short trials would run)",
+    )
     ap.add_argument("--results", default=None, help="append the figures to this JSON-lines file")
     ap.add_argument("--breakdown", action="store_true", help="only where a trial's own CPU goes (no Ray)")
     ap.add_argument("--bare", type=int, default=None, help=argparse.SUPPRESS)  # internal: one bare Tune run
@@ -191,7 +197,7 @@ def main() -> None:
         costs: dict[str, dict[int, list[tuple[float, float]]]] = {side: {} for side in sides}
         for rep in range(args.repeats):
             for n in (args.base, args.base + args.extra):
-                cfg = raysym_config(root, n, f"r{rep}", args.gpus_per_trial)
+                cfg = raysym_config(root, n, f"r{rep}", args.gpus_per_trial, args.figures)
                 raysym_cmd = [sys.executable, "-m", "raysym.cli", "sweep", str(cfg)]
                 bare_cmd = [sys.executable, __file__, "--bare", str(n), "--storage", str(root / "bare" / f"r{rep}"),
                             "--gpus-per-trial", str(args.gpus_per_trial)]  # fmt: skip
@@ -234,6 +240,7 @@ def main() -> None:
         record = {
             "when": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.node(), "cores": os.cpu_count(),
             "base": args.base, "extra": args.extra, "repeats": args.repeats, "gpus_per_trial": args.gpus_per_trial,
+            "figures": args.figures,
             "background_load": None if args.smoke else round(load, 3),
             "raysym_core_s": rows["raysym"][0], "raysym_wall_s": rows["raysym"][1],
             "bare_core_s": rows["bare"][0], "bare_wall_s": rows["bare"][1], "ratio_core_s": ratio[0],
