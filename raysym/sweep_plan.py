@@ -301,10 +301,17 @@ PLAN_FILE = "raysym_plan.json"
 def plan_record(cfg: SweepConfig, specs: list[TrialSpec]) -> dict[str, Any]:
     """What makes a sweep this sweep: every trial's data and settings under its key, the search, the
     scheduler and the distillation. Resources and tracking may change on a resume (fewer concurrent
-    trials, a tracking server that moved); they do not change what a trial means."""
+    trials, a tracking server that moved), and so may whether trials draw their PNGs (``figures``, also
+    left out of a trial's config.json); they do not change what a trial means."""
     record = {
         "trials": {
-            s.key: {"kind": s.kind, "data": s.data, "data_dir": s.data_dir, "prune_k": s.prune_k, "train": s.train}
+            s.key: {
+                "kind": s.kind,
+                "data": s.data,
+                "data_dir": s.data_dir,
+                "prune_k": s.prune_k,
+                "train": {k: v for k, v in s.train.items() if k != "figures"},
+            }
             for s in specs
         },
         "search": dataclasses.asdict(cfg.search),

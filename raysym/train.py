@@ -479,17 +479,17 @@ def run_trial(
             out_dir / "message_stds_by_epoch.json",
             {"epoch": [e for e, _ in by_epoch], "stds": [v for _, v in by_epoch]},
         )
-    if by_epoch and cfg.figures:
-        message_figures.plot_stds_over_epochs(
-            np.array([e for e, _ in by_epoch]),
-            np.array([v for _, v in by_epoch]),
-            result.model.dim,
-            out_dir,
-            curves={
-                "share": [h.get("val/sparsity_share") for h in result.history],
-                "ratio": [h.get("val/sparsity_ratio") for h in result.history],
-            },
-        )
+        if cfg.figures:
+            message_figures.plot_stds_over_epochs(
+                np.array([e for e, _ in by_epoch]),
+                np.array([v for _, v in by_epoch]),
+                result.model.dim,
+                out_dir,
+                curves={
+                    "share": [h.get("val/sparsity_share") for h in result.history],
+                    "ratio": [h.get("val/sparsity_ratio") for h in result.history],
+                },
+            )
     _write_json(out_dir / "metrics.json", metrics)
     return metrics
 

@@ -43,9 +43,16 @@ def test_a_resume_with_another_plan_is_refused_and_the_same_plan_resumes(local_r
         assert expected in err and "different plan" in err and "Traceback" not in err, err
     assert _statuses(tmp_path) == runs_before  # nothing recorded, nothing reopened
 
-    # resources and tracking may change: a resume with more concurrent trials (the tests' sweeps run one at a
-    # time) is the same sweep
-    same = write_yaml(tmp_path / "same.yaml", {**cfg, "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2}})
+    # resources, tracking and the trials' PNGs may change: a resume with more concurrent trials (the tests'
+    # sweeps run one at a time) and figures on is the same sweep
+    same = write_yaml(
+        tmp_path / "same.yaml",
+        {
+            **cfg,
+            "trials": {**cfg["trials"], "figures": True},
+            "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
+        },
+    )
     assert main(["sweep", str(same), "--resume"]) == 0
     assert "2 of 2 trials finished" in capsys.readouterr().out
     assert _statuses(tmp_path) == runs_before  # one run per trial, no duplicates, all FINISHED
