@@ -48,7 +48,7 @@ if [ "$DRY" = 1 ]; then
   DEVICE=cpu
   THROUGHPUT_ARGS=(--batch-sizes 64 --seconds 0.5 --sims 4)
   OVERHEAD_ARGS=(--smoke --gpus-per-trial 0)
-  LAW_ARGS=(--sims 20 --l1-cap-min 0.1 --setting fast --samples 200 --hidden 16)
+  LAW_ARGS=(--sims 20 --l1-cap-min 0.05 --setting fast --samples 200 --hidden 16)
 else
   DEVICE=cuda
   THROUGHPUT_ARGS=(--batch-sizes 64 1024 --seconds 8 --sims 200)

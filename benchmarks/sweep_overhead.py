@@ -20,6 +20,11 @@ made before the runs) cancels. Cost is the CPU time of the whole machine (/proc/
 irq, softirq; Ray's daemons and trial workers included) and wall time. Printed: both sides' marginal
 core-seconds and wall seconds per trial and their ratio raysym / bare. The machine should be otherwise
 idle: the script measures the background load before it starts and says so when it is not.
+
+Where ``RAY_ADDRESS`` is set, both sides join that Ray instead of starting their own (bare Tune's
+``ray.init()`` reads it; raysym gets ``--address``): Ray's start-up then falls out of both sides' costs, and
+the marginal cost per trial, in which it cancels anyway, stays comparable. The test of benchmarks/device.sh
+runs the smoke run that way, on the test session's Ray.
 """
 
 from __future__ import annotations
@@ -78,6 +83,12 @@ def raysym_config(root: Path, n: int, tag: str, gpus: float, figures: bool = Tru
     path = root / f"{cfg['name']}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def raysym_sweep(config: Path) -> list[str]:
+    """The `raysym sweep` command of one side's run: on a local Ray of its own, or joining RAY_ADDRESS."""
+    address = os.environ.get("RAY_ADDRESS")
+    return [sys.executable, "-m", "raysym.cli", "sweep", str(config), *(["--address", address] if address else [])]
 
 
 def bare_tune(n: int, storage: str, gpus: float, reuse: bool = False) -> None:
@@ -190,7 +201,7 @@ def main() -> None:
         if not args.smoke:
             # The dataset is made once, outside the measurement (both sides would otherwise differ by it).
             warmup = raysym_config(root, 1, "warmup", 0.0)
-            measure([sys.executable, "-m", "raysym.cli", "sweep", str(warmup)], env, root)
+            measure(raysym_sweep(warmup), env, root)
         # A smoke run leaves out the reused-actor side (a flag of the bare side's code): 4 processes instead of
         # 6, each a local Ray start (the smoke run took 91 core-s with that side, issue 29).
         sides = ("bare", "raysym") if args.smoke else ("bare", "bare_reuse", "raysym")
@@ -198,7 +209,7 @@ def main() -> None:
         for rep in range(args.repeats):
             for n in (args.base, args.base + args.extra):
                 cfg = raysym_config(root, n, f"r{rep}", args.gpus_per_trial, args.figures)
-                raysym_cmd = [sys.executable, "-m", "raysym.cli", "sweep", str(cfg)]
+                raysym_cmd = raysym_sweep(cfg)
                 bare_cmd = [sys.executable, __file__, "--bare", str(n), "--storage", str(root / "bare" / f"r{rep}"),
                             "--gpus-per-trial", str(args.gpus_per_trial)]  # fmt: skip
                 reuse_cmd = [*bare_cmd, "--reuse"]
@@ -219,6 +230,8 @@ def main() -> None:
     print(f"\nmarginal cost per trivial trial ({args.extra} extra over {args.base}; machine: {platform.node()}, "
           f"{os.cpu_count()} cores; " + ("a smoke run: figures not meaningful)" if args.smoke else
           f"background load before the runs {load:.2f} cores)"))  # fmt: skip
+    if os.environ.get("RAY_ADDRESS"):
+        print(f"(both sides joined the Ray at {os.environ['RAY_ADDRESS']}: its start-up is in neither)")
     print(f"{'':24s}{'core-seconds':>14s}{'wall seconds':>14s}")
     labels = {"raysym": "raysym sweep", "bare": "bare Ray Tune", "bare_reuse": "bare Tune, reused actors"}
     for side, label in labels.items():
@@ -240,7 +253,7 @@ def main() -> None:
         record = {
             "when": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.node(), "cores": os.cpu_count(),
             "base": args.base, "extra": args.extra, "repeats": args.repeats, "gpus_per_trial": args.gpus_per_trial,
-            "figures": args.figures,
+            "figures": args.figures, "ray_address": os.environ.get("RAY_ADDRESS"),
             "background_load": None if args.smoke else round(load, 3),
             "raysym_core_s": rows["raysym"][0], "raysym_wall_s": rows["raysym"][1],
             "bare_core_s": rows["bare"][0], "bare_wall_s": rows["bare"][1], "ratio_core_s": ratio[0],

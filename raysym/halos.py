@@ -230,18 +230,18 @@ def train_halos(
     )
 
 
-def leading_direction(messages: np.ndarray) -> tuple[np.ndarray, float]:
+def leading_direction(messages: np.ndarray, chunk_rows: int = 100_000) -> tuple[np.ndarray, float]:
     """(unit vector (msg_dim,) of the messages' first principal axis, the fraction of the messages'
     variance along it). The axis is signed so that the projection grows with its largest entry. On halo
     graphs the L1 messages do not concentrate in one component, but they vary along one direction (the
     second singular value is a fifth of the first on the synthetic catalogs), and that direction carries
     the edge function."""
-    # The (msg_dim, msg_dim) covariance, accumulated in float64 a chunk of edges at a time: a graph's
+    # The (msg_dim, msg_dim) covariance, accumulated in float64 ``chunk_rows`` edges at a time: a graph's
     # messages can be millions of rows, too many to copy or decompose whole.
     mean = messages.mean(0, dtype=np.float64)
     cov = np.zeros((messages.shape[1], messages.shape[1]))
-    for i in range(0, len(messages), 100_000):
-        chunk = messages[i : i + 100_000].astype(np.float64) - mean
+    for i in range(0, len(messages), chunk_rows):
+        chunk = messages[i : i + chunk_rows].astype(np.float64) - mean
         cov += chunk.T @ chunk
     variances, vectors = np.linalg.eigh(cov)  # ascending
     lead = vectors[:, -1]

@@ -77,6 +77,31 @@ def presimulate(cfg: dict) -> None:
     sweep.prepare_data(sweep_plan.plan(from_dict(SweepConfig, cfg)), say=lambda message: None)
 
 
+def on_session_ray(cmd: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``cmd`` (a `raysym sweep` program) and its environment, made to join this process's local Ray (the
+    session's ``local_ray``) with ``--address`` instead of starting one of its own: a local Ray's start and
+    stop cost ~4 core-s and ~4 s a program (issue 29). For the tests about interrupted and resumed sweeps,
+    whose subject is what the driver leaves behind, not the Ray it ran on; the laptop path (a program's own
+    local Ray, stopped with it) stays covered by the SIGKILL and Ctrl-C x3 tests, test_safety and test_cli.
+
+    The session's Ray listens on the loopback address only (raysym._ray), so the joining driver must take
+    its own node address from the loopback too (the switch raysym sets for a local start): without it, it
+    looks for its raylet at the machine's outward address and waits for ever."""
+    address, env = session_ray_env()
+    return [*cmd, "--address", address], env
+
+
+def session_ray_env() -> tuple[str, dict[str, str]]:
+    """The address of this process's local Ray and an environment in which a program can join it
+    (:func:`on_session_ray`); ``RAY_ADDRESS`` is set in it too, for programs that call plain ``ray.init()``."""
+    import ray
+
+    from raysym._ray import _LOOPBACK_SWITCH
+
+    address = ray.get_runtime_context().gcs_address
+    return address, {**os.environ, "RAY_AUTH_MODE": "disabled", _LOOPBACK_SWITCH: "0", "RAY_ADDRESS": address}
+
+
 def mlflow_server_env() -> dict[str, str]:
     """The environment of an `mlflow server` a test starts: a real tracking server, without the job runner
     and the seven task consumers MLflow 3 starts beside it for its jobs feature (prompt optimisation and the

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import _free_port, _wait_for, mlflow_runs, mlflow_server_env, presimulate, sweep_dict, write_yaml
+from helpers import (
+    _free_port,
+    _wait_for,
+    mlflow_runs,
+    mlflow_server_env,
+    on_session_ray,
+    presimulate,
+    sweep_dict,
+    write_yaml,
+)
 
 from raysym.cli import main
 from raysym.config import SweepConfig, from_dict
@@ -293,14 +302,18 @@ def test_same_name_without_resume_is_refused_and_resume_adds_no_runs(finished_sw
     assert sorted(r.info.run_id for r in after) == sorted(r.info.run_id for r in before)
 
 
-def _interrupt_then_resume(tmp_path: Path, cfg: dict, presses: int = 1) -> None:
+def _interrupt_then_resume(tmp_path: Path, cfg: dict, presses: int = 1, own_ray: bool = False) -> None:
     """Run `raysym sweep` in a subprocess, Ctrl-C (SIGINT) it after its first two checkpoints (``presses``
     times, 0.1 s apart: an impatient user), check that it says how to resume, then run it again with
-    --resume until it finishes."""
+    --resume until it finishes. Both programs join the session's Ray (helpers.on_session_ray), or with
+    ``own_ray`` each starts and stops a local Ray of its own, as on a laptop."""
     path = write_yaml(tmp_path / "s.yaml", cfg)
     presimulate(cfg)  # on the session's Ray: the program below reuses the data (helpers.presimulate)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     cmd = [sys.executable, "-m", "raysym.cli", "sweep", str(path)]
+    if own_ray:
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    else:
+        cmd, env = on_session_ray(cmd)
     first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     runs_dir = tmp_path / "runs" / cfg["name"]
     _wait_for(
@@ -354,6 +367,7 @@ def test_ctrl_c_pressed_three_times_still_stops_cleanly_and_resumes(local_ray, t
         tmp_path,
         sweep_dict(tmp_path, name="intr3", trials={"model": ["bottleneck", "l1"], "epochs": epochs}),
         presses=3,
+        own_ray=True,  # the presses land while the program stops its own Ray too
     )
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
