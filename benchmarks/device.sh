@@ -31,7 +31,7 @@ OUT_DIR="${OUT:-runs/device}"
 mkdir -p "$OUT_DIR"
 WORK=$(mktemp -d -t raysym-device-XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-export PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled
+export PYTHONUNBUFFERED=1 RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}"  # the caller's, where set (a joined Ray's)
 PY=${PYTHON:-python3}
 
 # raysym from this checkout when it is not installed (the GPU machine); carried wheels, if any.

@@ -195,7 +195,8 @@ def main() -> None:
     # A smoke run checks that every step runs, not its figures: it skips the quiet-machine check and the
     # warm-up sweep (its base sweep makes the dataset instead), one local Ray start fewer (CI's time, issue 29).
     load = 0.0 if args.smoke else background_load()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    # Ray's token authentication off unless the caller chose (a Ray joined through RAY_ADDRESS may want one)
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"), "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory(prefix="raysym-overhead-") as tmp:
         root = Path(tmp)
         if not args.smoke:

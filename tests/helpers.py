@@ -93,13 +93,16 @@ def on_session_ray(cmd: list[str]) -> tuple[list[str], dict[str, str]]:
 
 def session_ray_env() -> tuple[str, dict[str, str]]:
     """The address of this process's local Ray and an environment in which a program can join it
-    (:func:`on_session_ray`); ``RAY_ADDRESS`` is set in it too, for programs that call plain ``ray.init()``."""
+    (:func:`on_session_ray`); ``RAY_ADDRESS`` is set in it too, for programs that call plain ``ray.init()``.
+    The program authenticates as this process does: ``RAY_AUTH_MODE`` as set here, or Ray's default for a new
+    local Ray (a token, read from the same ~/.ray/auth_token, or RAY_AUTH_TOKEN where raysym set one)."""
     import ray
 
     from raysym._ray import _LOOPBACK_SWITCH
 
     address = ray.get_runtime_context().gcs_address
-    return address, {**os.environ, "RAY_AUTH_MODE": "disabled", _LOOPBACK_SWITCH: "0", "RAY_ADDRESS": address}
+    mode = os.environ.get("RAY_AUTH_MODE", "token")
+    return address, {**os.environ, "RAY_AUTH_MODE": mode, _LOOPBACK_SWITCH: "0", "RAY_ADDRESS": address}
 
 
 def mlflow_server_env() -> dict[str, str]:

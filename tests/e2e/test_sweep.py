@@ -316,9 +316,13 @@ def _interrupt_then_resume(tmp_path: Path, cfg: dict, presses: int = 1, own_ray:
         cmd, env = on_session_ray(cmd)
     first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     runs_dir = tmp_path / "runs" / cfg["name"]
-    _wait_for(
-        lambda: first.poll() is None and len(list(runs_dir.glob("t00*/checkpoint_*"))) >= 2, seconds=600, every=0.2
-    )
+
+    def two_checkpoints():
+        if first.poll() is not None:  # ended before the Ctrl-C: say why now, not after the wait's 10 minutes
+            pytest.fail(f"the sweep ended by itself (exit {first.returncode}): {first.stdout.read()[-3000:]}")
+        return len(list(runs_dir.glob("t00*/checkpoint_*"))) >= 2
+
+    _wait_for(two_checkpoints, seconds=600, every=0.2)
     for press in range(presses):
         if first.poll() is None:
             first.send_signal(signal.SIGINT)

@@ -33,7 +33,9 @@ def _ballast(path: Path, size: int) -> None:
 
 
 def test_a_sweep_stopped_by_a_low_disk_resumes_to_completion_after_space_is_freed(local_ray, tmp_path, capsys):
-    epochs = 40
+    # 80 epochs (~5 s a trial here): the ballast must land while the first trial trains; at 40 a CI run saw the
+    # trial end before the guard stopped the sweep
+    epochs = 80
     reserve = (disk.free_bytes(tmp_path) - 300 * MB) / MB
     cfg = sweep_dict(
         tmp_path,
@@ -47,7 +49,9 @@ def test_a_sweep_stopped_by_a_low_disk_resumes_to_completion_after_space_is_free
         folder = tmp_path / "runs" / "tiny"
         # Once a checkpoint exists and the guard has copied Tune's state (it copies it at every step from the
         # first; a disk filled before that first copy leaves a sweep that cannot resume: RELIABILITY.md)
-        _wait_for(lambda: any(folder.glob("t00*/checkpoint_*")) and any(folder.glob(".raysym_state/exp*")), 600)
+        _wait_for(
+            lambda: any(folder.glob("t00*/checkpoint_*")) and any(folder.glob(".raysym_state/exp*")), 600, every=0.1
+        )
         _ballast(ballast, 600 * MB)
 
     filler = threading.Thread(target=fill_after_the_first_checkpoint, daemon=True)
