@@ -20,6 +20,7 @@ from torch import nn
 from raysym.errors import UserError
 from raysym.graph import mlp
 from raysym.halo_data import EDGE_NAMES, HaloGraph, build_graph, check_memory, in_degrees
+from raysym.optim import Adam
 from raysym.trial_folder import TrialFolder, atomic_path
 
 
@@ -137,7 +138,7 @@ def train_halos(
     scale = float(np.std(graph.catalog.target)) or 1.0
     y = torch.tensor(graph.catalog.target / scale, dtype=torch.float32, device=device)
     model = NodeGN(hidden=cfg.hidden, msg_dim=cfg.msg_dim).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = Adam(model.parameters(), lr=cfg.lr)  # torch's Adam without torch._dynamo's import (raysym.optim)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.lr / 100)
     history: list[dict] = []
     evaluated = None  # (prediction, messages) of the model as it is now, once computed

@@ -33,6 +33,7 @@ from raysym.errors import UserError
 from raysym.graph import node_features
 from raysym.messages import sparsity_objective, sparsity_ratio, sparsity_share
 from raysym.model import GraphNetwork, build_model
+from raysym.optim import Adam
 from raysym.schedules import get_schedule
 from raysym.simulate import Snapshots
 from raysym.trial_folder import CHECKPOINT, CONFIG, atomic_path, write_json
@@ -242,7 +243,7 @@ def _train(cfg, out_dir, callback, data, test, resume, probe, until) -> TrainRes
     # foreach: Adam's multi-tensor kernels (torch's default on GPUs, not on CPUs): 1.16-1.21x the optimiser
     # steps per second on the 2-core CPU and the same loss after 200 steps to the last digit printed
     # (benchmarks/train_throughput.py --options; BENCHMARKS.md, "Training throughput").
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    optimizer = Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)  # torch's (optim.py)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
