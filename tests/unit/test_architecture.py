@@ -25,7 +25,7 @@ FLOORS: list[tuple[str, set[str]]] = [
         | {"metrics", "expressions", "potential", "trial_folder", "trial_kind", "track_writer", "disk"},
     ),
     ("configs", {"sweep_sections", "halo_config", "config", "regularizers"}),
-    ("simulation, models, symbolic regression", {"simulate", "model", "newtonian", "hgn", "distill"}),
+    ("simulation, models, symbolic regression", {"simulate", "model", "newtonian", "hgn", "distill", "optim"}),
     (
         "data and analysis",
         {"shard_format", "shard_reader", "shards", "messages", "message_figures", "verdict", "distill_pool"}
