@@ -49,12 +49,12 @@ def tracking_callback(
             self.runs: dict[str, Future] = {}  # trial id -> the Future of its run id
             self.per_epoch: dict[str, set[str]] = {}  # trial id -> the metric keys of its per-epoch results
             self.epochs_logged: dict[str, set[int]] = {}  # trial id -> the epochs logged to MLflow
-            self.backfilled: set[str] = set()  # trials whose missing epochs were looked up (_backfill)
+            self.last_epoch: dict[str, int] = {}  # trial id -> the last epoch Tune's loop saw it report
             self.final_logged: set[str] = set()  # trials whose final result is in MLflow
 
         # Tune pickles its callbacks with the experiment (for --resume): run ids are found again in MLflow.
         def __getstate__(self) -> dict[str, Any]:
-            return {"runs": {}, "per_epoch": {}, "epochs_logged": {}, "backfilled": set(), "final_logged": set()}
+            return {"runs": {}, "per_epoch": {}, "epochs_logged": {}, "last_epoch": {}, "final_logged": set()}
 
         @property
         def writer(self) -> track_writer.Writer:
@@ -92,9 +92,20 @@ def tracking_callback(
             self._run(trial)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.writer.submit(self._result_write, trial.trial_id, self._run(trial), dict(result), trial.checkpoint)
+            # A result that skips epochs (a resumed trial's first, a retried worker's) may follow epochs whose
+            # results never reached MLflow: their history is read here, from the checkpoint Tune has just
+            # registered. Read later on the writer thread, a writer that lagged found that checkpoint deleted
+            # (Tune keeps the last two) and the epochs stayed missing (seen once in CI, issue 29).
+            epoch = int(result.get("epoch", 0))
+            history = None
+            if epoch > self.last_epoch.get(trial.trial_id, 0) + 1 and trial.checkpoint is not None:
+                history = _checkpoint_history(trial.checkpoint)
+            self.last_epoch[trial.trial_id] = max(epoch, self.last_epoch.get(trial.trial_id, 0))
+            self.writer.submit(self._result_write, trial.trial_id, self._run(trial), dict(result), history)
 
-        def _result_write(self, trial_id: str, run_id: str, result: dict[str, Any], checkpoint=None) -> None:
+        def _result_write(
+            self, trial_id: str, run_id: str, result: dict[str, Any], history: list[dict] | None = None
+        ) -> None:
             keys = [k for k in result if "/" in k or k in ("status", "reason", "epochs_done")]
             seen = self.per_epoch.setdefault(trial_id, set())
             if result.get("done_training"):  # the per-epoch curves are logged already; the rest is new
@@ -111,8 +122,8 @@ def tracking_callback(
                 seen.update(keys)  # before the check: the final result must not log them again either
                 if epoch in epochs:
                     return
-                if checkpoint is not None and any(e not in epochs for e in range(1, epoch)):
-                    self._backfill(trial_id, run_id, checkpoint, epoch)
+                if history and any(e not in epochs for e in range(1, epoch)):
+                    self._backfill(trial_id, run_id, history, epoch)
                 epochs.add(epoch)
             described = {k: result[k] for k in keys if k in metric_names.DESCRIPTIONS}  # e.g. data/dim: a tag
             if described:
@@ -120,15 +131,11 @@ def tracking_callback(
             measured = {k: result[k] for k in keys if k not in metric_names.DESCRIPTIONS}
             tracker.log_metrics(run_id, measured, step=int(result.get("epoch", 0)))
 
-        def _backfill(self, trial_id: str, run_id: str, checkpoint, epoch: int) -> None:
-            """Log the epochs before ``epoch`` that MLflow lacks, from the history in the trial's checkpoint.
-            A sweep stopped just after Tune saved a trial's checkpoint but before it handed the epoch's result
-            to this callback (a disk-full stop, a killed driver) resumes from that checkpoint, and the epoch's
-            result is never reported again. Once per trial and driver."""
-            if trial_id in self.backfilled:
-                return
-            self.backfilled.add(trial_id)
-            history = _checkpoint_history(checkpoint)
+        def _backfill(self, trial_id: str, run_id: str, history: list[dict], epoch: int) -> None:
+            """Log the epochs before ``epoch`` that MLflow lacks, from ``history`` (the per-epoch metrics kept in
+            the trial's checkpoint). A sweep stopped after Tune saved a trial's checkpoint but before the epoch's
+            result reached MLflow (a disk-full stop, a killed driver, whose writes still queued are lost) resumes
+            from that checkpoint, and the epoch's result is never reported again."""
             for past in history:
                 past_epoch = int(past.get("epoch", -1)) + 1  # the history counts epochs from 0, results from 1
                 if 0 < past_epoch < epoch and past_epoch not in self.epochs_logged[trial_id]:

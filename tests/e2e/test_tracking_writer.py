@@ -165,3 +165,43 @@ def test_a_final_result_after_a_restart_does_not_log_the_last_epoch_again(tmp_pa
         for key, values in (("test/mae", [(1, 0.5), (2, 0.25)]), ("train/loss", [(1, 1.0), (2, 0.5)])):
             assert sorted((m.step, m.value) for m in tracker.client.get_metric_history(run_id, key)) == values, key
         assert [m.value for m in tracker.client.get_metric_history(run_id, "messages/r2_force")] == [0.9]
+
+
+def test_a_resumed_trials_missing_epochs_come_from_its_checkpoint_even_when_tune_has_deleted_it(tmp_path):
+    """A driver killed while epochs 3-5 of a trial were still queued for MLflow (the trial checkpointed them):
+    the resumed trial's first result is epoch 6, and the epochs before it are logged from the history kept in
+    its checkpoint. That history is read when Tune hands over the result: here the writer is held up by a
+    locked store, and Tune deletes the checkpoint (it keeps the last two) before the write runs, as it did in
+    a CI run where reading it on the writer thread left epochs 4 and 5 out of MLflow."""
+    import shutil
+
+    import torch
+    from ray import tune
+
+    tracker, parent, writer, first, trial = _callback_and_trial(tmp_path, patience_s=30)
+    first.on_trial_start(0, [], trial)
+    for epoch in (1, 2):
+        first.on_trial_result(0, [], trial, {"epoch": epoch, "test/mae": 1.0 / epoch})
+    writer.flush()
+
+    folder = tmp_path / "checkpoint_000005"
+    folder.mkdir()
+    history = [{"epoch": e, "test/mae": 1.0 / (e + 1)} for e in range(6)]  # the history counts epochs from 0
+    torch.save({"history": history}, folder / "checkpoint.pt")
+    trial.checkpoint = tune.Checkpoint.from_directory(str(folder))
+    cfg = from_dict(SweepConfig, sweep_dict(tmp_path, trials={"model": "bottleneck"}))
+    (spec,) = plan(cfg)
+    second = tracking_callback(tracker, parent, {spec.key: spec}, cfg.swept_keys())
+    lock = _locked(tmp_path / "mlflow.db")
+    try:
+        second.on_trial_start(0, [], trial)
+        second.on_trial_result(0, [], trial, {"epoch": 6, "test/mae": 1.0 / 6})
+        shutil.rmtree(folder)  # Tune's clean-up, before the held-up writer gets to the result
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
+    writer.flush()
+    run_id = second.runs[trial.trial_id].result()
+    assert run_id == first.runs[trial.trial_id].result()
+    steps = sorted(m.step for m in tracker.client.get_metric_history(run_id, "test/mae"))
+    assert steps == [1, 2, 3, 4, 5, 6]  # 1-2 from the first driver, 3-5 from the checkpoint, 6 reported
