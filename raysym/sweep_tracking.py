@@ -92,20 +92,16 @@ def tracking_callback(
             self._run(trial)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            # A result that skips epochs (a resumed trial's first, a retried worker's) may follow epochs whose
-            # results never reached MLflow: their history is read here, from the checkpoint Tune has just
-            # registered. Read later on the writer thread, a writer that lagged found that checkpoint deleted
-            # (Tune keeps the last two) and the epochs stayed missing (seen once in CI, issue 29).
-            epoch = int(result.get("epoch", 0))
-            history = None
+            # A result that skips epochs (a resumed or retried trial's) may follow epochs that never reached
+            # MLflow: their history is read now, from the checkpoint Tune just registered (a lagging writer
+            # found it deleted, as Tune keeps two, and the epochs stayed missing: seen in CI, issue 29).
+            epoch, history = int(result.get("epoch", 0)), None
             if epoch > self.last_epoch.get(trial.trial_id, 0) + 1 and trial.checkpoint is not None:
                 history = _checkpoint_history(trial.checkpoint)
             self.last_epoch[trial.trial_id] = max(epoch, self.last_epoch.get(trial.trial_id, 0))
             self.writer.submit(self._result_write, trial.trial_id, self._run(trial), dict(result), history)
 
-        def _result_write(
-            self, trial_id: str, run_id: str, result: dict[str, Any], history: list[dict] | None = None
-        ) -> None:
+        def _result_write(self, trial_id: str, run_id: str, result: dict[str, Any], history: list | None = None):
             keys = [k for k in result if "/" in k or k in ("status", "reason", "epochs_done")]
             seen = self.per_epoch.setdefault(trial_id, set())
             if result.get("done_training"):  # the per-epoch curves are logged already; the rest is new
@@ -132,10 +128,9 @@ def tracking_callback(
             tracker.log_metrics(run_id, measured, step=int(result.get("epoch", 0)))
 
         def _backfill(self, trial_id: str, run_id: str, history: list[dict], epoch: int) -> None:
-            """Log the epochs before ``epoch`` that MLflow lacks, from ``history`` (the per-epoch metrics kept in
-            the trial's checkpoint). A sweep stopped after Tune saved a trial's checkpoint but before the epoch's
-            result reached MLflow (a disk-full stop, a killed driver, whose writes still queued are lost) resumes
-            from that checkpoint, and the epoch's result is never reported again."""
+            """Log the epochs before ``epoch`` that MLflow lacks, from ``history`` (the per-epoch metrics in the
+            trial's checkpoint): a sweep stopped after Tune saved a checkpoint but before the epoch's result reached
+            MLflow (a disk-full stop, a killed driver) resumes from it, and that result never comes again."""
             for past in history:
                 past_epoch = int(past.get("epoch", -1)) + 1  # the history counts epochs from 0, results from 1
                 if 0 < past_epoch < epoch and past_epoch not in self.epochs_logged[trial_id]:
