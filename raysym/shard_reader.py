@@ -118,7 +118,9 @@ def verify_shards(path: str | Path, manifest: dict[str, Any], splits=SPLITS) -> 
                     "and run `raysym simulate` again."
                 )
             try:
-                table = pq.read_table(pa.BufferReader(data))
+                # one thread: a pyarrow thread still holding this Python buffer at interpreter exit aborted the
+                # process (SIGABRT, seen for `raysym inspect` and once for a reused `raysym simulate`)
+                table = pq.read_table(pa.BufferReader(data), use_threads=False)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise UserError(
                     f"The shard {file} cannot be read as Parquet ({exc}). Re-create the dataset with `raysym simulate`."
