@@ -290,6 +290,8 @@ class PatientClient:
         # MLflow's sqlite store logs each failed query, traceback and all, and then raises it: the raised error
         # is what this class waits out or reports in one paragraph, so the log would be a second, louder copy.
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+        if uri.startswith("sqlite:"):
+            _cap_sqlite_busy_wait()
         # Opening a sqlite store reads its schema: a store locked by another writer fails here already.
         self._client = self._retry("opening the store", MlflowClient, (), {"tracking_uri": uri})
 
@@ -335,6 +337,31 @@ class PatientClient:
                     said = True
                 time.sleep(pause)
                 pause = min(pause * 2, 10.0)
+
+
+# MLflow tells sqlite to wait up to 20 s for a store that another program holds, on every session
+# (mlflow.store.db.utils: "PRAGMA busy_timeout = 20000"): one call then sat silent for 20 s, whatever
+# tracking.patience_s said (a patience of 5 s waited 20). Capped, the waiting is PatientClient's: its line on
+# the console after ~2 s, and the patience kept to within one wait. 2 s is still 100x a metric write's
+# transaction, so two sweeps sharing a store take turns without a retry.
+SQLITE_BUSY_S = 2.0
+
+
+@functools.lru_cache(maxsize=1)
+def _cap_sqlite_busy_wait() -> None:
+    """In this process, every SQLAlchemy engine's ``PRAGMA busy_timeout`` (MLflow's) becomes SQLITE_BUSY_S.
+    Only that statement is touched; a store opened without one keeps sqlite3's own 5-s default."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    capped = f"PRAGMA busy_timeout = {int(SQLITE_BUSY_S * 1000)};"
+
+    def shorter_busy_wait(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip()[:19].upper() == "PRAGMA BUSY_TIMEOUT":
+            return capped, parameters
+        return statement, parameters
+
+    event.listen(Engine, "before_cursor_execute", shorter_busy_wait, retval=True)
 
 
 def _to_stderr(message: str) -> None:

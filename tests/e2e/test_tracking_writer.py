@@ -94,6 +94,54 @@ def test_a_write_that_fails_ends_the_sweep_from_tunes_loop(tmp_path):
         lock.close()
 
 
+def test_mlflows_sqlite_busy_wait_is_capped_and_nothing_else_is_touched(tmp_path):
+    """MLflow sets ``PRAGMA busy_timeout = 20000`` on every session of a sqlite store; raysym lowers that one
+    statement to track.SQLITE_BUSY_S so that a held store comes back to PatientClient's patience."""
+    import sqlalchemy
+
+    track._cap_sqlite_busy_wait()
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("PRAGMA busy_timeout = 20000;"))  # MLflow's statement, verbatim
+        assert conn.execute(sqlalchemy.text("PRAGMA busy_timeout")).scalar() == int(track.SQLITE_BUSY_S * 1000)
+        conn.execute(sqlalchemy.text("PRAGMA foreign_keys = ON;"))  # other statements pass unchanged
+        assert conn.execute(sqlalchemy.text("PRAGMA foreign_keys")).scalar() == 1
+    engine.dispose()
+    # the statement is still MLflow's: were it gone, the cap would be a no-op and this test should say so
+    import inspect
+
+    from mlflow.store.db import utils
+
+    assert "PRAGMA busy_timeout = 20000;" in inspect.getsource(utils)
+
+
+def test_a_held_store_is_retried_within_raysyms_patience_not_mlflows_20_s(tmp_path):
+    """MLflow would have sqlite wait 20 s per call for a store another program holds: one silent attempt
+    outlasting a patience of 5 s. With the wait capped (track.SQLITE_BUSY_S), PatientClient tries again
+    within its patience, says so once, and then gives up with its one-paragraph error."""
+    import pytest
+
+    said = []
+    client = track.PatientClient(f"sqlite:///{tmp_path / 'mlflow.db'}", patience_s=5, say=said.append)
+    run = client.create_run(client.create_experiment("held"))
+    attempts = []
+
+    def log():
+        attempts.append(1)
+        client._client.log_metric(run.info.run_id, "test/mae", 0.5)
+
+    lock = _locked(tmp_path / "mlflow.db")
+    try:
+        with pytest.raises(track.TrackingUnavailable, match="did not answer for 5 s"):
+            client.call("log_metric", log)
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
+    assert len(attempts) >= 2 and len(said) == 1 and "retrying for up to 5 s" in said[0]
+    client.call("log_metric", log)  # the store answers again at once
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "test/mae")] == [0.5]
+
+
 def test_a_trial_resumed_at_its_end_is_logged_and_distilled_once(tmp_path):
     """A driver killed between a trial's final result and Tune's next save of its state resumes the trial at
     its final checkpoint, and the trial reports its end again to a new driver's callback. Its final

@@ -33,6 +33,7 @@ from raysym.cli import main
 from raysym.config import SweepConfig, from_dict
 from raysym.errors import UserError
 from raysym.sweep import run_sweep
+from raysym.track import SQLITE_BUSY_S
 from raysym.sweep_tracking import saved_trials
 
 # Trials slow enough (about a second an epoch) for a fault to land in the middle of an epoch.
@@ -299,7 +300,8 @@ def test_distillation_actor_killed_mid_fit_is_replaced_and_its_job_rerun(local_r
 
 
 def test_locked_sqlite_store_makes_the_sweep_wait_not_fail(local_ray, tmp_path, capsys):
-    """Another program holds an exclusive lock on mlflow.db for 25 s (MLflow itself waits 20 s)."""
+    """Another program holds an exclusive lock on mlflow.db for 8 s, four times the wait raysym lets MLflow's
+    sqlite store make per call (track.SQLITE_BUSY_S; MLflow's own is 20 s)."""
     cfg = from_dict(SweepConfig, sweep_dict(tmp_path, data=SLOW_DATA, trials={"model": "bottleneck", "epochs": 4}))
     db = tmp_path / "mlflow.db"
     held = []
@@ -309,7 +311,7 @@ def test_locked_sqlite_store_makes_the_sweep_wait_not_fail(local_ray, tmp_path, 
         con = sqlite3.connect(db, timeout=60, isolation_level=None)
         con.execute("BEGIN EXCLUSIVE")
         held.append(time.monotonic())
-        time.sleep(25)
+        time.sleep(4 * SQLITE_BUSY_S)
         con.execute("COMMIT")
         con.close()
         held.append(time.monotonic())
@@ -328,9 +330,9 @@ def test_locked_sqlite_store_makes_the_sweep_wait_not_fail(local_ray, tmp_path, 
 
 
 def test_a_report_waits_for_a_locked_store_instead_of_a_traceback(tmp_path, capsys, monkeypatch):
-    """Issue 28, item 5: `raysym report` while another program holds mlflow.db in a write transaction (25 s:
-    past MLflow's own 20 s) waits, says so, and writes the report; before, opening the store raised
-    sqlite3.OperationalError: database is locked."""
+    """Issue 28, item 5: `raysym report` while another program holds mlflow.db in a write transaction (8 s:
+    four times the wait raysym lets MLflow's sqlite store make per call) waits, says so, and writes the report;
+    before, opening the store raised sqlite3.OperationalError: database is locked."""
     from mlflow.tracking import MlflowClient
 
     monkeypatch.chdir(tmp_path)
@@ -344,7 +346,7 @@ def test_a_report_waits_for_a_locked_store_instead_of_a_traceback(tmp_path, caps
         con = sqlite3.connect(db, timeout=60, isolation_level=None)
         con.execute("BEGIN EXCLUSIVE")
         locked.set()
-        time.sleep(25)
+        time.sleep(4 * SQLITE_BUSY_S)
         con.execute("COMMIT")
         con.close()
 
