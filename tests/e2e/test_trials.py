@@ -40,7 +40,7 @@ def test_hgn_trial_is_analysed_and_distilled_against_the_true_potential(spring_d
     assert metrics["messages/r2_pair_force_robust"] >= metrics["messages/r2_pair_force"]
     assert metrics["val/r2_best"] == metrics["val/r2_pair_force"] > 0.8
     assert metrics["messages/top_components"] == [0] and metrics["messages/sparse"] is None
-    summary = distill_trial(tmp_path / "trial", DistillConfig(backend="operon", setting="thorough", samples=500))
+    summary = distill_trial(tmp_path / "trial", DistillConfig(backend="operon", setting="thorough", samples=200))
     assert summary["distill/node_formulas"] == [] and len(summary["distill/edge_formulas"]) == 1
     assert summary["distill/test_mae"] > 0 and np.isfinite(summary["distill/test_mae"])
     # the formula fits the network's pair energy: its implied pair force is the spring's about as well
@@ -82,7 +82,7 @@ def test_tiny_newtonian_run_end_to_end_with_distillation(spring_data, tmp_path, 
     _, model = load_trial(tmp_path / "trial")
     assert model.model == "newtonian" and model.node_term is None
 
-    summary = distill_trial(tmp_path / "trial", DistillConfig(backend="operon", setting="thorough", samples=500))
+    summary = distill_trial(tmp_path / "trial", DistillConfig(backend="operon", setting="thorough", samples=200))
     assert summary["distill/errors"] == []
     assert len(summary["distill/edge_formulas"]) == 2 and summary["distill/node_formulas"] == []
     for key in (
