@@ -33,8 +33,8 @@ from raysym.cli import main
 from raysym.config import SweepConfig, from_dict
 from raysym.errors import UserError
 from raysym.sweep import run_sweep
-from raysym.track import SQLITE_BUSY_S
 from raysym.sweep_tracking import saved_trials
+from raysym.track import SQLITE_BUSY_S
 
 # Trials slow enough (about a second an epoch) for a fault to land in the middle of an epoch.
 SLOW_DATA = {"sims": 120, "test_sims": 10, "steps": 500, "stride": 5}
