@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/sweep_overhead.py [--extra 20] [--base 2] [--gpus-per-trial 0] [--repeats 1]
-    python benchmarks/sweep_overhead.py --smoke      # the smallest run of both sides (CI, device.sh)
+    python benchmarks/sweep_overhead.py --smoke      # one 1-trial run of each side (CI, device.sh)
     python benchmarks/sweep_overhead.py --breakdown  # where a trivial trial's own CPU goes, in this process
 
 Both sides run trivial trials, each in a fresh process as a user would start them (local Ray started and
@@ -165,8 +165,8 @@ def main() -> None:
     ap.add_argument(
         "--smoke",
         action="store_true",
-        help="1 extra trial over a base of 1, no warm-up, no reused-actor side: checks that both sides run; its "
-        "figures mean nothing",
+        help="one 1-trial run per side, no warm-up, no reused-actor side: checks that both sides run and are "
+        "measured (no marginal cost: that needs two sizes)",
     )
     ap.add_argument(
         "--no-figures",
@@ -188,8 +188,8 @@ def main() -> None:
             breakdown(Path(tmp))
         return
     if args.smoke:
-        args.base, args.extra, args.repeats = 1, 1, 1
-    if args.base < 1 or args.extra < 1 or args.repeats < 1:
+        args.base, args.extra, args.repeats = 1, 0, 1
+    if args.base < 1 or (args.extra < 1 and not args.smoke) or args.repeats < 1:
         sys.exit("--base, --extra and --repeats must be at least 1.")
 
     # A smoke run checks that every step runs, not its figures: it skips the quiet-machine check and the
@@ -203,12 +203,14 @@ def main() -> None:
             # The dataset is made once, outside the measurement (both sides would otherwise differ by it).
             warmup = raysym_config(root, 1, "warmup", 0.0)
             measure(raysym_sweep(warmup), env, root)
-        # A smoke run leaves out the reused-actor side (a flag of the bare side's code): 4 processes instead of
-        # 6, each a local Ray start (the smoke run took 91 core-s with that side, issue 29).
+        # A smoke run leaves out the reused-actor side (a flag of the bare side's code: the smoke run took 91
+        # core-s with that side, issue 29).
         sides = ("bare", "raysym") if args.smoke else ("bare", "bare_reuse", "raysym")
         costs: dict[str, dict[int, list[tuple[float, float]]]] = {side: {} for side in sides}
+        # A smoke run: each side once, one trial (2 processes instead of 4: CI's time, issue 29)
+        sizes = (args.base,) if args.smoke else (args.base, args.base + args.extra)
         for rep in range(args.repeats):
-            for n in (args.base, args.base + args.extra):
+            for n in sizes:
                 cfg = raysym_config(root, n, f"r{rep}", args.gpus_per_trial, args.figures)
                 raysym_cmd = raysym_sweep(cfg)
                 bare_cmd = [sys.executable, __file__, "--bare", str(n), "--storage", str(root / "bare" / f"r{rep}"),
@@ -222,6 +224,14 @@ def main() -> None:
                     cpu, wall = costs[side][n][-1]
                     print(f"  {side:10s} {n:3d} trials: {cpu:7.1f} core-s  {wall:6.1f} s wall", flush=True)
 
+    runs = {side: [[n, round(cpu, 2), round(wall, 2)] for n, ran in by_n.items() for cpu, wall in ran]
+            for side, by_n in costs.items()}  # fmt: skip
+    if args.smoke:
+        # one size only: the runs are what a smoke run shows (Ray's and Python's start-up included)
+        print(f"\nsmoke run: one {args.base}-trial run per side (no marginal cost: that needs two sizes)")
+        record_figures(args, runs, None, 0.0)
+        return
+
     def marginal(side: str, which: int) -> float:
         big = min(c[which] for c in costs[side][args.base + args.extra])  # the least disturbed repeat
         small = min(c[which] for c in costs[side][args.base])
@@ -229,8 +239,7 @@ def main() -> None:
 
     rows = {side: (marginal(side, 0), marginal(side, 1)) for side in costs}
     print(f"\nmarginal cost per trivial trial ({args.extra} extra over {args.base}; machine: {platform.node()}, "
-          f"{os.cpu_count()} cores; " + ("a smoke run: figures not meaningful)" if args.smoke else
-          f"background load before the runs {load:.2f} cores)"))  # fmt: skip
+          f"{os.cpu_count()} cores; background load before the runs {load:.2f} cores)")  # fmt: skip
     if os.environ.get("RAY_ADDRESS"):
         print(f"(both sides joined the Ray at {os.environ['RAY_ADDRESS']}: its start-up is in neither)")
     print(f"{'':24s}{'core-seconds':>14s}{'wall seconds':>14s}")
@@ -239,30 +248,42 @@ def main() -> None:
         if side not in rows:
             continue
         print(f"{label:24s}{rows[side][0]:14.2f}{rows[side][1]:14.2f}")
-
-    def over(side: str) -> tuple[float, float]:
-        return tuple(rows["raysym"][i] / rows[side][i] if rows[side][i] > 0 else float("nan") for i in (0, 1))
-
-    nothing = (None, None)
-    ratio, reused = over("bare"), over("bare_reuse") if "bare_reuse" in rows else nothing
+    ratio = over(rows, "bare")
     print(f"{'ratio raysym / bare':24s}{ratio[0]:13.2f}x{ratio[1]:13.2f}x")
     if "bare_reuse" in rows:
+        reused = over(rows, "bare_reuse")
         print(f"{'raysym / reused bare':24s}{reused[0]:13.2f}x{reused[1]:13.2f}x")
     if load > 0.2:
         print(f"note: {load:.2f} cores were busy before the runs started; these figures are disturbed.")
-    if args.results:
-        record = {
-            "when": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.node(), "cores": os.cpu_count(),
-            "base": args.base, "extra": args.extra, "repeats": args.repeats, "gpus_per_trial": args.gpus_per_trial,
-            "figures": args.figures, "ray_address": os.environ.get("RAY_ADDRESS"),
-            "background_load": None if args.smoke else round(load, 3),
-            "raysym_core_s": rows["raysym"][0], "raysym_wall_s": rows["raysym"][1],
-            "bare_core_s": rows["bare"][0], "bare_wall_s": rows["bare"][1], "ratio_core_s": ratio[0],
-            "ratio_wall_s": ratio[1], "bare_reuse_core_s": rows.get("bare_reuse", nothing)[0],
-            "bare_reuse_wall_s": rows.get("bare_reuse", nothing)[1], "ratio_reuse_core_s": reused[0],
-        }  # fmt: skip
-        with open(args.results, "a") as f:
-            f.write(json.dumps(record) + "\n")
+    record_figures(args, runs, rows, load)
+
+
+def over(rows: dict[str, tuple[float, float]], side: str) -> tuple[float, float]:
+    """raysym's marginal cost over ``side``'s, in core-seconds and in wall seconds."""
+    return tuple(rows["raysym"][i] / rows[side][i] if rows[side][i] > 0 else float("nan") for i in (0, 1))
+
+
+def record_figures(args, runs: dict[str, list], rows: dict[str, tuple[float, float]] | None, load: float) -> None:
+    """Append one JSON line to ``--results``: every run ([trials, core-s, wall s] per side) and, unless a smoke
+    run, the marginal costs per trial and their ratios (None in a smoke run)."""
+    if not args.results:
+        return
+    rows = rows or {}
+    nothing = (None, None)
+    ratio = over(rows, "bare") if rows else nothing
+    reused = over(rows, "bare_reuse") if "bare_reuse" in rows else nothing
+    record = {
+        "when": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.node(), "cores": os.cpu_count(),
+        "base": args.base, "extra": args.extra, "repeats": args.repeats, "gpus_per_trial": args.gpus_per_trial,
+        "figures": args.figures, "ray_address": os.environ.get("RAY_ADDRESS"), "smoke": args.smoke,
+        "background_load": None if args.smoke else round(load, 3), "runs": runs,
+        "raysym_core_s": rows.get("raysym", nothing)[0], "raysym_wall_s": rows.get("raysym", nothing)[1],
+        "bare_core_s": rows.get("bare", nothing)[0], "bare_wall_s": rows.get("bare", nothing)[1],
+        "ratio_core_s": ratio[0], "ratio_wall_s": ratio[1], "bare_reuse_core_s": rows.get("bare_reuse", nothing)[0],
+        "bare_reuse_wall_s": rows.get("bare_reuse", nothing)[1], "ratio_reuse_core_s": reused[0],
+    }  # fmt: skip
+    with open(args.results, "a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":

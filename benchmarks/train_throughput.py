@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/train_throughput.py                    # paper-size L1 model, batch 64 and 1024, CPU
     python benchmarks/train_throughput.py --device cuda --seconds 10
-    python benchmarks/train_throughput.py --batch-sizes 64 256 1024 --hidden 128
+    python benchmarks/train_throughput.py --batch-sizes 64 256 1024 --hidden 128 300   # a table per width
 
 Both sides train the same paper-size L1 Graph Network (edge and node MLPs of 3 x 300 ReLU units, 100-dim
 messages, 2D spring, 4 particles) on the same simulated graphs, with Adam, the L1 regulariser over every
@@ -202,7 +202,7 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 1024])
     ap.add_argument("--seconds", type=float, default=8.0, help="measured time per side and batch size")
     ap.add_argument("--sims", type=int, default=200, help="simulations of training data (100 graphs each)")
-    ap.add_argument("--hidden", type=int, default=300)
+    ap.add_argument("--hidden", type=int, nargs="+", default=[300], help="widths, each a table (default 300)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--options", action="store_true", help="raysym's step under each speed option (see above)")
@@ -216,17 +216,19 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     )
-    print(f"data: {len(x):,} 2D spring graphs of 4 particles; model: L1, hidden {args.hidden}, messages 100")
-    if args.options:
+    # one process for every width: the data, torch's and torch-geometric's imports once (device.sh's dry run)
+    for hidden in args.hidden:
+        print(f"data: {len(x):,} 2D spring graphs of 4 particles; model: L1, hidden {hidden}, messages 100")
+        if args.options:
+            for batch in args.batch_sizes:
+                options_table(x, y, hidden, batch, device, args.seconds)
+            continue
+        print(f"{'batch':>6} {'raysym graphs/s':>16} {'reference graphs/s':>19} {'ratio':>7}")
         for batch in args.batch_sizes:
-            options_table(x, y, args.hidden, batch, device, args.seconds)
-        return
-    print(f"{'batch':>6} {'raysym graphs/s':>16} {'reference graphs/s':>19} {'ratio':>7}")
-    for batch in args.batch_sizes:
-        cfg = TrainConfig(data="", model="l1", batch_size=batch, hidden=args.hidden)
-        fast = raysym_rate(x, y, cfg, device, args.seconds)
-        ref = reference_rate(x, y, cfg, device, args.seconds)
-        print(f"{batch:>6} {fast:>16,.0f} {ref:>19,.0f} {fast / ref:>6.1f}x", flush=True)
+            cfg = TrainConfig(data="", model="l1", batch_size=batch, hidden=hidden)
+            fast = raysym_rate(x, y, cfg, device, args.seconds)
+            ref = reference_rate(x, y, cfg, device, args.seconds)
+            print(f"{batch:>6} {fast:>16,.0f} {ref:>19,.0f} {fast / ref:>6.1f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -25,14 +25,20 @@ def test_the_device_script_dry_run_runs_every_step_on_cpu(local_ray, tmp_path):
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
     assert "SKIPPED" not in out and "FAILED" not in out  # Ray, MLflow and pyoperon are installed here
-    for hidden in (128, 300):
-        log = (tmp_path / f"throughput_{hidden}.log").read_text()
-        assert f"hidden {hidden}" in log and "device cpu" in log
-        rates = re.search(r"^\s+64\s+([\d,]+)\s+([\d,]+)\s+[\d.]+x$", log, re.M)
+    log = (tmp_path / "throughput.log").read_text()
+    assert "device cpu" in log
+    tables = re.split(r"^data: .*hidden (\d+), messages 100$", log, flags=re.M)[1:]  # [width, table, ...]
+    assert [int(w) for w in tables[::2]] == [128, 300], log  # a table per width, in one process
+    for table in tables[1::2]:
+        rates = re.search(r"^\s+64\s+([\d,]+)\s+([\d,]+)\s+[\d.]+x$", table, re.M)
         assert rates and all(int(g.replace(",", "")) > 0 for g in rates.groups()), log
     overhead = [json.loads(line) for line in (tmp_path / "overhead.jsonl").read_text().splitlines()]
-    assert len(overhead) == 1 and overhead[0]["gpus_per_trial"] == 0 and overhead[0]["raysym_core_s"] is not None
-    assert overhead[0]["bare_core_s"] is not None and overhead[0]["bare_reuse_core_s"] is None  # smoke: 2 sides
+    assert len(overhead) == 1 and overhead[0]["gpus_per_trial"] == 0 and overhead[0]["smoke"] is True
+    # smoke: one 1-trial run of each of two sides, measured (trials, core-s, wall s); no marginal cost
+    runs = overhead[0]["runs"]
+    assert sorted(runs) == ["bare", "raysym"] and all(len(r) == 1 and r[0][0] == 1 for r in runs.values())
+    assert all(cpu > 0 and wall > 0 for r in runs.values() for _, cpu, wall in r)
+    assert overhead[0]["raysym_core_s"] is None and overhead[0]["ratio_core_s"] is None
     assert overhead[0]["ray_address"] == address
     rows = [json.loads(line) for line in (tmp_path / "time_to_law.jsonl").read_text().splitlines()]
     got = [(r["system"], r["dim"], r["model"], r["hidden"], r["device"]) for r in rows]
