@@ -24,11 +24,47 @@ sys.path.insert(0, str(TESTS))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
 
 
+# The slower tiers' files, longest first: seconds each took in two pytest-xdist processes on the 2-core
+# machine (BENCHMARKS.md, "The test suite's time"). README's command runs them with `--dist loadfile
+# --no-loadscope-reorder`: one file at a time per process, handed out in this order, so that short files end
+# the run and both processes finish together (longest-first scheduling; xdist's own order, by number of tests,
+# ended the run on a 74-s file with the other process idle for 33 s). A new file of those tiers is placed here
+# by its measured time (collection stops and says so until it is).
+LONGEST_FIRST = {
+    "faults/test_reliability.py": 200,
+    "e2e/test_sweep.py": 171,
+    "e2e/test_report.py": 94,
+    "e2e/test_trials.py": 75,
+    "e2e/test_halo_sweep.py": 59,
+    "faults/test_sweep_integrity.py": 55,
+    "e2e/test_device_script.py": 45,
+    "faults/test_safety.py": 43,
+    "e2e/test_cli.py": 34,
+    "e2e/test_shards.py": 31,
+    "cluster/test_two_nodes.py": 30,
+    "faults/test_disk.py": 23,
+    "faults/test_bad_input.py": 22,
+    "e2e/test_api.py": 20,
+    "e2e/test_reused_actors.py": 18,
+    "e2e/test_trial_kinds.py": 17,
+    "e2e/test_tracking_writer.py": 15,
+    "faults/test_round_three.py": 11,
+    "cluster/test_cluster_config.py": 0,
+}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        tier = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
+        path = Path(str(item.fspath)).resolve().relative_to(TESTS)
+        tier = path.parts[0]
         assert tier in TIERS, f"{item.nodeid}: put the test in one of the tier folders {TIERS}"
+        assert tier == "unit" or path.as_posix() in LONGEST_FIRST, (
+            f"{item.nodeid}: give {path.as_posix()} its place in tests/conftest.py's LONGEST_FIRST (its seconds "
+            "in README's test command)"
+        )
         item.add_marker(getattr(pytest.mark, tier))
+    # longest file first (a stable sort: each file's tests keep their order; the unit tier is not listed)
+    items.sort(key=lambda item: -LONGEST_FIRST.get(Path(str(item.fspath)).resolve().relative_to(TESTS).as_posix(), 0))
 
 
 @pytest.fixture(scope="session")
