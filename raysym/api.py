@@ -50,7 +50,7 @@ def run_sweep(
 
     from raysym.sweep import _has_tune_state
     from raysym.sweep import run_sweep as sweep
-    from raysym.sweep_plan import experiment_path
+    from raysym.sweep_plan import check_same_plan, experiment_path, plan, plan_record
     from raysym.sweep_results import RESULTS_CSV
 
     cfg = sweep_config(config)
@@ -60,6 +60,10 @@ def run_sweep(
     if local and done.is_file() and _has_tune_state(path):
         table = pd.read_csv(done)
         if "interrupted" not in set(table["status"]):  # finished before: its results, not a second run
+            # unless this config is another sweep under the same name (more epochs, say): refused, as the
+            # command refuses it, instead of an old table passing for this config's
+            if not check_same_plan(path, plan_record(cfg, plan(cfg)), cfg.name, finished=True):
+                say(f"note: sweep '{cfg.name}' kept no plan, so this config cannot be checked against it")
             say(f"sweep '{cfg.name}' has finished before; its results: {done}")
             table.attrs["experiment_path"] = path
             return table

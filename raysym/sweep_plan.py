@@ -334,10 +334,11 @@ def save_plan(folder: str | Path, record: dict[str, Any]) -> None:
     )
 
 
-def check_same_plan(folder: str | Path, record: dict[str, Any], name: str) -> bool:
+def check_same_plan(folder: str | Path, record: dict[str, Any], name: str, finished: bool = False) -> bool:
     """Refuse (UserError) to resume the sweep in ``folder`` with a plan other than the one it started
-    with, saying what differs. False when the folder holds no plan (a sweep started before raysym kept
-    one): nothing to compare, the caller says so."""
+    with, saying what differs; ``finished``: to hand back its results as this plan's (raysym.run_sweep on a
+    finished sweep). False when the folder holds no plan (a sweep started before raysym kept one): nothing to
+    compare, the caller says so."""
     path = Path(folder) / PLAN_FILE
     if not path.exists():
         return False
@@ -352,6 +353,12 @@ def check_same_plan(folder: str | Path, record: dict[str, Any], name: str) -> bo
         return True
     changes = differences(stored, record)
     shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
+    if finished:
+        raise UserError(
+            f"Sweep '{name}' has finished, but with a different plan than this config's, so its results would pass "
+            f"for this config's. What differs (was -> now): {shown}. Run this config under another name (its name "
+            "key), or restore it as it was to get that sweep's results."
+        )
     raise UserError(
         f"--resume would continue sweep '{name}' with a different plan than it started with, so checkpoints and "
         f"MLflow runs would be attached to the wrong trials. What differs (was -> now): {shown}. Restore the YAML "

@@ -58,3 +58,17 @@ def test_a_sweep_from_python_returns_one_row_per_trial_and_a_rerun_returns_them_
             assert abs(loaded[row["trial"]][metric] - row[column]) < 1e-9, (column, row)
         assert loaded[row["trial"]]["model"] in ("bottleneck", "l1")  # the swept setting
     assert result["parent"]
+
+    # Issue 30, item 2: the same name with a config that changes what the trials are (epochs, hidden) is
+    # another sweep: refused, saying what differs, instead of the old table passing for this config's
+    import pytest
+
+    import raysym
+    from raysym.errors import UserError
+
+    changed = sweep_dict(tmp_path, trials={"epochs": 3, "hidden": 8})
+    with pytest.raises(UserError, match="finished, but with a different plan") as refused:
+        raysym.run_sweep(changed, say=lambda m: None)
+    assert "epochs" in str(refused.value) and "hidden" in str(refused.value)
+    _, runs = mlflow_runs(tmp_path)
+    assert len([r for r in runs if "raysym.trial_id" in r.data.tags]) == 2  # nothing ran
