@@ -7,8 +7,9 @@ DataFrames instead of printing.
     report = raysym.make_report("quickstart")                     # reports/quickstart/report.md and .html
 
 ``run_sweep`` starts a local Ray when none is running and shuts it down when it ends (a Ray you started
-yourself is left running). Running a finished sweep again returns its results instead of refusing;
-running an interrupted one continues it.
+yourself is left running). Running a finished sweep again returns its results instead of refusing (the same
+plan only: a config that changes what its trials are under the same name is refused, as the command refuses
+it); running an interrupted one continues it.
 """
 
 from __future__ import annotations
